@@ -1,0 +1,132 @@
+//! Command-line definitions (clap types only). Man pages and completions are generated from these.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
+#[command(propagate_version = true, disable_help_subcommand = false)]
+pub struct Cli {
+    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Log detail for diagnostics (error, warn, info, debug, trace)
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault
+    Init(InitArgs),
+    /// Ingest a directory as a new recovery point, without mounting
+    Backup(BackupArgs),
+    /// List protected items
+    Items(ItemsArgs),
+    /// List recovery points
+    Points(PointsArgs),
+    /// Restore a point, or a path inside it, to a directory
+    Restore(RestoreArgs),
+    /// Verify the index, every tree and (with --read-data) every chunk
+    Check(CheckArgs),
+    /// Rebuild the index and catalog from the packs alone
+    Repair(VaultArg),
+    /// Print shell completions
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VaultArg {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Path of the vault directory to create (must not exist, or be empty)
+    pub vault: PathBuf,
+    /// Days a deleted point is kept, recoverable, before gc may purge it (1-180)
+    #[arg(long, default_value_t = 14, value_name = "N")]
+    pub soft_delete_days: u32,
+    /// Argon2id memory cost of the passphrase key slot, KiB
+    #[arg(long, default_value_t = 65536, value_name = "KIB")]
+    pub kdf_memory_kib: u32,
+    /// Argon2id passes of the passphrase key slot
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub kdf_iterations: u32,
+    /// Average chunk size in bytes (min is a quarter, max four times); fixed for the vault's life
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub chunk_avg: u32,
+    /// zstd compression level (1-19)
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub zstd_level: i32,
+    /// Target pack file size in MiB
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    pub pack_size_mib: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Item to back up into (created on first use)
+    pub item: String,
+    /// Directory to back up
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ItemsArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PointsArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Only this item's points
+    pub item: Option<String>,
+    /// List soft-deleted points instead, with their purge time
+    #[arg(long)]
+    pub deleted: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// ITEM (its newest point) or ITEM/POINT
+    pub point: String,
+    /// Directory to restore into (created if missing)
+    pub dest: PathBuf,
+    /// Restore only this path inside the point
+    #[arg(long, value_name = "SUB")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Also read, decrypt and verify every blob
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate completions for
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,33 @@
+//! `vaultfs init`
+
+use anyhow::Result;
+
+use vaultfs::cli::InitArgs;
+use vaultfs::keys::KdfParams;
+use vaultfs::vault::{InitOptions, Vault};
+
+use super::{Outcome, PassSource};
+
+pub fn run(a: InitArgs, pass: &PassSource) -> Result<Outcome> {
+    let opts = InitOptions {
+        soft_delete_days: a.soft_delete_days,
+        kdf: KdfParams {
+            m_kib: a.kdf_memory_kib,
+            t: a.kdf_iterations,
+            p: 1,
+        },
+        chunk_min_bytes: a.chunk_avg / 4,
+        chunk_avg_bytes: a.chunk_avg,
+        chunk_max_bytes: a.chunk_avg.saturating_mul(4),
+        zstd_level: a.zstd_level,
+        pack_target_bytes: a.pack_size_mib.saturating_mul(1 << 20),
+    };
+    let p = pass.get(&a.vault, true)?;
+    Vault::create(&a.vault, &p, &opts)?;
+    println!(
+        "created vault {} (soft delete: {} days)",
+        a.vault.display(),
+        a.soft_delete_days
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,42 @@
+//! `vaultfs items`
+
+use anyhow::Result;
+use serde_json::json;
+
+use vaultfs::cli::ItemsArgs;
+use vaultfs::vault::names::display_time;
+
+use super::{Outcome, PassSource, human_bytes, print_table};
+
+pub fn run(a: ItemsArgs, pass: &PassSource) -> Result<Outcome> {
+    let vault = pass.open(&a.vault)?;
+    let mut rows = Vec::new();
+    let mut js = Vec::new();
+    for item in vault.items()? {
+        let points = vault.points(Some(&item.name), false)?;
+        let deleted = vault.points(Some(&item.name), true)?.len();
+        let last = points.last();
+        js.push(json!({
+            "name": item.name,
+            "created": display_time(item.created_ns),
+            "points": points.len(),
+            "deleted_points": deleted,
+            "latest": last.map(|p| p.name.clone()),
+            "latest_bytes": last.map(|p| p.bytes),
+        }));
+        rows.push(vec![
+            item.name.clone(),
+            points.len().to_string(),
+            deleted.to_string(),
+            last.map(|p| p.name.clone()).unwrap_or_else(|| "-".into()),
+            last.map(|p| human_bytes(p.bytes))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&js)?);
+    } else {
+        print_table(&["ITEM", "POINTS", "DELETED", "LATEST", "SIZE"], &rows);
+    }
+    Ok(Outcome::Ok)
+}

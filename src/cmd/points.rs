@@ -1,0 +1,57 @@
+//! `vaultfs points`
+
+use anyhow::Result;
+use serde_json::json;
+
+use vaultfs::cli::PointsArgs;
+use vaultfs::vault::names::display_time;
+
+use super::{Outcome, PassSource, human_bytes, print_table};
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+pub fn run(a: PointsArgs, pass: &PassSource) -> Result<Outcome> {
+    let vault = pass.open(&a.vault)?;
+    let days = vault.params().soft_delete_days as i64;
+    let points = vault.points(a.item.as_deref(), a.deleted)?;
+    if a.json {
+        let js: Vec<_> = points
+            .iter()
+            .map(|p| {
+                json!({
+                    "item": p.item, "point": p.name, "created": display_time(p.created_ns),
+                    "created_ns": p.created_ns, "files": p.files, "dirs": p.dirs, "bytes": p.bytes,
+                    "deleted_at": p.deleted_at_ns.map(display_time),
+                    "purge_at": p.deleted_at_ns.map(|d| display_time(d + days * DAY_NS)),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&js)?);
+        return Ok(Outcome::Ok);
+    }
+    let rows: Vec<Vec<String>> = points
+        .iter()
+        .map(|p| {
+            let mut r = vec![
+                p.item.clone(),
+                p.name.clone(),
+                display_time(p.created_ns),
+                p.files.to_string(),
+                human_bytes(p.bytes),
+            ];
+            if let Some(d) = p.deleted_at_ns {
+                r.push(display_time(d + days * DAY_NS));
+            }
+            r
+        })
+        .collect();
+    if a.deleted {
+        print_table(
+            &["ITEM", "POINT", "CREATED", "FILES", "SIZE", "PURGE AT"],
+            &rows,
+        );
+    } else {
+        print_table(&["ITEM", "POINT", "CREATED", "FILES", "SIZE"], &rows);
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,150 @@
+//! Every structure vaultfs persists, in one place, so a format change is one diff.
+//!
+//! Byte layouts are described in DESIGN.md ("On-disk format"). Encodings never depend on the
+//! platform's word size: postcard uses varints, fixed fields are little-endian.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::BlobId;
+
+/// The vault format this build reads and writes. Bump on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// Value of the `format` field in the config file; tells a vault from any other JSON file.
+pub const FORMAT_NAME: &str = "vaultfs";
+
+/// `VAULT/config`: the only plaintext file with content. JSON so that a human (or an older or
+/// newer vaultfs) can read the version without understanding anything else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigFile {
+    pub format: String,
+    pub version: u32,
+    /// 16 random bytes, hex. Bound into every sealed header so files cannot move between vaults.
+    pub vault_id: String,
+    pub key_slots: Vec<KeySlot>,
+    /// [`VaultParams`], postcard-encoded and sealed with the data key, hex.
+    pub params: String,
+}
+
+/// A key slot: the master key wrapped (AES-256-GCM) under a key derived from a secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySlot {
+    pub id: u32,
+    /// Slot type 1: a passphrase through Argon2id.
+    pub kind: String,
+    pub argon2_m_kib: u32,
+    pub argon2_t: u32,
+    pub argon2_p: u32,
+    pub salt: String,
+    pub nonce: String,
+    pub wrapped_key: String,
+}
+
+/// Vault-wide parameters, fixed at `init` except the soft-delete settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultParams {
+    pub created_ns: i64,
+    pub chunk_min_bytes: u32,
+    pub chunk_avg_bytes: u32,
+    pub chunk_max_bytes: u32,
+    pub zstd_level: i32,
+    pub pack_target_bytes: u64,
+    pub soft_delete_days: u32,
+    pub soft_delete_always_on: bool,
+}
+
+/// What a tree entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+/// One entry of a directory. Names and link targets are raw bytes: Unix names need not be UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: Vec<u8>,
+    pub kind: NodeKind,
+    /// Permission and set-id bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    pub size: u64,
+    /// Data chunks of a regular file, in order.
+    pub chunks: Vec<BlobId>,
+    /// Tree of a directory.
+    pub subtree: Option<BlobId>,
+    /// Target of a symlink.
+    pub target: Vec<u8>,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Non-zero for files that had other hard links in the source: equal values within one point
+    /// mean one inode. `nlink` is the link count seen in the source.
+    pub link_group: u64,
+    pub nlink: u32,
+    /// Device number for character and block devices.
+    pub rdev: u64,
+    /// Source inode and ctime, to skip re-reading unchanged files on the next backup.
+    pub src_ino: u64,
+    pub ctime_ns: i64,
+}
+
+/// One directory listing, entries sorted by name bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+/// An item: a protected source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub name: String,
+    pub created_ns: i64,
+    /// Higher revision wins when `repair` finds several versions in the packs.
+    pub revision: u64,
+}
+
+/// A recovery point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointRecord {
+    pub item: String,
+    pub name: String,
+    pub created_ns: i64,
+    /// The source directory itself (mode, owner, mtime, xattrs); `root.subtree` is its tree.
+    pub root: Node,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Set when soft-deleted; the point is purged `soft_delete_days` after this.
+    pub deleted_at_ns: Option<i64>,
+    pub revision: u64,
+}
+
+impl PointRecord {
+    /// Id of the point's root tree.
+    pub fn root_tree(&self) -> Option<BlobId> {
+        self.root.subtree
+    }
+}
+
+/// A meta blob: how item and point records live in the packs, so `repair` can rebuild the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaRecord {
+    Item(ItemRecord),
+    Point(Box<PointRecord>),
+}
+
+/// Encode with postcard. Encoding in-memory structures cannot fail except on allocation.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("postcard encoding of an in-memory value")
+}
+
+/// Decode with postcard; `what` names the structure in the error.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("cannot decode {what}: {e}"))
+}

@@ -1,0 +1,25 @@
+//! vaultfs: an encrypted, deduplicated backup vault that you mount.
+//!
+//! # Glossary
+//! - **vault**: one directory holding packs (the data), a sled database (index and catalog, both
+//!   rebuildable from the packs), a config file (format version, key slots, sealed parameters) and
+//!   a lock file.
+//! - **blob**: one sealed object: a data chunk, a tree (one directory listing) or a meta record
+//!   (an item or point record). Named by a [`store::BlobId`], a keyed blake3 hash of its plaintext.
+//! - **pack**: an append-only file of blobs followed by its sealed header (the list of its blobs).
+//! - **item**: a protected source (`web01`); **point**: an immutable snapshot of one item's tree.
+//!
+//! # Data flow
+//! Write: source tree → [`vault::backup`] (walk) → [`store::chunker`] → [`store::codec`]
+//! (compress + encrypt) → [`store::pack`] → [`store::index`] → [`vault::catalog`] → sled flush.
+//! Read: [`vault::catalog`] → [`vault::tree`] → [`store`] (index → pack → decrypt → decompress)
+//! → restore or check.
+//!
+//! Layers, bottom up: [`keys`] (master key and its slots), [`store`] (blobs in packs, indexed),
+//! [`vault`] (items, points, trees and the commands' logic), and the CLI in `main.rs`/`cmd/`.
+
+pub mod cli;
+pub mod format;
+pub mod keys;
+pub mod store;
+pub mod vault;

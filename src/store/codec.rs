@@ -1,0 +1,177 @@
+//! The codec: blob ids, compression and authenticated encryption of one blob.
+//!
+//! Sealed blob = nonce (12) ‖ AES-256-GCM(plaintext', aad = kind ‖ id) ‖ tag (16), where
+//! plaintext' = codec byte (0 raw, 1 zstd) ‖ payload. Binding kind and id into the AAD means a
+//! blob authenticates only as the object the index says it is.
+
+use aes_gcm::Nonce;
+use aes_gcm::aead::AeadInOut;
+
+use super::{BlobId, BlobKind, StoreError};
+use crate::keys::{Keys, random_bytes};
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+/// Bytes a sealed blob adds to its (compressed) payload: nonce, codec byte, tag.
+pub const SEAL_OVERHEAD: usize = 12 + 1 + 16;
+/// No blob's plaintext may exceed this (bounds memory when reading a damaged pack).
+pub const MAX_BLOB_BYTES: usize = 256 << 20;
+
+pub struct Codec {
+    keys: Keys,
+    zstd_level: i32,
+}
+
+impl Codec {
+    pub fn new(keys: Keys, zstd_level: i32) -> Codec {
+        Codec { keys, zstd_level }
+    }
+
+    pub fn chunker_seed(&self) -> u64 {
+        self.keys.chunker_seed
+    }
+
+    /// The id of a plaintext: keyed blake3, so ids leak nothing without the key.
+    pub fn blob_id(&self, plain: &[u8]) -> BlobId {
+        BlobId(*blake3::keyed_hash(&self.keys.id_key, plain).as_bytes())
+    }
+
+    /// Compress (when it helps) and encrypt.
+    pub fn seal(&self, kind: BlobKind, id: &BlobId, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&[0u8; 12]);
+        out.push(ZSTD);
+        let compressed = zstd::stream::copy_encode(plain, &mut out, self.zstd_level).is_ok()
+            && out.len() - 13 < plain.len();
+        if !compressed {
+            out.truncate(12);
+            out.push(RAW);
+            out.extend_from_slice(plain);
+        }
+        self.encrypt_tail(&mut out, &aad(kind, id))?;
+        Ok(out)
+    }
+
+    /// Decrypt, authenticate and decompress a sealed blob.
+    pub fn open(&self, kind: BlobKind, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        let body = self.decrypt(sealed, &aad(kind, id))?;
+        match body.first() {
+            Some(&RAW) => Ok(body[1..].to_vec()),
+            Some(&ZSTD) => {
+                let mut out = Vec::new();
+                let mut dec =
+                    zstd::stream::read::Decoder::new(&body[1..]).map_err(|e| e.to_string())?;
+                // Bound the output so a forged length cannot exhaust memory.
+                let n = std::io::copy(
+                    &mut std::io::Read::take(&mut dec, MAX_BLOB_BYTES as u64 + 1),
+                    &mut out,
+                )
+                .map_err(|e| format!("decompression failed: {e}"))?;
+                if n as usize > MAX_BLOB_BYTES {
+                    return Err("decompressed blob is too large".into());
+                }
+                Ok(out)
+            }
+            _ => Err("unknown codec byte".into()),
+        }
+    }
+
+    /// Encrypt arbitrary bytes (pack headers, config fields) under `aad`.
+    pub fn seal_raw(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::with_capacity(plain.len() + 28);
+        out.extend_from_slice(&[0u8; 12]);
+        out.extend_from_slice(plain);
+        self.encrypt_tail(&mut out, aad)?;
+        Ok(out)
+    }
+
+    /// Inverse of [`Codec::seal_raw`]; the error means wrong key or damaged bytes.
+    pub fn open_raw(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+        self.decrypt(sealed, aad)
+    }
+
+    /// `buf` = 12 placeholder bytes ‖ plaintext; fills in a fresh nonce, encrypts, appends the tag.
+    fn encrypt_tail(&self, buf: &mut Vec<u8>, aad: &[u8]) -> Result<(), StoreError> {
+        let mut nonce = [0u8; 12];
+        random_bytes(&mut nonce).map_err(|e| StoreError::Codec(e.to_string()))?;
+        buf[..12].copy_from_slice(&nonce);
+        let mut body = buf.split_off(12);
+        self.keys
+            .data
+            .encrypt_in_place(&Nonce::from(nonce), aad, &mut body)
+            .map_err(|_| StoreError::Codec("encryption failed".into()))?;
+        buf.append(&mut body);
+        Ok(())
+    }
+
+    fn decrypt(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+        if sealed.len() < 28 {
+            return Err("sealed object is too short".into());
+        }
+        let nonce: [u8; 12] = sealed[..12].try_into().expect("12 bytes");
+        let mut body = sealed[12..].to_vec();
+        self.keys
+            .data
+            .decrypt_in_place(&Nonce::from(nonce), aad, &mut body)
+            .map_err(|_| "authentication failed".to_string())?;
+        Ok(body)
+    }
+}
+
+fn aad(kind: BlobKind, id: &BlobId) -> [u8; 33] {
+    let mut a = [0u8; 33];
+    a[0] = kind as u8;
+    a[1..].copy_from_slice(&id.0);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::MasterKey;
+
+    fn codec() -> Codec {
+        Codec::new(MasterKey::generate().unwrap().derive(), 3)
+    }
+
+    #[test]
+    fn seal_open_round_trip_compressible_and_not() {
+        let c = codec();
+        let text = b"hello hello hello hello hello hello hello hello".repeat(100);
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for plain in [&text[..], &noise[..], &[][..]] {
+            let id = c.blob_id(plain);
+            let sealed = c.seal(BlobKind::Data, &id, plain).unwrap();
+            assert!(sealed.len() <= plain.len() + SEAL_OVERHEAD);
+            assert_eq!(c.open(BlobKind::Data, &id, &sealed).unwrap(), plain);
+        }
+        let id = c.blob_id(&text);
+        assert!(c.seal(BlobKind::Data, &id, &text).unwrap().len() < text.len() / 5);
+    }
+
+    #[test]
+    fn flipped_bit_wrong_kind_or_wrong_id_fail_authentication() {
+        let c = codec();
+        let plain = b"some secret content";
+        let id = c.blob_id(plain);
+        let mut sealed = c.seal(BlobKind::Data, &id, plain).unwrap();
+        assert!(c.open(BlobKind::Tree, &id, &sealed).is_err());
+        assert!(
+            c.open(BlobKind::Data, &c.blob_id(b"other"), &sealed)
+                .is_err()
+        );
+        sealed[20] ^= 1;
+        assert!(c.open(BlobKind::Data, &id, &sealed).is_err());
+        assert!(c.open(BlobKind::Data, &id, &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn ids_are_keyed() {
+        let a = codec();
+        let b = codec();
+        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_ne!(a.blob_id(b"x").0, *blake3::hash(b"x").as_bytes());
+    }
+}

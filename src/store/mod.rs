@@ -1,0 +1,266 @@
+//! The store: content-addressed, sealed blobs in packs, found through the index.
+//!
+//! `put` names a plaintext by its keyed hash, skips it if already stored, otherwise seals it
+//! (compress + encrypt, in the caller's thread) and appends it to the open pack. A full pack is
+//! finished (made durable and moved into `packs/`) and only then indexed. `flush` finishes the
+//! open pack and waits for every pack in flight, then fsyncs the index: after it returns, every
+//! blob `put` so far is durable and indexed. This is the one place that owns the write order
+//! "packs durable → index".
+
+pub mod chunker;
+pub mod codec;
+mod error;
+mod ids;
+pub mod index;
+pub mod pack;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use error::{Result, StoreError};
+pub use ids::{BlobId, BlobKind, PackId};
+
+use codec::Codec;
+use index::{Db, Index, Location};
+use pack::{PackEntry, PackWriter};
+
+/// Directory names inside the vault.
+pub const PACKS_DIR: &str = "packs";
+pub const TMP_DIR: &str = "tmp";
+const OPEN_PACK_FILES_MAX: usize = 64;
+
+/// Counters of what a session added.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PutStats {
+    pub blobs_added: u64,
+    pub sealed_bytes_added: u64,
+}
+
+pub struct Store {
+    packs_dir: PathBuf,
+    tmp_dir: PathBuf,
+    codec: Codec,
+    db: Db,
+    index: Index,
+    pack_target_bytes: u64,
+    writer: Mutex<Option<PackWriter>>,
+    /// Blobs written to a pack that is not yet indexed: dedup must see them too.
+    pending: Mutex<HashSet<BlobId>>,
+    /// Held shared by each pack being finished; `flush` takes it exclusively to wait for them.
+    finishing: RwLock<()>,
+    /// A pack failed to finish since the last flush: its blobs are not durable.
+    failed: AtomicBool,
+    files: Mutex<lru::LruCache<PackId, Arc<File>>>,
+    blobs_added: AtomicU64,
+    sealed_bytes_added: AtomicU64,
+}
+
+impl Store {
+    /// Open the store of a vault whose directory layout already exists. Leftover unfinished
+    /// packs in `tmp/` (from a crash) are removed: nothing refers to them.
+    pub fn open(vault_dir: &Path, codec: Codec, db: Db, pack_target_bytes: u64) -> Result<Store> {
+        let tmp_dir = vault_dir.join(TMP_DIR);
+        if let Ok(rd) = std::fs::read_dir(&tmp_dir) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let index = Index::open(&db)?;
+        Ok(Store {
+            packs_dir: vault_dir.join(PACKS_DIR),
+            tmp_dir,
+            codec,
+            db,
+            index,
+            pack_target_bytes,
+            writer: Mutex::new(None),
+            pending: Mutex::new(HashSet::new()),
+            finishing: RwLock::new(()),
+            failed: AtomicBool::new(false),
+            files: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(OPEN_PACK_FILES_MAX).expect("non-zero"),
+            )),
+            blobs_added: AtomicU64::new(0),
+            sealed_bytes_added: AtomicU64::new(0),
+        })
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn packs_dir(&self) -> &Path {
+        &self.packs_dir
+    }
+
+    pub fn stats(&self) -> PutStats {
+        PutStats {
+            blobs_added: self.blobs_added.load(Ordering::Relaxed),
+            sealed_bytes_added: self.sealed_bytes_added.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn blob_id(&self, plain: &[u8]) -> BlobId {
+        self.codec.blob_id(plain)
+    }
+
+    /// Store `plain` unless a blob with its id exists; returns the id.
+    pub fn put(&self, kind: BlobKind, plain: &[u8]) -> Result<BlobId> {
+        let id = self.codec.blob_id(plain);
+        self.put_with_id(kind, id, plain)?;
+        Ok(id)
+    }
+
+    /// Store `plain` under `id` (which must be its blob id) unless present. Returns true if added.
+    pub fn put_with_id(&self, kind: BlobKind, id: BlobId, plain: &[u8]) -> Result<bool> {
+        if self.index.contains(&id)? {
+            return Ok(false);
+        }
+        if !self.pending.lock().expect("pending lock").insert(id) {
+            return Ok(false);
+        }
+        let sealed = match self.codec.seal(kind, &id, plain) {
+            Ok(s) => s,
+            Err(e) => {
+                self.pending.lock().expect("pending lock").remove(&id);
+                return Err(e);
+            }
+        };
+        let full = {
+            let mut guard = self.writer.lock().expect("writer lock");
+            if guard.is_none() {
+                *guard = Some(PackWriter::create(&self.tmp_dir)?);
+            }
+            let w = guard.as_mut().expect("writer present");
+            if let Err(e) = w.append(kind, id, &sealed) {
+                self.failed.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+            if w.size() >= self.pack_target_bytes {
+                guard.take()
+            } else {
+                None
+            }
+        };
+        self.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.sealed_bytes_added
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if let Some(w) = full {
+            self.finish_pack(w)?;
+        }
+        Ok(true)
+    }
+
+    /// Make a pack durable, then index its blobs.
+    fn finish_pack(&self, w: PackWriter) -> Result<()> {
+        let _inflight = self.finishing.read().expect("finishing lock");
+        let result = w
+            .finish(&self.codec, &self.packs_dir)
+            .and_then(|(pack, entries)| self.index.insert_pack(pack, &entries).map(|_| entries));
+        match result {
+            Ok(entries) => {
+                let mut pending = self.pending.lock().expect("pending lock");
+                for e in &entries {
+                    pending.remove(&e.id);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.failed.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Finish the open pack, wait for packs in flight, fsync the index. After `Ok`, every blob
+    /// put so far is durable and indexed.
+    pub fn flush(&self) -> Result<()> {
+        let open = self.writer.lock().expect("writer lock").take();
+        if let Some(w) = open {
+            if w.is_empty() {
+                w.abandon();
+            } else {
+                self.finish_pack(w)?;
+            }
+        }
+        drop(self.finishing.write().expect("finishing lock"));
+        if self.failed.swap(false, Ordering::SeqCst) {
+            self.pending.lock().expect("pending lock").clear();
+            return Err(StoreError::Codec(
+                "an earlier pack write failed; its blobs are not stored".into(),
+            ));
+        }
+        self.db.flush()
+    }
+
+    /// Discard the open pack without indexing it (after a failed session).
+    pub fn abandon(&self) {
+        if let Some(w) = self.writer.lock().expect("writer lock").take() {
+            w.abandon();
+        }
+        self.pending.lock().expect("pending lock").clear();
+    }
+
+    /// Look up, read, authenticate and decompress a blob.
+    pub fn get(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.index.get(id)?.ok_or(StoreError::MissingBlob(*id))?;
+        if loc.kind != kind {
+            return Err(StoreError::Codec(format!(
+                "blob {id} is a {:?}, expected a {kind:?}",
+                loc.kind
+            )));
+        }
+        self.get_at(id, &loc)
+    }
+
+    /// Read a blob at a known location.
+    pub fn get_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
+        let file = self.pack_file(&loc.pack)?;
+        let sealed = pack::read_sealed(&file, &loc.pack, loc.offset, loc.len)?;
+        self.codec
+            .open(loc.kind, id, &sealed)
+            .map_err(|_| StoreError::Corrupt {
+                id: *id,
+                pack: loc.pack,
+            })
+    }
+
+    fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
+        if let Some(f) = self.files.lock().expect("files lock").get(pack) {
+            return Ok(f.clone());
+        }
+        let path = pack::pack_path(&self.packs_dir, pack);
+        let file = match File::open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingPack(*pack));
+            }
+            Err(e) => return Err(StoreError::io("open", &path, e)),
+        };
+        self.files
+            .lock()
+            .expect("files lock")
+            .put(*pack, file.clone());
+        Ok(file)
+    }
+
+    pub fn list_packs(&self) -> Result<Vec<PackId>> {
+        pack::list_packs(&self.packs_dir)
+    }
+
+    pub fn read_pack_header(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
+        pack::read_header(&self.codec, &self.packs_dir, pack)
+    }
+}

@@ -1,0 +1,325 @@
+//! `backup`: ingest a local directory tree as a new point.
+//!
+//! The walk runs on rayon's pool (one thread per core): directory entries are handled in
+//! parallel, each file is read and chunked by one thread, and batches of a file's chunks are
+//! sealed in parallel, so one large file still uses every core. Memory is bounded: each file in
+//! flight holds one chunker buffer (2 × max chunk) and one batch (≤ BATCH_BYTES). Files whose
+//! size, mtime, ctime and inode match the item's previous point keep their chunk lists unread.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::format::{Node, NodeKind, PointRecord, Tree};
+use crate::store::chunker::Chunker;
+use crate::store::{BlobId, BlobKind};
+
+use super::{Result, Vault, VaultError, fsmeta, names, now_ns, tree};
+
+/// Chunks of one file sealed together in parallel.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    pub point: PointRecord,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    pub files_unchanged: u64,
+    pub bytes_added: u64,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+struct Ctx<'a> {
+    vault: &'a Vault,
+    progress: &'a Progress,
+    files: AtomicU64,
+    dirs: AtomicU64,
+    bytes_total: AtomicU64,
+    files_unchanged: AtomicU64,
+    warnings: Mutex<Vec<String>>,
+    /// Chunk lists of hard-linked inodes already read in this backup.
+    links: Mutex<HashMap<u64, Vec<BlobId>>>,
+}
+
+thread_local! {
+    static CHUNKER: RefCell<Option<Chunker>> = const { RefCell::new(None) };
+}
+
+/// Why one file could not be stored: the source failed (skip it) or the vault did (abort).
+enum FileError {
+    Source(io::Error),
+    Vault(VaultError),
+}
+
+impl From<io::Error> for FileError {
+    fn from(e: io::Error) -> Self {
+        FileError::Source(e)
+    }
+}
+
+/// Back up `src` as a new point of `item`.
+pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Result<BackupSummary> {
+    names::check_item(item)?;
+    let start = Instant::now();
+    let created_ns = now_ns();
+    let md = fs::metadata(src).map_err(|e| VaultError::io("source", src, e))?;
+    if !md.is_dir() {
+        return Err(VaultError::Failed(format!(
+            "source {} is not a directory",
+            src.display()
+        )));
+    }
+    let added_before = vault.store().stats().sealed_bytes_added;
+    let prev_root = match vault.points(Some(item), false) {
+        Ok(mut pts) => pts
+            .pop()
+            .and_then(|p| p.root_tree())
+            .and_then(|id| vault.tree(&id).ok()),
+        Err(VaultError::UnknownItem(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let ctx = Ctx {
+        vault,
+        progress,
+        files: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        bytes_total: AtomicU64::new(0),
+        files_unchanged: AtomicU64::new(0),
+        warnings: Mutex::new(Vec::new()),
+        links: Mutex::new(HashMap::new()),
+    };
+    let result = (|| {
+        let mut root = fsmeta::node_from_metadata(Vec::new(), &md);
+        root.xattrs = fsmeta::read_xattrs(src).unwrap_or_default();
+        root.subtree = Some(backup_dir(&ctx, src, prev_root.as_ref())?);
+        let counts = (
+            ctx.files.load(Ordering::Relaxed),
+            ctx.dirs.load(Ordering::Relaxed),
+            ctx.bytes_total.load(Ordering::Relaxed),
+        );
+        vault.commit_point(item, created_ns, root, counts)
+    })();
+    let point = match result {
+        Ok(p) => p,
+        Err(e) => {
+            vault.store().abandon();
+            return Err(e);
+        }
+    };
+    Ok(BackupSummary {
+        point,
+        files: ctx.files.into_inner(),
+        dirs: ctx.dirs.into_inner(),
+        bytes_total: ctx.bytes_total.into_inner(),
+        bytes_read: progress.bytes_read.load(Ordering::Relaxed),
+        files_unchanged: ctx.files_unchanged.into_inner(),
+        bytes_added: vault.store().stats().sealed_bytes_added - added_before,
+        warnings: ctx.warnings.into_inner().expect("warnings lock"),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn warn(ctx: &Ctx, path: &Path, e: impl std::fmt::Display) {
+    let msg = format!("{}: {e}", path.display());
+    tracing::warn!("{msg}");
+    ctx.warnings.lock().expect("warnings lock").push(msg);
+}
+
+fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>) -> Result<BlobId> {
+    let mut entries: Vec<(Vec<u8>, std::path::PathBuf)> = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|e| VaultError::io("read directory", dir, e))?;
+    for e in rd {
+        match e {
+            Ok(e) => entries.push((e.file_name().as_bytes().to_vec(), e.path())),
+            Err(e) => warn(ctx, dir, e),
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let nodes: Vec<Option<Node>> = entries
+        .into_par_iter()
+        .map(|(name, path)| {
+            let prev_node = prev.and_then(|t| tree::lookup(t, &name));
+            backup_entry(ctx, name, &path, prev_node)
+        })
+        .collect::<Result<_>>()?;
+    let tree = Tree {
+        nodes: nodes.into_iter().flatten().collect(),
+    };
+    ctx.dirs.fetch_add(1, Ordering::Relaxed);
+    tree::save(ctx.vault.store(), &tree)
+}
+
+/// One entry; `Ok(None)` when it vanished or could not be read (a warning is recorded).
+fn backup_entry(
+    ctx: &Ctx,
+    name: Vec<u8>,
+    path: &Path,
+    prev: Option<&Node>,
+) -> Result<Option<Node>> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) => {
+            warn(ctx, path, e);
+            return Ok(None);
+        }
+    };
+    let mut node = fsmeta::node_from_metadata(name, &md);
+    node.xattrs = fsmeta::read_xattrs(path).unwrap_or_else(|e| {
+        warn(ctx, path, format_args!("extended attributes: {e}"));
+        Vec::new()
+    });
+    match node.kind {
+        NodeKind::Dir => {
+            let prev_tree = prev
+                .filter(|p| p.kind == NodeKind::Dir)
+                .and_then(|p| p.subtree)
+                .and_then(|id| ctx.vault.tree(&id).ok());
+            node.subtree = Some(backup_dir(ctx, path, prev_tree.as_ref())?);
+            return Ok(Some(node));
+        }
+        NodeKind::Symlink => match fs::read_link(path) {
+            Ok(t) => node.target = t.as_os_str().as_bytes().to_vec(),
+            Err(e) => {
+                warn(ctx, path, e);
+                return Ok(None);
+            }
+        },
+        NodeKind::File => {
+            let unchanged = prev.filter(|p| {
+                p.kind == NodeKind::File
+                    && p.size == node.size
+                    && p.mtime_ns == node.mtime_ns
+                    && p.ctime_ns == node.ctime_ns
+                    && p.src_ino == node.src_ino
+            });
+            let linked = (node.link_group != 0)
+                .then(|| {
+                    ctx.links
+                        .lock()
+                        .expect("links lock")
+                        .get(&node.link_group)
+                        .cloned()
+                })
+                .flatten();
+            if let Some(p) = unchanged {
+                node.chunks = p.chunks.clone();
+                ctx.files_unchanged.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(chunks) = linked {
+                node.chunks = chunks;
+            } else {
+                match store_file(ctx, path) {
+                    Ok((chunks, len)) => {
+                        node.chunks = chunks;
+                        node.size = len;
+                    }
+                    Err(FileError::Source(e)) => {
+                        warn(ctx, path, e);
+                        return Ok(None);
+                    }
+                    Err(FileError::Vault(e)) => return Err(e),
+                }
+            }
+            if node.link_group != 0 {
+                ctx.links
+                    .lock()
+                    .expect("links lock")
+                    .entry(node.link_group)
+                    .or_insert_with(|| node.chunks.clone());
+            }
+            ctx.bytes_total.fetch_add(node.size, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    ctx.files.fetch_add(1, Ordering::Relaxed);
+    ctx.progress.files.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(node))
+}
+
+/// Read, chunk and store one file. Returns its chunk ids and the bytes actually read.
+fn store_file(ctx: &Ctx, path: &Path) -> std::result::Result<(Vec<BlobId>, u64), FileError> {
+    let file = open_source(path)?;
+    // Take the thread's chunker out: rayon may run another file on this thread while we wait.
+    let mut chunker = CHUNKER
+        .with(|c| c.borrow_mut().take())
+        .unwrap_or_else(|| ctx.vault.chunker());
+    let mut chunks = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut total = 0u64;
+    let result = chunker.split(
+        &file,
+        |piece: &[u8]| -> std::result::Result<(), FileError> {
+            total += piece.len() as u64;
+            batch_bytes += piece.len();
+            batch.push(piece.to_vec());
+            if batch_bytes >= BATCH_BYTES {
+                store_batch(ctx, &mut batch, &mut chunks)?;
+                batch_bytes = 0;
+            }
+            Ok(())
+        },
+    );
+    let result = result.and_then(|_| store_batch(ctx, &mut batch, &mut chunks));
+    CHUNKER.with(|c| *c.borrow_mut() = Some(chunker));
+    result.map(|_| (chunks, total))
+}
+
+fn store_batch(
+    ctx: &Ctx,
+    batch: &mut Vec<Vec<u8>>,
+    chunks: &mut Vec<BlobId>,
+) -> std::result::Result<(), FileError> {
+    let store = ctx.vault.store();
+    let ids: Vec<BlobId> = if batch.len() == 1 {
+        vec![
+            store
+                .put(BlobKind::Data, &batch[0])
+                .map_err(|e| FileError::Vault(e.into()))?,
+        ]
+    } else {
+        batch
+            .par_iter()
+            .map(|c| store.put(BlobKind::Data, c))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| FileError::Vault(e.into()))?
+    };
+    let n: usize = batch.iter().map(|c| c.len()).sum();
+    ctx.progress
+        .bytes_read
+        .fetch_add(n as u64, Ordering::Relaxed);
+    chunks.extend(ids);
+    batch.clear();
+    Ok(())
+}
+
+/// Open a source file without updating its atime when we may.
+fn open_source(path: &Path) -> io::Result<File> {
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Ok(f) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,406 @@
+//! The vault: items, points and their trees on top of the store, and the logic of each command.
+//!
+//! `Vault::open` goes config → lock → key → index, in that order, so a bad config, a vault in
+//! use or a wrong passphrase is reported before anything in the vault is written.
+
+pub mod backup;
+pub mod catalog;
+pub mod check;
+mod error;
+pub mod fsmeta;
+pub mod lock;
+pub mod names;
+pub mod repair;
+pub mod restore;
+pub mod tree;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use error::{Result, VaultError};
+
+use crate::format::{
+    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, ItemRecord, MetaRecord, PointRecord, VaultParams,
+};
+use crate::keys::{KdfParams, MasterKey, random_bytes};
+use crate::store::chunker::{Chunker, ChunkerParams};
+use crate::store::codec::Codec;
+use crate::store::index::Db;
+use crate::store::pack::fsync_dir;
+use crate::store::{BlobKind, PACKS_DIR, Store, TMP_DIR};
+use catalog::Catalog;
+use lock::VaultLock;
+
+pub const CONFIG_FILE: &str = "config";
+pub const INDEX_DIR: &str = "index";
+const PARAMS_AAD: &[u8] = b"vaultfs config params";
+
+/// Choices made at `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub soft_delete_days: u32,
+    pub kdf: KdfParams,
+    pub chunk_min_bytes: u32,
+    pub chunk_avg_bytes: u32,
+    pub chunk_max_bytes: u32,
+    pub zstd_level: i32,
+    pub pack_target_bytes: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            soft_delete_days: 14,
+            kdf: KdfParams::default(),
+            chunk_min_bytes: 256 << 10,
+            chunk_avg_bytes: 1 << 20,
+            chunk_max_bytes: 4 << 20,
+            zstd_level: 3,
+            pack_target_bytes: 32 << 20,
+        }
+    }
+}
+
+pub struct Vault {
+    dir: PathBuf,
+    params: VaultParams,
+    store: Store,
+    catalog: Catalog,
+    _lock: VaultLock,
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
+}
+
+impl Vault {
+    /// Create a vault in `dir` (which may exist if empty).
+    pub fn create(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
+        if dir.exists() {
+            let empty = fs::read_dir(dir)
+                .map_err(|e| VaultError::io("read", dir, e))?
+                .next()
+                .is_none();
+            if !dir.is_dir() || !empty {
+                return Err(VaultError::AlreadyExists(dir.to_path_buf()));
+            }
+        }
+        if !(1..=180).contains(&opts.soft_delete_days) {
+            return Err(VaultError::BadSetting(
+                "--soft-delete-days must be between 1 and 180".into(),
+            ));
+        }
+        ChunkerParams::validate(
+            opts.chunk_min_bytes,
+            opts.chunk_avg_bytes,
+            opts.chunk_max_bytes,
+        )
+        .map_err(VaultError::BadSetting)?;
+        if !(1..=19).contains(&opts.zstd_level) {
+            return Err(VaultError::BadSetting(
+                "zstd level must be between 1 and 19".into(),
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&opts.pack_target_bytes) {
+            return Err(VaultError::BadSetting(
+                "pack size must be between 1 MiB and 1 GiB".into(),
+            ));
+        }
+        fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
+        for sub in [PACKS_DIR, TMP_DIR] {
+            fs::create_dir(dir.join(sub))
+                .map_err(|e| VaultError::io("create", dir.join(sub), e))?;
+        }
+        fs::File::create(dir.join(lock::LOCK_FILE))
+            .map_err(|e| VaultError::io("create", dir, e))?;
+        let _lock = VaultLock::acquire(dir)?;
+        let master = MasterKey::generate()?;
+        let codec = Codec::new(master.derive(), opts.zstd_level);
+        let mut vault_id = [0u8; 16];
+        random_bytes(&mut vault_id)?;
+        let params = VaultParams {
+            created_ns: now_ns(),
+            chunk_min_bytes: opts.chunk_min_bytes,
+            chunk_avg_bytes: opts.chunk_avg_bytes,
+            chunk_max_bytes: opts.chunk_max_bytes,
+            zstd_level: opts.zstd_level,
+            pack_target_bytes: opts.pack_target_bytes,
+            soft_delete_days: opts.soft_delete_days,
+            soft_delete_always_on: false,
+        };
+        let slot = master.wrap(1, passphrase, opts.kdf)?;
+        let config = ConfigFile {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            vault_id: hex::encode(vault_id),
+            key_slots: vec![slot],
+            params: String::new(),
+        };
+        Db::create(&dir.join(INDEX_DIR), &vault_id)?;
+        // The config goes last: a directory without it is not a vault yet.
+        write_config(dir, &codec, config, &params)?;
+        fsync_dir(dir)?;
+        Ok(())
+    }
+
+    /// Read and version-check a vault's config without any key.
+    pub fn read_config(dir: &Path) -> Result<ConfigFile> {
+        if !dir.exists() {
+            return Err(VaultError::NotAVault(
+                dir.to_path_buf(),
+                "no such directory".into(),
+            ));
+        }
+        if !dir.is_dir() {
+            return Err(VaultError::NotAVault(
+                dir.to_path_buf(),
+                "it is not a directory".into(),
+            ));
+        }
+        let path = dir.join(CONFIG_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VaultError::NotAVault(
+                    dir.to_path_buf(),
+                    "no config file".into(),
+                ));
+            }
+            Err(e) => return Err(VaultError::io("read", &path, e)),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| VaultError::BadConfig(format!("{}: {e}", path.display())))?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+            return Err(VaultError::NotAVault(
+                dir.to_path_buf(),
+                "config is not a vaultfs config".into(),
+            ));
+        }
+        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        if version > FORMAT_VERSION as u64 {
+            return Err(VaultError::NewerFormat {
+                found: version as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version < FORMAT_VERSION as u64 {
+            return Err(VaultError::BadConfig(format!(
+                "unknown format version {version}"
+            )));
+        }
+        serde_json::from_value(value).map_err(|e| VaultError::BadConfig(e.to_string()))
+    }
+
+    /// Open a vault: config, lock, key, index.
+    pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
+        let (config, lock, codec, params) = Self::unlock(dir, passphrase)?;
+        let db = Db::open(&dir.join(INDEX_DIR), &vault_id_bytes(&config)?)?;
+        Self::assemble(dir, lock, codec, params, db)
+    }
+
+    /// The steps of `open` before the index: used by `repair`, which rebuilds the index.
+    pub(crate) fn unlock(
+        dir: &Path,
+        passphrase: &[u8],
+    ) -> Result<(ConfigFile, VaultLock, Codec, VaultParams)> {
+        let config = Self::read_config(dir)?;
+        let lock = VaultLock::acquire(dir)?;
+        let master = MasterKey::unwrap(&config.key_slots, passphrase)?;
+        let keys = master.derive();
+        let sealed = hex::decode(&config.params)
+            .map_err(|_| VaultError::BadConfig("params are not hex".into()))?;
+        let codec = Codec::new(keys, 3);
+        let plain = codec
+            .open_raw(&sealed, &params_aad(&config))
+            .map_err(|e| VaultError::BadConfig(format!("params: {e}")))?;
+        let params: VaultParams =
+            format::decode(&plain, "vault params").map_err(VaultError::BadConfig)?;
+        let codec = Codec::new(master.derive(), params.zstd_level);
+        Ok((config, lock, codec, params))
+    }
+
+    pub(crate) fn assemble(
+        dir: &Path,
+        lock: VaultLock,
+        codec: Codec,
+        params: VaultParams,
+        db: Db,
+    ) -> Result<Vault> {
+        let catalog = Catalog::open(&db)?;
+        let store = Store::open(dir, codec, db, params.pack_target_bytes)?;
+        Ok(Vault {
+            dir: dir.to_path_buf(),
+            params,
+            store,
+            catalog,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn params(&self) -> &VaultParams {
+        &self.params
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn chunker(&self) -> Chunker {
+        Chunker::new(ChunkerParams {
+            min_bytes: self.params.chunk_min_bytes,
+            avg_bytes: self.params.chunk_avg_bytes,
+            max_bytes: self.params.chunk_max_bytes,
+            seed: self.store.codec().chunker_seed(),
+        })
+    }
+
+    pub fn items(&self) -> Result<Vec<ItemRecord>> {
+        self.catalog.items(self.store.codec())
+    }
+
+    pub fn item(&self, name: &str) -> Result<ItemRecord> {
+        names::check_item(name)?;
+        self.catalog
+            .item(self.store.codec(), name)?
+            .ok_or_else(|| VaultError::UnknownItem(name.into()))
+    }
+
+    /// Points of an item (all items when `None`), oldest first; soft-deleted ones only if asked.
+    pub fn points(&self, item: Option<&str>, deleted: bool) -> Result<Vec<PointRecord>> {
+        let items = match item {
+            Some(name) => vec![self.item(name)?],
+            None => self.items()?,
+        };
+        let mut out = Vec::new();
+        for it in items {
+            let pts = self.catalog.points_of(self.store.codec(), &it.name)?;
+            out.extend(
+                pts.into_iter()
+                    .filter(|p| p.deleted_at_ns.is_some() == deleted),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Resolve `ITEM` (newest live point) or `ITEM/POINT`.
+    pub fn resolve(&self, spec: &str) -> Result<PointRecord> {
+        let (item, point) = match spec.split_once('/') {
+            Some((i, p)) => (i, Some(p)),
+            None => (spec, None),
+        };
+        names::check_item(item)?;
+        match point {
+            None | Some("latest") => {
+                self.item(item)?;
+                self.points(Some(item), false)?
+                    .pop()
+                    .ok_or_else(|| VaultError::NoPoints(item.into()))
+            }
+            Some(p) => {
+                names::check_point(p)?;
+                self.item(item)?;
+                self.catalog
+                    .point(self.store.codec(), item, p)?
+                    .ok_or_else(|| VaultError::UnknownPoint {
+                        item: item.into(),
+                        point: p.into(),
+                    })
+            }
+        }
+    }
+
+    /// Record a new point. Its trees and data must already be `put`. Order: data and trees
+    /// durable and indexed → point (and new item) meta blobs durable → catalog → sled flush.
+    pub fn commit_point(
+        &self,
+        item: &str,
+        created_ns: i64,
+        root: format::Node,
+        counts: (u64, u64, u64),
+    ) -> Result<PointRecord> {
+        self.store.flush()?;
+        let existing = self.catalog.item(self.store.codec(), item)?;
+        let item_rec = existing.clone().unwrap_or(ItemRecord {
+            name: item.into(),
+            created_ns,
+            revision: 1,
+        });
+        let taken: Vec<String> = self
+            .catalog
+            .points_of(self.store.codec(), item)?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let name = names::point_name(created_ns, &taken);
+        let rec = PointRecord {
+            item: item.into(),
+            name,
+            created_ns,
+            root,
+            files: counts.0,
+            dirs: counts.1,
+            bytes: counts.2,
+            deleted_at_ns: None,
+            revision: 1,
+        };
+        if existing.is_none() {
+            self.store.put(
+                BlobKind::Meta,
+                &format::encode(&MetaRecord::Item(item_rec.clone())),
+            )?;
+        }
+        self.store.put(
+            BlobKind::Meta,
+            &format::encode(&MetaRecord::Point(Box::new(rec.clone()))),
+        )?;
+        self.store.flush()?;
+        if existing.is_none() {
+            self.catalog.put_item(self.store.codec(), &item_rec)?;
+        }
+        self.catalog.put_point(self.store.codec(), &rec)?;
+        self.store.db().flush()?;
+        Ok(rec)
+    }
+
+    /// Load and decode a tree blob.
+    pub fn tree(&self, id: &crate::store::BlobId) -> Result<format::Tree> {
+        tree::load(&self.store, id)
+    }
+}
+
+pub(crate) fn vault_id_bytes(config: &ConfigFile) -> Result<Vec<u8>> {
+    hex::decode(&config.vault_id).map_err(|_| VaultError::BadConfig("vault_id is not hex".into()))
+}
+
+fn params_aad(config: &ConfigFile) -> Vec<u8> {
+    let mut aad = PARAMS_AAD.to_vec();
+    aad.extend_from_slice(config.vault_id.as_bytes());
+    aad
+}
+
+/// Seal `params` into `config` and replace `VAULT/config` atomically (write, fsync, rename, fsync dir).
+fn write_config(
+    dir: &Path,
+    codec: &Codec,
+    mut config: ConfigFile,
+    params: &VaultParams,
+) -> Result<()> {
+    config.params = hex::encode(codec.seal_raw(&format::encode(params), &params_aad(&config))?);
+    let text =
+        serde_json::to_vec_pretty(&config).map_err(|e| VaultError::BadConfig(e.to_string()))?;
+    let tmp = dir.join("config.tmp");
+    let mut f = fs::File::create(&tmp).map_err(|e| VaultError::io("create", &tmp, e))?;
+    f.write_all(&text)
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(|e| VaultError::io("write", &tmp, e))?;
+    f.sync_all().map_err(|e| VaultError::io("fsync", &tmp, e))?;
+    fs::rename(&tmp, dir.join(CONFIG_FILE)).map_err(|e| VaultError::io("rename", &tmp, e))?;
+    fsync_dir(dir)?;
+    Ok(())
+}

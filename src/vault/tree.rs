@@ -1,0 +1,78 @@
+//! Tree objects: loading and storing directory listings, and finding a path inside a point.
+
+use std::path::{Component, Path};
+
+use crate::format::{self, Node, NodeKind, Tree};
+use crate::store::{BlobId, BlobKind, Store, StoreError};
+
+use super::{Result, VaultError};
+
+/// Load and decode the tree blob `id`.
+pub fn load(store: &Store, id: &BlobId) -> Result<Tree> {
+    let plain = store.get(BlobKind::Tree, id)?;
+    format::decode(&plain, "tree")
+        .map_err(|e| VaultError::Store(StoreError::Codec(format!("tree {id}: {e}"))))
+}
+
+/// Store a tree (sorted by name) and return its id; identical listings share one blob.
+pub fn save(store: &Store, tree: &Tree) -> Result<BlobId> {
+    debug_assert!(tree.nodes.windows(2).all(|w| w[0].name < w[1].name));
+    Ok(store.put(BlobKind::Tree, &format::encode(tree))?)
+}
+
+/// Find a node by name in a sorted tree.
+pub fn lookup<'a>(tree: &'a Tree, name: &[u8]) -> Option<&'a Node> {
+    tree.nodes
+        .binary_search_by(|n| n.name.as_slice().cmp(name))
+        .ok()
+        .map(|i| &tree.nodes[i])
+}
+
+/// A synthetic directory node standing for a point's root.
+pub fn root_node(root: BlobId) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: NodeKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        size: 0,
+        chunks: Vec::new(),
+        subtree: Some(root),
+        target: Vec::new(),
+        xattrs: Vec::new(),
+        link_group: 0,
+        nlink: 1,
+        rdev: 0,
+        src_ino: 0,
+        ctime_ns: 0,
+    }
+}
+
+/// Resolve a relative path (e.g. `--path etc/passwd`) from a point's root tree.
+/// Returns `None` if some component does not exist.
+pub fn find(store: &Store, root: BlobId, sub: &Path) -> Result<Option<Node>> {
+    let mut node = root_node(root);
+    for comp in sub.components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::CurDir | Component::RootDir => continue,
+            _ => {
+                return Err(VaultError::Failed(format!(
+                    "--path {}: '..' is not allowed",
+                    sub.display()
+                )));
+            }
+        };
+        let Some(subtree) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
+            return Ok(None);
+        };
+        let tree = load(store, &subtree)?;
+        match lookup(&tree, std::os::unix::ffi::OsStrExt::as_bytes(name)) {
+            Some(n) => node = n.clone(),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(node))
+}
