@@ -188,19 +188,24 @@ impl Store {
     /// put so far is durable and indexed.
     pub fn flush(&self) -> Result<()> {
         let open = self.writer.lock().expect("writer lock").take();
+        // Packs other threads are finishing become durable before the open one: it may hold
+        // records (trees, points) that refer to their blobs.
+        drop(self.finishing.write().expect("finishing lock"));
+        if self.failed.swap(false, Ordering::SeqCst) {
+            if let Some(w) = open {
+                w.abandon();
+            }
+            self.pending.lock().expect("pending lock").clear();
+            return Err(StoreError::Codec(
+                "an earlier pack write failed; its blobs are not stored".into(),
+            ));
+        }
         if let Some(w) = open {
             if w.is_empty() {
                 w.abandon();
             } else {
                 self.finish_pack(w)?;
             }
-        }
-        drop(self.finishing.write().expect("finishing lock"));
-        if self.failed.swap(false, Ordering::SeqCst) {
-            self.pending.lock().expect("pending lock").clear();
-            return Err(StoreError::Codec(
-                "an earlier pack write failed; its blobs are not stored".into(),
-            ));
         }
         self.db.flush()
     }

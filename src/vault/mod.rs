@@ -315,8 +315,9 @@ impl Vault {
         }
     }
 
-    /// Record a new point. Its trees and data must already be `put`. Order: data and trees
-    /// durable and indexed → point (and new item) meta blobs durable → catalog → sled flush.
+    /// Record a new point. Its trees and data must already be `put`. Order: every pack with
+    /// its data and trees durable, then the pack holding the point (and new item) meta blobs,
+    /// then the index, then the catalog, then a sled flush (see `Store::flush`).
     pub fn commit_point(
         &self,
         item: &str,
@@ -324,7 +325,6 @@ impl Vault {
         root: format::Node,
         counts: (u64, u64, u64),
     ) -> Result<PointRecord> {
-        self.store.flush()?;
         let existing = self.catalog.item(self.store.codec(), item)?;
         let item_rec = existing.clone().unwrap_or(ItemRecord {
             name: item.into(),

@@ -232,7 +232,10 @@ fn remove_existing(path: &Path) {
     }
 }
 
-/// Write a file's chunks; all-zero chunks become holes so sparse files stay sparse.
+/// Zero runs of this size (aligned within a chunk) are skipped rather than written.
+const HOLE_GRANULE_BYTES: usize = 64 << 10;
+
+/// Write a file's chunks; all-zero granules become holes so sparse files stay sparse.
 fn write_file(ctx: &Ctx, node: &Node, path: &Path) -> std::result::Result<(), String> {
     remove_existing(path);
     let mut file: File = OpenOptions::new()
@@ -247,11 +250,13 @@ fn write_file(ctx: &Ctx, node: &Node, path: &Path) -> std::result::Result<(), St
             .store
             .get(BlobKind::Data, id)
             .map_err(|e| e.to_string())?;
-        if data.iter().all(|b| *b == 0) {
-            file.seek(SeekFrom::Current(data.len() as i64))
-                .map_err(|e| format!("seek: {e}"))?;
-        } else {
-            file.write_all(&data).map_err(|e| format!("write: {e}"))?;
+        for piece in data.chunks(HOLE_GRANULE_BYTES) {
+            if piece.iter().all(|b| *b == 0) {
+                file.seek(SeekFrom::Current(piece.len() as i64))
+                    .map_err(|e| format!("seek: {e}"))?;
+            } else {
+                file.write_all(piece).map_err(|e| format!("write: {e}"))?;
+            }
         }
         written += data.len() as u64;
     }

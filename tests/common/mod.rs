@@ -1,0 +1,335 @@
+//! Shared helpers for the integration tests: run the real `vaultfs` binary against real
+//! directories in private temp dirs.
+#![allow(dead_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASS: &str = "test passphrase";
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vaultfs")
+}
+
+/// `vaultfs ARGS...` with the test passphrase in the environment.
+pub fn vaultfs(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("VAULTFS_PASSPHRASE", PASS)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run vaultfs")
+}
+
+/// Like [`vaultfs`] but the command must succeed; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = vaultfs(args);
+    assert!(
+        out.status.success(),
+        "vaultfs {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The command must fail with a non-zero exit and one clear line on stderr (no panic).
+/// Returns that stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = vaultfs(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "vaultfs {args:?} should fail but succeeded: {stderr}"
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(70),
+        "vaultfs {args:?} panicked: {stderr}"
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "vaultfs {args:?} panicked: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "vaultfs {args:?} panicked: {stderr}"
+    );
+    assert!(
+        stderr.contains("vaultfs: "),
+        "no error line from vaultfs {args:?}: {stderr}"
+    );
+    stderr
+}
+
+/// A fresh temp dir (removed on drop).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("vaultfs-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// `vaultfs init` with cheap key derivation (tests only) and small packs.
+pub fn init_vault(path: &Path) {
+    init_vault_with(path, &[]);
+}
+
+pub fn init_vault_with(path: &Path, extra: &[&str]) {
+    let p = path.to_str().unwrap();
+    let mut args = vec![
+        "init",
+        p,
+        "--kdf-memory-kib",
+        "64",
+        "--kdf-iterations",
+        "1",
+        "--pack-size-mib",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
+/// Run a shell command; it must succeed. Returns stdout.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Total bytes of all files under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in walk(dir) {
+        let md = std::fs::symlink_metadata(&e).unwrap();
+        if md.is_file() {
+            total += md.len();
+        }
+    }
+    total
+}
+
+/// Every path under `dir` (not including `dir`), sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Compare two trees entry by entry: kind, content, mode, uid, gid, mtime (ns), symlink
+/// targets, xattrs and hard-link structure. Panics with the first difference.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let list = |root: &Path| -> Vec<PathBuf> {
+        walk(root)
+            .into_iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+            .collect()
+    };
+    let (la, lb) = (list(a), list(b));
+    assert_eq!(
+        la,
+        lb,
+        "different entries under {} and {}",
+        a.display(),
+        b.display()
+    );
+    let mut links_a = std::collections::HashMap::new();
+    let mut links_b = std::collections::HashMap::new();
+    for rel in &la {
+        let (pa, pb) = (a.join(rel), b.join(rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb).unwrap(),
+        );
+        let what = rel.display();
+        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
+        assert_eq!(ma.mode(), mb.mode(), "mode of {what}");
+        assert_eq!(
+            (ma.uid(), ma.gid()),
+            (mb.uid(), mb.gid()),
+            "owner of {what}"
+        );
+        if !ma.is_dir() {
+            assert_eq!(
+                (ma.mtime(), ma.mtime_nsec()),
+                (mb.mtime(), mb.mtime_nsec()),
+                "mtime of {what}"
+            );
+            assert_eq!(ma.nlink(), mb.nlink(), "link count of {what}");
+        }
+        if ma.is_file() {
+            assert_eq!(ma.len(), mb.len(), "size of {what}");
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "content of {what}"
+            );
+            if ma.nlink() > 1 {
+                links_a
+                    .entry(ma.ino())
+                    .or_insert_with(Vec::new)
+                    .push(rel.clone());
+                links_b
+                    .entry(mb.ino())
+                    .or_insert_with(Vec::new)
+                    .push(rel.clone());
+            }
+        }
+        if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap(),
+                "target of {what}"
+            );
+        }
+        assert_eq!(xattrs(&pa), xattrs(&pb), "xattrs of {what}");
+    }
+    let groups = |m: std::collections::HashMap<u64, Vec<PathBuf>>| {
+        let mut v: Vec<Vec<PathBuf>> = m.into_values().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(groups(links_a), groups(links_b), "hard-link groups differ");
+}
+
+/// `getfattr -d` style listing of user xattrs, sorted.
+pub fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let out = Command::new("getfattr")
+        .args(["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
+        .arg(p)
+        .output()
+        .expect("getfattr (package attr) must be installed");
+    let mut v: Vec<(String, Vec<u8>)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.as_bytes().to_vec())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A tree with every kind of entry a backup must keep: regular files (empty, small, > 10 MiB,
+/// sparse), nested dirs, symlinks (also dangling), hard links, a fifo, xattrs, odd names (spaces,
+/// newlines, non-UTF-8 bytes), modes, owners and ns mtimes.
+pub fn make_rich_tree(root: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let w = |rel: &str, data: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    std::fs::create_dir_all(root).unwrap();
+    w("empty", b"");
+    w("small.txt", b"hello vault\n");
+    w("big.bin", &noise(11 << 20, 1));
+    w(
+        "text/lorem.txt",
+        &b"lorem ipsum dolor sit amet, consectetur adipiscing elit\n".repeat(20_000),
+    );
+    w("a/b/c/d/deep.txt", b"deep\n");
+    w("with space/file name with spaces", b"spaces\n");
+    w("newline\nname", b"newline in the name\n");
+    let odd = root.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9"));
+    std::fs::write(&odd, b"non-utf8 name\n").unwrap();
+    sh(&format!(
+        "truncate -s 50M '{}' && printf 'tail' | dd of='{}' bs=1 seek=40000000 conv=notrunc status=none",
+        root.join("sparse").display(),
+        root.join("sparse").display()
+    ));
+    std::os::unix::fs::symlink("small.txt", root.join("link-to-small")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).unwrap();
+    std::fs::hard_link(root.join("small.txt"), root.join("a/hardlink-to-small")).unwrap();
+    std::fs::hard_link(root.join("small.txt"), root.join("text/second-hardlink")).unwrap();
+    sh(&format!("mkfifo '{}'", root.join("fifo").display()));
+    sh(&format!(
+        "setfattr -n user.color -v blue '{}'",
+        root.join("small.txt").display()
+    ));
+    sh(&format!(
+        "setfattr -n user.bin -v 0x00ff10 '{}'",
+        root.join("text").display()
+    ));
+    sh(&format!(
+        "chmod 0640 '{}' && chmod 4755 '{}' && chmod 0700 '{}'",
+        root.join("empty").display(),
+        root.join("text/lorem.txt").display(),
+        root.join("a/b").display()
+    ));
+    sh(&format!(
+        "chown 1234:5678 '{}' && chown -h 42:43 '{}'",
+        root.join("big.bin").display(),
+        root.join("dangling").display()
+    ));
+    sh(&format!(
+        "touch -h -d '2001-02-03 04:05:06.123456789' '{}' '{}' '{}'",
+        root.join("small.txt").display(),
+        root.join("dangling").display(),
+        root.join("a/b/c").display()
+    ));
+}
+
+/// `diff -r` between two trees must be clean. GNU diff reports two fifos as a difference
+/// ("is a fifo while file ... is a fifo"); those lines are ignored, the types are compared by
+/// [`assert_same_tree`].
+pub fn assert_diff_clean(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("run diff");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let real: Vec<&str> = text
+        .lines()
+        .filter(|l| !(l.contains(" is a fifo while file ") && l.ends_with(" is a fifo")))
+        .collect();
+    assert!(
+        real.is_empty() && out.status.code() != Some(2),
+        "diff -r {} {}:\n{}{}",
+        a.display(),
+        b.display(),
+        real.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,337 @@
+//! Crash safety of `vaultfs backup`: SIGKILL at several moments of a backup (before the vault is
+//! open, while packs are being written and indexed, while the point is committed) must leave a
+//! vault that `check --read-data` accepts, in which every earlier point restores bit-identically,
+//! whose point list holds only complete points, and on which the next `backup` succeeds.
+//!
+//! Everything runs the real binary on real temp dirs. Each interrupted backup writes 128 MiB of
+//! never-seen data (plus edits to small files), which keeps the binary busy for most of a second,
+//! and the kill delays are spread over a timed run of the same size.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// New random data written by the timed backup and by each interrupted one.
+const FRESH_FILES: u64 = 8;
+const FRESH_BYTES: usize = 16 << 20;
+/// The item every backup goes into.
+const ITEM: &str = "data";
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+fn write(root: &Path, rel: &str, data: &[u8]) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+/// The source directory and frozen copies of it as it was for each round.
+///
+/// Round `r` backs up the small files as edited in that round plus `fresh{r}/`, 128 MiB of new
+/// random data. To avoid copying that data, `frozen/{r}` is a `cp -a` of the source taken before
+/// `fresh{r}/` is written, and `fresh{r}/` is moved (a rename keeps content, mode, owner, mtime
+/// and xattrs) into `frozen/{r}` when round `r + 1` starts. Until then round `r`'s tree is `src`
+/// itself.
+struct Source {
+    src: PathBuf,
+    frozen: PathBuf,
+    round: Option<u64>,
+}
+
+impl Source {
+    /// The starting tree: 128 small files in 8 dirs, a compressible text file, 4 MiB of random
+    /// data, symlinks (one dangling), a hard link, an empty dir, an xattr and odd modes.
+    fn new(root: &Path) -> Source {
+        let src = root.join("src");
+        for d in 0..8u64 {
+            for f in 0..16u64 {
+                let n = ((d * 16 + f) * 797 % 6000) as usize;
+                write(&src, &format!("d{d}/f{f}"), &noise(n, 1000 + d * 16 + f));
+            }
+        }
+        write(
+            &src,
+            "notes.txt",
+            &b"the quick brown fox jumps over the lazy dog\n".repeat(3000),
+        );
+        write(&src, "base.bin", &noise(4 << 20, 7));
+        fs::create_dir_all(src.join("empty/dir")).unwrap();
+        std::os::unix::fs::symlink("d0/f1", src.join("link")).unwrap();
+        std::os::unix::fs::symlink("no/such/target", src.join("dangling")).unwrap();
+        fs::hard_link(src.join("d1/f1"), src.join("hardlink")).unwrap();
+        sh(&format!(
+            "setfattr -n user.tag -v crash '{}'",
+            src.join("d0/f1").display()
+        ));
+        sh(&format!(
+            "chmod 0600 '{}' && chmod 0750 '{}'",
+            src.join("d2/f2").display(),
+            src.join("d3").display()
+        ));
+        let frozen = root.join("frozen");
+        fs::create_dir_all(&frozen).unwrap();
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            src.display(),
+            frozen.join("base").display()
+        ));
+        Source {
+            src,
+            frozen,
+            round: None,
+        }
+    }
+
+    /// Start round `round` (0, 1, 2, ... in order): rewrite some small files (new sizes and
+    /// contents), replace one file by another, freeze, and add `fresh{round}/`.
+    fn next_round(&mut self, round: u64) {
+        assert_eq!(self.round.map_or(0, |r| r + 1), round);
+        if let Some(prev) = self.round {
+            let name = format!("fresh{prev}");
+            fs::rename(
+                self.src.join(&name),
+                self.frozen.join(prev.to_string()).join(&name),
+            )
+            .unwrap();
+        }
+        for i in 0..8u64 {
+            let rel = format!("d{}/f{}", (round + i) % 8, (i * 3 + round) % 16);
+            let n = 500 + ((round * 31 + i * 977) % 5000) as usize;
+            write(&self.src, &rel, &noise(n, 50_000 + round * 100 + i));
+        }
+        if round > 0 {
+            fs::remove_file(self.src.join(format!("d7/extra{}", round - 1))).unwrap();
+        }
+        write(
+            &self.src,
+            &format!("d7/extra{round}"),
+            format!("round {round}\n").as_bytes(),
+        );
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            self.src.display(),
+            self.frozen.join(round.to_string()).display()
+        ));
+        for f in 0..FRESH_FILES {
+            let data = noise(FRESH_BYTES, 90_000 + round * 10 + f);
+            write(&self.src, &format!("fresh{round}/part{f}"), &data);
+        }
+        self.round = Some(round);
+    }
+
+    /// The tree a point of round `round` (`None`: the starting tree) must restore to.
+    fn tree_of(&self, round: Option<u64>) -> PathBuf {
+        match round {
+            None => self.frozen.join("base"),
+            Some(r) if Some(r) == self.round => self.src.clone(),
+            Some(r) => self.frozen.join(r.to_string()),
+        }
+    }
+}
+
+/// `(item, point)` of every live point, from `points --json`.
+fn list_points(vault: &Path) -> BTreeSet<(String, String)> {
+    let out = ok(&["points", p(vault), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("points --json is JSON");
+    v.as_array()
+        .expect("points --json is an array")
+        .iter()
+        .map(|o| {
+            (
+                o["item"].as_str().expect("item field").to_string(),
+                o["point"].as_str().expect("point field").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `(ITEM, POINT)` of a `created point ITEM/POINT` line.
+fn created_point(stdout: &str) -> Option<(String, String)> {
+    stdout.lines().find_map(|l| {
+        let rest = l.strip_prefix("created point ")?;
+        let (i, pt) = rest.trim().split_once('/')?;
+        Some((i.to_string(), pt.to_string()))
+    })
+}
+
+/// Restore `item/point` into a fresh directory and compare it with `expected`.
+fn assert_restores(vault: &Path, (item, point): &(String, String), expected: &Path) {
+    let dest = tempdir();
+    let out = dest.path().join("r");
+    ok(&["restore", p(vault), &format!("{item}/{point}"), p(&out)]);
+    assert_same_tree(expected, &out);
+}
+
+fn spawn_backup(vault: &Path, src: &Path) -> Child {
+    Command::new(bin())
+        .args(["backup", p(vault), ITEM, p(src)])
+        .env("VAULTFS_PASSPHRASE", PASS)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vaultfs backup")
+}
+
+#[test]
+fn kill_9_during_backup_leaves_a_consistent_vault() {
+    let started = Instant::now();
+    let tmp = tempdir();
+    let vault = tmp.path().join("vault");
+    // 4 MiB packs: every interrupted run finishes (and indexes) many packs before it commits,
+    // so kills land between "pack durable and indexed" and "point recorded".
+    init_vault(&vault);
+    let mut source = Source::new(tmp.path());
+
+    // Complete points and the round whose tree each holds (None: the starting tree).
+    let mut known: Vec<((String, String), Option<u64>)> = Vec::new();
+    let live = |known: &Vec<((String, String), Option<u64>)>| -> BTreeSet<(String, String)> {
+        known.iter().map(|(k, _)| k.clone()).collect()
+    };
+
+    // Point 1: the starting tree.
+    let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);
+    let pt = created_point(&out).expect("backup prints `created point ITEM/POINT`");
+    assert_eq!(pt.0, ITEM);
+    known.push((pt, None));
+
+    // Point 2: round 0, the same amount of new data every interrupted run writes, timed so the
+    // kills can be spread over a whole backup up to its very end (pack flush and commit).
+    source.next_round(0);
+    let t0 = Instant::now();
+    let out = spawn_backup(&vault, &source.src)
+        .wait_with_output()
+        .unwrap();
+    let full = t0.elapsed();
+    assert!(
+        out.status.success(),
+        "timed backup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pt = created_point(&String::from_utf8_lossy(&out.stdout)).expect("created point line");
+    known.push((pt, Some(0)));
+    assert_eq!(
+        list_points(&vault),
+        live(&known),
+        "points after two complete backups"
+    );
+    let full_ms = full.as_millis() as u64;
+    eprintln!(
+        "backup of {} MiB of new data: {full_ms} ms",
+        FRESH_FILES * FRESH_BYTES as u64 >> 20
+    );
+
+    let mut delays: Vec<u64> = [0, 20, 100, 300, 700]
+        .into_iter()
+        .filter(|&d| d <= 20 || d < full_ms)
+        .chain([full_ms / 2, full_ms * 85 / 100, full_ms.saturating_sub(25)])
+        .collect();
+    delays.sort_unstable();
+    delays.dedup();
+    let mut interrupted = 0;
+    for (n, &delay) in delays.iter().enumerate() {
+        let round = n as u64 + 1;
+        source.next_round(round);
+        let before = live(&known);
+
+        let mut child = spawn_backup(&vault, &source.src);
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().expect("SIGKILL the backup");
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+        eprintln!(
+            "round {round}: kill after {delay} ms: {}",
+            if killed { "killed" } else { "it had finished" }
+        );
+        if killed {
+            interrupted += 1;
+        } else {
+            assert!(
+                out.status.success(),
+                "backup of round {round} failed on its own: {stderr}"
+            );
+        }
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("internal error"),
+            "round {round}: {stderr}"
+        );
+
+        // Only complete points: every earlier one, plus at most this run's (if it got as far
+        // as committing before the kill), and that one must be whole.
+        let now = list_points(&vault);
+        assert!(
+            now.is_superset(&before),
+            "kill after {delay} ms lost points: had {before:?}, now {now:?}"
+        );
+        let new: Vec<_> = now.difference(&before).cloned().collect();
+        assert!(
+            new.len() <= 1,
+            "round {round}: more than one new point: {new:?}"
+        );
+        if let Some(pt) = created_point(&stdout) {
+            assert_eq!(
+                new,
+                vec![pt],
+                "round {round}: the reported point must be listed"
+            );
+        }
+        if !killed {
+            assert_eq!(
+                new.len(),
+                1,
+                "round {round}: a backup that exited 0 must leave its point"
+            );
+        }
+
+        let check = ok(&["check", p(&vault), "--read-data"]);
+        assert!(
+            check.contains(": 0 errors"),
+            "check after kill at {delay} ms: {check}"
+        );
+        if let Some(pt) = new.into_iter().next() {
+            assert_eq!(pt.0, ITEM);
+            known.push((pt, Some(round)));
+        }
+        for (pt, r) in &known {
+            assert_restores(&vault, pt, &source.tree_of(*r));
+        }
+    }
+    assert!(
+        interrupted * 2 >= delays.len(),
+        "only {interrupted} of {} backups were still running when killed ({delays:?} ms vs a {full_ms} ms backup): the test did not exercise crashes",
+        delays.len()
+    );
+
+    // A re-run after all the crashes succeeds and stores the tree as it is now.
+    let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);
+    let pt = created_point(&out).expect("created point line");
+    let mut expected = live(&known);
+    expected.insert(pt.clone());
+    assert_eq!(list_points(&vault), expected, "points after the re-run");
+    let check = ok(&["check", p(&vault), "--read-data"]);
+    assert!(
+        check.contains(": 0 errors"),
+        "check after the re-run: {check}"
+    );
+    assert_restores(&vault, &pt, &source.src);
+    assert_restores(&vault, &known[0].0, &source.tree_of(None));
+    // The killed runs' unfinished packs do not stay behind forever.
+    let leftovers: Vec<PathBuf> = walk(&vault.join("tmp"));
+    assert!(
+        leftovers.is_empty(),
+        "unfinished packs of killed runs left in tmp/: {leftovers:?}"
+    );
+    eprintln!("crash test took {:?}", started.elapsed());
+}
