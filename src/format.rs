@@ -75,8 +75,9 @@ pub struct Node {
     pub gid: u32,
     pub mtime_ns: i64,
     pub size: u64,
-    /// Data chunks of a regular file, in order.
-    pub chunks: Vec<BlobId>,
+    /// Data chunks of a regular file, in order, with their plaintext lengths (so a read at any
+    /// offset finds its chunk without decompressing the ones before it).
+    pub chunks: Vec<ChunkRef>,
     /// Tree of a directory.
     pub subtree: Option<BlobId>,
     /// Target of a symlink.
@@ -92,6 +93,13 @@ pub struct Node {
     /// Source inode and ctime, to skip re-reading unchanged files on the next backup.
     pub src_ino: u64,
     pub ctime_ns: i64,
+}
+
+/// One chunk of a file: its blob id and plaintext length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: BlobId,
+    pub len: u32,
 }
 
 /// One directory listing, entries sorted by name bytes.

@@ -22,10 +22,17 @@ fn main() -> ExitCode {
         eprintln!("vaultfs: internal error{loc}: {msg}");
     }));
     let cli = vaultfs::cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
+    // sled logs its own view of a damaged database; vaultfs reports that as one error line.
+    let mut directives = cli.log.clone();
+    if !directives.contains("sled") {
+        directives.push_str(",sled=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| "warn,sled=off".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     match std::panic::catch_unwind(|| cmd::run(cli)) {

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::format::{Node, NodeKind, PointRecord, Tree};
+use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::chunker::Chunker;
 use crate::store::{BlobId, BlobKind};
 
@@ -57,7 +57,7 @@ struct Ctx<'a> {
     files_unchanged: AtomicU64,
     warnings: Mutex<Vec<String>>,
     /// Chunk lists of hard-linked inodes already read in this backup.
-    links: Mutex<HashMap<u64, Vec<BlobId>>>,
+    links: Mutex<HashMap<u64, Vec<ChunkRef>>>,
 }
 
 thread_local! {
@@ -140,7 +140,7 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
 
 fn warn(ctx: &Ctx, path: &Path, e: impl std::fmt::Display) {
     let msg = format!("{}: {e}", path.display());
-    tracing::warn!("{msg}");
+    tracing::debug!("{msg}");
     ctx.warnings.lock().expect("warnings lock").push(msg);
 }
 
@@ -255,7 +255,7 @@ fn backup_entry(
 }
 
 /// Read, chunk and store one file. Returns its chunk ids and the bytes actually read.
-fn store_file(ctx: &Ctx, path: &Path) -> std::result::Result<(Vec<BlobId>, u64), FileError> {
+fn store_file(ctx: &Ctx, path: &Path) -> std::result::Result<(Vec<ChunkRef>, u64), FileError> {
     let file = open_source(path)?;
     // Take the thread's chunker out: rayon may run another file on this thread while we wait.
     let mut chunker = CHUNKER
@@ -286,7 +286,7 @@ fn store_file(ctx: &Ctx, path: &Path) -> std::result::Result<(Vec<BlobId>, u64),
 fn store_batch(
     ctx: &Ctx,
     batch: &mut Vec<Vec<u8>>,
-    chunks: &mut Vec<BlobId>,
+    chunks: &mut Vec<ChunkRef>,
 ) -> std::result::Result<(), FileError> {
     let store = ctx.vault.store();
     let ids: Vec<BlobId> = if batch.len() == 1 {
@@ -306,7 +306,10 @@ fn store_batch(
     ctx.progress
         .bytes_read
         .fetch_add(n as u64, Ordering::Relaxed);
-    chunks.extend(ids);
+    chunks.extend(ids.into_iter().zip(batch.iter()).map(|(id, c)| ChunkRef {
+        id,
+        len: c.len() as u32,
+    }));
     batch.clear();
     Ok(())
 }

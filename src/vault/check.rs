@@ -196,7 +196,7 @@ impl Walk<'_> {
             }
             NodeKind::File => {
                 let mut ok = true;
-                for id in &node.chunks {
+                for id in node.chunks.iter().map(|c| &c.id) {
                     let problem = match self.bad.get(id) {
                         Some(why) => Some(why.clone()),
                         None => match self.vault.store().index().contains(id) {

@@ -163,7 +163,7 @@ fn restore_dir(ctx: &Ctx, node: &Node, path: &Path, shown: &str) -> Result<()> {
 fn restore_entry(ctx: &Ctx, node: &Node, path: &Path, shown: &str) {
     if let Err(e) = restore_entry_inner(ctx, node, path, shown) {
         let msg = format!("{}/{}:{shown}: {e}", ctx.point.item, ctx.point.name);
-        tracing::error!("{msg}");
+        tracing::debug!("{msg}");
         ctx.errors.lock().expect("errors lock").push(msg);
     }
 }
@@ -245,11 +245,19 @@ fn write_file(ctx: &Ctx, node: &Node, path: &Path) -> std::result::Result<(), St
         .open(path)
         .map_err(|e| format!("create: {e}"))?;
     let mut written = 0u64;
-    for id in &node.chunks {
+    for chunk in &node.chunks {
         let data = ctx
             .store
-            .get(BlobKind::Data, id)
+            .get(BlobKind::Data, &chunk.id)
             .map_err(|e| e.to_string())?;
+        if data.len() != chunk.len as usize {
+            return Err(format!(
+                "chunk {} has {} bytes, the tree says {}",
+                chunk.id,
+                data.len(),
+                chunk.len
+            ));
+        }
         for piece in data.chunks(HOLE_GRANULE_BYTES) {
             if piece.iter().all(|b| *b == 0) {
                 file.seek(SeekFrom::Current(piece.len() as i64))
