@@ -36,6 +36,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Rebuild the index and catalog from the packs alone
     Repair(VaultArg),
+    /// Mount a vault: points/ITEM/POINT read-only, .deleted/ for soft-deleted points
+    Mount(MountArgs),
+    /// Unmount a mounted vault cleanly (finishes pending work first)
+    Umount(UmountArgs),
+    /// Soft-delete a point: it moves to .deleted/ and is purged after the soft-delete period
+    Delete(PointArg),
+    /// Bring a soft-deleted point back
+    Undelete(PointArg),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -44,6 +52,78 @@ pub enum Command {
 pub struct VaultArg {
     /// Path of the vault directory
     pub vault: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PointArg {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// ITEM/POINT
+    pub point: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Directory to mount it on
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground (log to stderr) instead of returning once mounted
+    #[arg(long)]
+    pub foreground: bool,
+    /// Let other users access the mount (subject to file permissions)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Memory for cached trees and chunks, e.g. 256M or 1G
+    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// FUSE worker threads
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// Mount point
+    pub mountpoint: PathBuf,
+}
+
+/// `256M`, `1G`, `4096` (bytes), `64K`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix in {s:?} (use K, M, G or T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+impl Command {
+    /// The vault a command works on, if any (used to reach a running daemon).
+    pub fn vault_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Backup(a) => Some(&a.vault),
+            Command::Items(a) => Some(&a.vault),
+            Command::Points(a) => Some(&a.vault),
+            Command::Restore(a) => Some(&a.vault),
+            Command::Check(a) => Some(&a.vault),
+            Command::Repair(a) => Some(&a.vault),
+            Command::Mount(a) => Some(&a.vault),
+            Command::Delete(a) | Command::Undelete(a) => Some(&a.vault),
+            Command::Init(_) | Command::Umount(_) | Command::Completions(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -19,7 +19,9 @@
 //! [`vault`] (items, points, trees and the commands' logic), and the CLI in `main.rs`/`cmd/`.
 
 pub mod cli;
+pub mod control;
 pub mod format;
 pub mod keys;
+pub mod mount;
 pub mod store;
 pub mod vault;

@@ -1,8 +1,10 @@
-//! The `vaultfs` binary: parse arguments, run one command, map the outcome to an exit code.
-//! Every failure is one line on stderr; a panic (a bug) is reported the same way, never as a trace.
+//! The `vaultfs` binary: parse arguments, run one command (here, or in the mount daemon that
+//! holds the vault), map the outcome to an exit code. Every failure is one line on stderr; a
+//! panic (a bug) is reported the same way, never as a trace.
 
 mod cmd;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,6 +26,10 @@ fn main() -> ExitCode {
     let cli = vaultfs::cli::Cli::parse();
     // sled logs its own view of a damaged database; vaultfs reports that as one error line.
     let mut directives = cli.log.clone();
+    // The mount daemon's log records mounts, unmounts, soft deletes and damaged reads.
+    if matches!(cli.command, vaultfs::cli::Command::Mount(_)) && directives == "warn" {
+        directives = "info".into();
+    }
     if !directives.contains("sled") {
         directives.push_str(",sled=off");
     }
@@ -32,35 +38,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match std::panic::catch_unwind(|| cmd::run(cli)) {
-        Ok(Ok(cmd::Outcome::Ok)) => ExitCode::SUCCESS,
-        Ok(Ok(cmd::Outcome::Partial(msg))) => {
-            eprintln!("vaultfs: {msg}");
-            ExitCode::from(3)
-        }
-        Ok(Err(e)) => {
-            eprintln!("vaultfs: error: {}", one_line(&e));
-            ExitCode::FAILURE
-        }
+    if let Some(code) = cmd::forward(&cli) {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let env = cmd::Env::local(cli.passphrase_file.clone());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::run(cli.command, &env))) {
+        Ok(result) => ExitCode::from(cmd::finish(result, &env) as u8),
         Err(_) => ExitCode::from(70),
     }
-}
-
-/// The error and its causes on one line, without repeating a cause already in the message.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out.replace('\n', " ")
 }

@@ -5,7 +5,7 @@
 //!
 //! Everything runs the real binary on real temp dirs. Each interrupted backup writes 128 MiB of
 //! never-seen data (plus edits to small files), which keeps the binary busy for most of a second,
-//! and the kill delays are spread over a timed run of the same size.
+//! and the kills are spread over a timed run of the same size, then aimed at the commit.
 
 mod common;
 use common::*;
@@ -37,8 +37,8 @@ fn write(root: &Path, rel: &str, data: &[u8]) {
 /// Round `r` backs up the small files as edited in that round plus `fresh{r}/`, 128 MiB of new
 /// random data. To avoid copying that data, `frozen/{r}` is a `cp -a` of the source taken before
 /// `fresh{r}/` is written, and `fresh{r}/` is moved (a rename keeps content, mode, owner, mtime
-/// and xattrs) into `frozen/{r}` when round `r + 1` starts. Until then round `r`'s tree is `src`
-/// itself.
+/// and xattrs) into `frozen/{r}` when round `r + 1` starts (both are dropped instead if no point
+/// holds round `r`). Until then round `r`'s tree is `src` itself.
 struct Source {
     src: PathBuf,
     frozen: PathBuf,
@@ -95,11 +95,12 @@ impl Source {
         assert_eq!(self.round.map_or(0, |r| r + 1), round);
         if let Some(prev) = self.round {
             let name = format!("fresh{prev}");
-            fs::rename(
-                self.src.join(&name),
-                self.frozen.join(prev.to_string()).join(&name),
-            )
-            .unwrap();
+            let keep = self.frozen.join(prev.to_string());
+            if keep.exists() {
+                fs::rename(self.src.join(&name), keep.join(&name)).unwrap();
+            } else {
+                fs::remove_dir_all(self.src.join(&name)).unwrap();
+            }
         }
         for i in 0..8u64 {
             let rel = format!("d{}/f{}", (round + i) % 8, (i * 3 + round) % 16);
@@ -124,6 +125,11 @@ impl Source {
             write(&self.src, &format!("fresh{round}/part{f}"), &data);
         }
         self.round = Some(round);
+    }
+
+    /// No point holds round `round`'s tree: drop its frozen copy.
+    fn forget(&self, round: u64) {
+        fs::remove_dir_all(self.frozen.join(round.to_string())).unwrap();
     }
 
     /// The tree a point of round `round` (`None`: the starting tree) must restore to.
@@ -181,6 +187,141 @@ fn spawn_backup(vault: &Path, src: &Path) -> Child {
         .expect("spawn vaultfs backup")
 }
 
+/// A complete point and the round whose tree it holds (`None`: the starting tree).
+type Known = Vec<((String, String), Option<u64>)>;
+
+fn live(known: &Known) -> BTreeSet<(String, String)> {
+    known.iter().map(|(k, _)| k.clone()).collect()
+}
+
+/// When a round sends SIGKILL.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This many ms after the spawn.
+    After(u64),
+    /// This many ms after the backup has written as many bytes as its new data holds (`wchar`
+    /// in /proc/PID/io): every data pack is then written, and what is left is the last pack's
+    /// header, fsync and rename, the point's records, the index and the catalog: the commit.
+    DataWrittenPlus(u64),
+}
+
+/// Bytes process `pid` has passed to write(2) so far.
+fn written_bytes(pid: u32) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:")?.trim().parse().ok())
+}
+
+/// One round: change the source, start `backup`, SIGKILL it at `when` (unless it already
+/// exited), then hold the vault to the crash contract. Returns whether the kill interrupted
+/// the backup, and whether the backup had committed its point by then.
+fn crash_round(
+    vault: &Path,
+    source: &mut Source,
+    known: &mut Known,
+    round: u64,
+    when: Kill,
+) -> (bool, bool) {
+    source.next_round(round);
+    let before = live(known);
+
+    let t0 = Instant::now();
+    let mut child = spawn_backup(vault, &source.src);
+    match when {
+        Kill::After(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        Kill::DataWrittenPlus(ms) => {
+            let data = FRESH_FILES * FRESH_BYTES as u64;
+            let mut polled = false;
+            while child.try_wait().unwrap().is_none() {
+                let written = written_bytes(child.id());
+                polled |= written.is_some();
+                if written.unwrap_or(0) >= data {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "the backup never wrote its data"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            assert!(polled, "could not read /proc/{}/io", child.id());
+        }
+    }
+    let at = t0.elapsed();
+    if child.try_wait().unwrap().is_none() {
+        child.kill().expect("SIGKILL the backup");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+    if !killed {
+        assert!(
+            out.status.success(),
+            "backup of round {round} failed on its own: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("internal error"),
+        "round {round}: {stderr}"
+    );
+
+    // Only complete points: every earlier one, plus at most this run's (if it got as far as
+    // committing before the kill), and that one must be whole.
+    let now = list_points(vault);
+    assert!(
+        now.is_superset(&before),
+        "kill at {when:?} ({at:?}) lost points: had {before:?}, now {now:?}"
+    );
+    let new: Vec<_> = now.difference(&before).cloned().collect();
+    assert!(
+        new.len() <= 1,
+        "kill at {when:?}: more than one new point: {new:?}"
+    );
+    if let Some(pt) = created_point(&stdout) {
+        assert_eq!(
+            new,
+            vec![pt],
+            "round {round}: the reported point must be listed"
+        );
+    }
+    if !killed {
+        assert_eq!(
+            new.len(),
+            1,
+            "round {round}: a backup that exited 0 must leave its point"
+        );
+    }
+    eprintln!(
+        "round {round}: kill at {when:?}, {} ms after the start: {}",
+        at.as_millis(),
+        match (killed, new.is_empty()) {
+            (true, true) => "interrupted, no point",
+            (true, false) => "interrupted after the point was committed",
+            (false, _) => "the backup had finished",
+        }
+    );
+
+    let check = ok(&["check", p(vault), "--read-data"]);
+    assert!(
+        check.contains(": 0 errors"),
+        "check after a kill at {when:?} ({at:?}): {check}"
+    );
+    let committed = !new.is_empty();
+    if let Some(pt) = new.into_iter().next() {
+        assert_eq!(pt.0, ITEM);
+        known.push((pt, Some(round)));
+    } else {
+        source.forget(round);
+    }
+    // Every point, old and (if any) new, restores bit-identically to its source.
+    for (pt, r) in known.iter() {
+        assert_restores(vault, pt, &source.tree_of(*r));
+    }
+    (killed, committed)
+}
+
 #[test]
 fn kill_9_during_backup_leaves_a_consistent_vault() {
     let started = Instant::now();
@@ -190,12 +331,7 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
     // so kills land between "pack durable and indexed" and "point recorded".
     init_vault(&vault);
     let mut source = Source::new(tmp.path());
-
-    // Complete points and the round whose tree each holds (None: the starting tree).
-    let mut known: Vec<((String, String), Option<u64>)> = Vec::new();
-    let live = |known: &Vec<((String, String), Option<u64>)>| -> BTreeSet<(String, String)> {
-        known.iter().map(|(k, _)| k.clone()).collect()
-    };
+    let mut known: Known = Vec::new();
 
     // Point 1: the starting tree.
     let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);
@@ -210,7 +346,7 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
     let out = spawn_backup(&vault, &source.src)
         .wait_with_output()
         .unwrap();
-    let full = t0.elapsed();
+    let full_ms = t0.elapsed().as_millis() as u64;
     assert!(
         out.status.success(),
         "timed backup failed: {}",
@@ -223,95 +359,39 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
         live(&known),
         "points after two complete backups"
     );
-    let full_ms = full.as_millis() as u64;
     eprintln!(
         "backup of {} MiB of new data: {full_ms} ms",
-        FRESH_FILES * FRESH_BYTES as u64 >> 20
+        (FRESH_FILES * FRESH_BYTES as u64) >> 20
     );
 
-    let mut delays: Vec<u64> = [0, 20, 100, 300, 700]
+    // Fixed delays (before and while the vault opens, while packs are written) and one at 90%
+    // of the timed run. Then kills aimed at the commit: once all new data is written, wait
+    // 0, 1, 3, ... ms, until a run gets its point committed before the kill comes.
+    let mut fixed: Vec<u64> = [0, 20, 100, 300, 700]
         .into_iter()
-        .filter(|&d| d <= 20 || d < full_ms)
-        .chain([full_ms / 2, full_ms * 85 / 100, full_ms.saturating_sub(25)])
+        .filter(|&d| d <= 20 || d < full_ms * 8 / 10)
+        .chain([full_ms * 9 / 10])
         .collect();
-    delays.sort_unstable();
-    delays.dedup();
+    fixed.sort_unstable();
+    let mut round = 0;
     let mut interrupted = 0;
-    for (n, &delay) in delays.iter().enumerate() {
-        let round = n as u64 + 1;
-        source.next_round(round);
-        let before = live(&known);
-
-        let mut child = spawn_backup(&vault, &source.src);
-        std::thread::sleep(Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().expect("SIGKILL the backup");
-        }
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let killed = std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
-        eprintln!(
-            "round {round}: kill after {delay} ms: {}",
-            if killed { "killed" } else { "it had finished" }
-        );
-        if killed {
-            interrupted += 1;
-        } else {
-            assert!(
-                out.status.success(),
-                "backup of round {round} failed on its own: {stderr}"
-            );
-        }
-        assert!(
-            !stderr.contains("panicked") && !stderr.contains("internal error"),
-            "round {round}: {stderr}"
-        );
-
-        // Only complete points: every earlier one, plus at most this run's (if it got as far
-        // as committing before the kill), and that one must be whole.
-        let now = list_points(&vault);
-        assert!(
-            now.is_superset(&before),
-            "kill after {delay} ms lost points: had {before:?}, now {now:?}"
-        );
-        let new: Vec<_> = now.difference(&before).cloned().collect();
-        assert!(
-            new.len() <= 1,
-            "round {round}: more than one new point: {new:?}"
-        );
-        if let Some(pt) = created_point(&stdout) {
-            assert_eq!(
-                new,
-                vec![pt],
-                "round {round}: the reported point must be listed"
-            );
-        }
-        if !killed {
-            assert_eq!(
-                new.len(),
-                1,
-                "round {round}: a backup that exited 0 must leave its point"
-            );
-        }
-
-        let check = ok(&["check", p(&vault), "--read-data"]);
-        assert!(
-            check.contains(": 0 errors"),
-            "check after kill at {delay} ms: {check}"
-        );
-        if let Some(pt) = new.into_iter().next() {
-            assert_eq!(pt.0, ITEM);
-            known.push((pt, Some(round)));
-        }
-        for (pt, r) in &known {
-            assert_restores(&vault, pt, &source.tree_of(*r));
+    for &ms in &fixed {
+        round += 1;
+        let (killed, _) = crash_round(&vault, &mut source, &mut known, round, Kill::After(ms));
+        interrupted += killed as usize;
+    }
+    for ms in [0, 1, 3, 6, 12, 25] {
+        round += 1;
+        let when = Kill::DataWrittenPlus(ms);
+        let (killed, committed) = crash_round(&vault, &mut source, &mut known, round, when);
+        interrupted += killed as usize;
+        if committed {
+            break;
         }
     }
     assert!(
-        interrupted * 2 >= delays.len(),
-        "only {interrupted} of {} backups were still running when killed ({delays:?} ms vs a {full_ms} ms backup): the test did not exercise crashes",
-        delays.len()
+        interrupted * 2 >= round as usize,
+        "only {interrupted} of {round} backups were still running when killed ({full_ms} ms backup): the test did not exercise crashes"
     );
 
     // A re-run after all the crashes succeeds and stores the tree as it is now.
@@ -326,12 +406,23 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
         "check after the re-run: {check}"
     );
     assert_restores(&vault, &pt, &source.src);
-    assert_restores(&vault, &known[0].0, &source.tree_of(None));
-    // The killed runs' unfinished packs do not stay behind forever.
+    // The killed runs' unfinished packs do not stay behind.
     let leftovers: Vec<PathBuf> = walk(&vault.join("tmp"));
     assert!(
         leftovers.is_empty(),
         "unfinished packs of killed runs left in tmp/: {leftovers:?}"
     );
+    // Rebuilding the index and catalog from the packs alone keeps every point (a point whose
+    // records reached a pack but not the catalog may come back: it is complete) and a vault
+    // that checks clean and restores.
+    ok(&["repair", p(&vault)]);
+    let repaired = list_points(&vault);
+    assert!(
+        repaired.is_superset(&expected),
+        "repair lost points: had {expected:?}, now {repaired:?}"
+    );
+    let check = ok(&["check", p(&vault)]);
+    assert!(check.contains(": 0 errors"), "check after repair: {check}");
+    assert_restores(&vault, &pt, &source.src);
     eprintln!("crash test took {:?}", started.elapsed());
 }

@@ -1,6 +1,6 @@
 //! `vaultfs backup`
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -8,20 +8,21 @@ use anyhow::Result;
 use vaultfs::cli::BackupArgs;
 use vaultfs::vault::backup::{self, Progress};
 
-use super::{Outcome, PassSource, human_bytes, spinner};
+use super::{Env, Outcome, human_bytes};
 
-pub fn run(a: BackupArgs, pass: &PassSource) -> Result<Outcome> {
+pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
-    if !a.path.exists() {
+    let src = env.path(&a.path);
+    if !src.exists() {
         anyhow::bail!("source {} does not exist", a.path.display());
     }
-    let vault = pass.open(&a.vault)?;
+    let vault = env.open(&a.vault)?;
     let progress = Progress::default();
-    let pb = spinner();
-    let done = std::sync::atomic::AtomicBool::new(false);
+    let pb = env.spinner();
+    let done = AtomicBool::new(false);
     let summary = std::thread::scope(|s| {
         s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
+            while !done.load(Ordering::Relaxed) && !pb.is_hidden() {
                 pb.set_message(format!(
                     "{} files, {} read",
                     progress.files.load(Ordering::Relaxed),
@@ -30,20 +31,20 @@ pub fn run(a: BackupArgs, pass: &PassSource) -> Result<Outcome> {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let r = backup::backup(&vault, &a.item, &a.path, &progress);
+        let r = backup::backup(&vault, &a.item, &src, &progress);
         done.store(true, Ordering::Relaxed);
         r
     })?;
     pb.finish_and_clear();
     let s = &summary;
-    println!("created point {}/{}", s.point.item, s.point.name);
+    env.out(format!("created point {}/{}", s.point.item, s.point.name));
     let ratio = if s.bytes_added > 0 {
         s.bytes_total as f64 / s.bytes_added as f64
     } else {
         f64::INFINITY
     };
     let mbps = s.bytes_read as f64 / 1e6 / s.seconds.max(1e-9);
-    println!(
+    env.out(format!(
         "{} files ({} unchanged), {} dirs, {} in the tree, {} read, {} added to the vault (dedup+compression {ratio:.1}x), {:.2} s, {mbps:.1} MB/s",
         s.files,
         s.files_unchanged,
@@ -52,12 +53,12 @@ pub fn run(a: BackupArgs, pass: &PassSource) -> Result<Outcome> {
         human_bytes(s.bytes_read),
         human_bytes(s.bytes_added),
         s.seconds
-    );
+    ));
     if s.warnings.is_empty() {
         Ok(Outcome::Ok)
     } else {
         for w in &s.warnings {
-            eprintln!("vaultfs: warning: {w}");
+            env.err(format!("vaultfs: warning: {w}"));
         }
         Ok(Outcome::Partial(format!(
             "{} entries could not be read and are missing from the point",

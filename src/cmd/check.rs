@@ -5,20 +5,20 @@ use anyhow::{Result, bail};
 use vaultfs::cli::CheckArgs;
 use vaultfs::vault::check;
 
-use super::{Outcome, PassSource, human_bytes, spinner};
+use super::{Env, Outcome, human_bytes};
 
-pub fn run(a: CheckArgs, pass: &PassSource) -> Result<Outcome> {
-    let vault = pass.open(&a.vault)?;
-    let pb = spinner();
+pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
+    let vault = env.open(&a.vault)?;
+    let pb = env.spinner();
     let report = check::check(&vault, a.read_data, |n, total| {
         pb.set_message(format!("pack {n}/{total}"))
     })?;
     pb.finish_and_clear();
     for w in &report.warnings {
-        eprintln!("vaultfs: warning: {w}");
+        env.err(format!("vaultfs: warning: {w}"));
     }
     for e in &report.errors {
-        eprintln!("vaultfs: {e}");
+        env.err(format!("vaultfs: {e}"));
     }
     let verified = if a.read_data {
         format!(
@@ -28,14 +28,14 @@ pub fn run(a: CheckArgs, pass: &PassSource) -> Result<Outcome> {
     } else {
         String::new()
     };
-    println!(
+    env.out(format!(
         "checked {} packs, {} blobs, {} points, {} trees{verified}: {} errors",
         report.packs,
         report.blobs,
         report.points,
         report.trees,
         report.errors.len()
-    );
+    ));
     if !report.errors.is_empty() {
         bail!(
             "the vault is damaged: {} errors (listed above)",

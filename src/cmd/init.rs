@@ -6,9 +6,9 @@ use vaultfs::cli::InitArgs;
 use vaultfs::keys::KdfParams;
 use vaultfs::vault::{InitOptions, Vault};
 
-use super::{Outcome, PassSource};
+use super::{Env, Outcome};
 
-pub fn run(a: InitArgs, pass: &PassSource) -> Result<Outcome> {
+pub fn run(a: InitArgs, env: &Env) -> Result<Outcome> {
     let opts = InitOptions {
         soft_delete_days: a.soft_delete_days,
         kdf: KdfParams {
@@ -22,12 +22,13 @@ pub fn run(a: InitArgs, pass: &PassSource) -> Result<Outcome> {
         zstd_level: a.zstd_level,
         pack_target_bytes: a.pack_size_mib.saturating_mul(1 << 20),
     };
-    let p = pass.get(&a.vault, true)?;
-    Vault::create(&a.vault, &p, &opts)?;
-    println!(
+    let vault = env.path(&a.vault);
+    let p = env.passphrase(&vault, true)?;
+    Vault::create(&vault, &p, &opts)?;
+    env.out(format!(
         "created vault {} (soft delete: {} days)",
         a.vault.display(),
         a.soft_delete_days
-    );
+    ));
     Ok(Outcome::Ok)
 }

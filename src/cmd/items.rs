@@ -6,10 +6,10 @@ use serde_json::json;
 use vaultfs::cli::ItemsArgs;
 use vaultfs::vault::names::display_time;
 
-use super::{Outcome, PassSource, human_bytes, print_table};
+use super::{Env, Outcome, human_bytes, table};
 
-pub fn run(a: ItemsArgs, pass: &PassSource) -> Result<Outcome> {
-    let vault = pass.open(&a.vault)?;
+pub fn run(a: ItemsArgs, env: &Env) -> Result<Outcome> {
+    let vault = env.open(&a.vault)?;
     let mut rows = Vec::new();
     let mut js = Vec::new();
     for item in vault.items()? {
@@ -34,9 +34,11 @@ pub fn run(a: ItemsArgs, pass: &PassSource) -> Result<Outcome> {
         ]);
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&js)?);
+        env.out(serde_json::to_string_pretty(&js)?);
     } else {
-        print_table(&["ITEM", "POINTS", "DELETED", "LATEST", "SIZE"], &rows);
+        table(&["ITEM", "POINTS", "DELETED", "LATEST", "SIZE"], &rows)
+            .into_iter()
+            .for_each(|l| env.out(l));
     }
     Ok(Outcome::Ok)
 }

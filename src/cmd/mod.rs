@@ -1,17 +1,22 @@
-//! One module per subcommand; this file holds what they share: the passphrase, progress bars
-//! and human-readable sizes. Errors get their context here, at the CLI edge.
+//! One module per subcommand; this file holds what they share: the environment a command runs
+//! in (local process or the mount daemon), the passphrase, output, progress bars and sizes.
+//! Errors get their context here, at the CLI edge.
 
 mod backup;
 mod check;
 mod completions;
+mod delete;
 mod init;
 mod items;
+mod mount;
 mod points;
 mod repair;
 mod restore;
+mod umount;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,39 +24,96 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
 use vaultfs::cli::{Cli, Command};
+use vaultfs::control::{self, Request, Responder, Response};
+use vaultfs::keys::MasterKey;
 use vaultfs::vault::Vault;
 
-/// What a command achieved, mapped to the process exit code by `main`.
+/// What a command achieved, mapped to the process exit code.
 pub enum Outcome {
     Ok,
     /// Done, but some entries were skipped or failed (exit 3).
     Partial(String),
 }
 
-pub fn run(cli: Cli) -> Result<Outcome> {
-    let pass = PassSource {
-        file: cli.passphrase_file.as_deref(),
-    };
-    match cli.command {
-        Command::Init(a) => init::run(a, &pass),
-        Command::Backup(a) => backup::run(a, &pass),
-        Command::Items(a) => items::run(a, &pass),
-        Command::Points(a) => points::run(a, &pass),
-        Command::Restore(a) => restore::run(a, &pass),
-        Command::Check(a) => check::run(a, &pass),
-        Command::Repair(a) => repair::run(a, &pass),
-        Command::Completions(a) => completions::run(a),
+/// Where a command's output goes: this process's stdout/stderr, or a control-socket client.
+enum Sink<'a> {
+    Local,
+    Remote(Mutex<&'a mut Responder>),
+}
+
+/// The world a command runs in.
+pub struct Env<'a> {
+    passphrase_file: Option<PathBuf>,
+    /// Passphrase sent by a control-socket client.
+    passphrase: Option<Zeroizing<Vec<u8>>>,
+    /// Inside the daemon: the vault it holds open.
+    daemon_vault: Option<Arc<Vault>>,
+    cwd: PathBuf,
+    sink: Sink<'a>,
+}
+
+impl<'a> Env<'a> {
+    pub fn local(passphrase_file: Option<PathBuf>) -> Env<'static> {
+        Env {
+            passphrase_file,
+            passphrase: None,
+            daemon_vault: None,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            sink: Sink::Local,
+        }
     }
-}
 
-/// Where the passphrase comes from: `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
-pub struct PassSource<'a> {
-    file: Option<&'a Path>,
-}
+    /// A command received by the daemon holding `vault`.
+    pub fn remote(
+        vault: Arc<Vault>,
+        cwd: PathBuf,
+        passphrase: Zeroizing<Vec<u8>>,
+        out: &'a mut Responder,
+    ) -> Env<'a> {
+        Env {
+            passphrase_file: None,
+            passphrase: Some(passphrase),
+            daemon_vault: Some(vault),
+            cwd,
+            sink: Sink::Remote(Mutex::new(out)),
+        }
+    }
 
-impl PassSource<'_> {
-    pub fn get(&self, vault: &Path, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-        let pass = if let Some(f) = self.file {
+    pub fn is_remote(&self) -> bool {
+        matches!(self.sink, Sink::Remote(_))
+    }
+
+    /// A line on standard output.
+    pub fn out(&self, line: impl Into<String>) {
+        match &self.sink {
+            Sink::Local => println!("{}", line.into()),
+            Sink::Remote(r) => r.lock().expect("sink lock").out(line),
+        }
+    }
+
+    /// A line on standard error.
+    pub fn err(&self, line: impl Into<String>) {
+        match &self.sink {
+            Sink::Local => eprintln!("{}", line.into()),
+            Sink::Remote(r) => r.lock().expect("sink lock").err(line),
+        }
+    }
+
+    /// A user-given path, relative to the caller's working directory.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.cwd.join(p)
+        }
+    }
+
+    /// The passphrase: sent by the client, `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
+    pub fn passphrase(&self, vault: &Path, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+        if let Some(p) = &self.passphrase {
+            return Ok(p.clone());
+        }
+        let pass = if let Some(f) = &self.passphrase_file {
             let text = std::fs::read(f)
                 .with_context(|| format!("cannot read passphrase file {}", f.display()))?;
             let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
@@ -78,25 +140,169 @@ impl PassSource<'_> {
         Ok(pass)
     }
 
-    /// Open `vault` with this passphrase.
-    pub fn open(&self, vault: &Path) -> Result<Vault> {
-        vaultfs::vault::Vault::read_config(vault)?;
-        let pass = self.get(vault, false)?;
-        Ok(Vault::open(vault, &pass)?)
+    /// Open `vault` (or, in the daemon, check the passphrase and share the open vault).
+    pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
+        let vault = self.path(vault);
+        let config = Vault::read_config(&vault)?;
+        let pass = self.passphrase(&vault, false)?;
+        if let Some(v) = &self.daemon_vault {
+            if !same_dir(v.dir(), &vault) {
+                bail!(
+                    "this daemon serves {}, not {}",
+                    v.dir().display(),
+                    vault.display()
+                );
+            }
+            MasterKey::unwrap(&config.key_slots, &pass)?;
+            return Ok(v.clone());
+        }
+        Ok(Arc::new(Vault::open(&vault, &pass)?))
+    }
+
+    /// A spinner on stderr when it is a local terminal; hidden otherwise.
+    pub fn spinner(&self) -> ProgressBar {
+        if self.is_remote() || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .expect("static template"),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
     }
 }
 
-/// A spinner on stderr when it is a terminal; hidden otherwise.
-pub fn spinner() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("static template"),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
+}
+
+pub fn run(command: Command, env: &Env) -> Result<Outcome> {
+    match command {
+        Command::Init(a) => init::run(a, env),
+        Command::Backup(a) => backup::run(a, env),
+        Command::Items(a) => items::run(a, env),
+        Command::Points(a) => points::run(a, env),
+        Command::Restore(a) => restore::run(a, env),
+        Command::Check(a) => check::run(a, env),
+        Command::Repair(a) => repair::run(a, env),
+        Command::Mount(a) => mount::run(a, env),
+        Command::Umount(a) => umount::run(a, env),
+        Command::Delete(a) => delete::run(a, env, true),
+        Command::Undelete(a) => delete::run(a, env, false),
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+/// Report a command's result like `main` does and return the exit code.
+pub fn finish(result: Result<Outcome>, env: &Env) -> i32 {
+    match result {
+        Ok(Outcome::Ok) => 0,
+        Ok(Outcome::Partial(msg)) => {
+            env.err(format!("vaultfs: {msg}"));
+            3
+        }
+        Err(e) => {
+            env.err(format!("vaultfs: error: {}", one_line(&e)));
+            1
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause already in the message.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
+}
+
+/// If a daemon holds the command's vault, run the command there. `None`: run it here.
+pub fn forward(cli: &Cli) -> Option<i32> {
+    let vault = cli.command.vault_path()?;
+    let stream = control::connect(vault)?;
+    let env = Env::local(cli.passphrase_file.clone());
+    let pass = match env.passphrase(vault, false) {
+        Ok(p) => p,
+        Err(e) => return Some(finish(Err(e), &env)),
+    };
+    let req = Request::Command {
+        argv: std::env::args().skip(1).collect(),
+        cwd: env.cwd.clone(),
+        passphrase_hex: hex::encode(&*pass),
+    };
+    let result = control::call(stream, &req, |r| match r {
+        Response::Out(s) => println!("{s}"),
+        Response::Err(s) => eprintln!("{s}"),
+        Response::Exit(_) => {}
+    });
+    match result {
+        Ok(Some(code)) => Some(code),
+        Ok(None) => {
+            eprintln!(
+                "vaultfs: error: the mount daemon of {} hung up",
+                vault.display()
+            );
+            Some(1)
+        }
+        Err(e) => {
+            eprintln!(
+                "vaultfs: error: talking to the mount daemon of {}: {e}",
+                vault.display()
+            );
+            Some(1)
+        }
+    }
+}
+
+/// Run a command sent over the control socket, inside the daemon.
+pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
+    let Request::Command {
+        argv,
+        cwd,
+        passphrase_hex,
+    } = req
+    else {
+        out.send(&Response::Exit(1));
+        return;
+    };
+    let pass = Zeroizing::new(hex::decode(passphrase_hex).unwrap_or_default());
+    let parsed =
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("vaultfs".to_string()).chain(argv));
+    let code = match parsed {
+        Ok(cli) => {
+            let env = Env::remote(vault, cwd, pass, out);
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
+            match result {
+                Ok(r) => finish(r, &env),
+                Err(_) => {
+                    env.err("vaultfs: internal error in the daemon (see its log)");
+                    70
+                }
+            }
+        }
+        Err(e) => {
+            out.err(format!(
+                "vaultfs: error: {}",
+                e.to_string().lines().next().unwrap_or("bad arguments")
+            ));
+            2
+        }
+    };
+    out.send(&Response::Exit(code));
 }
 
 /// `1.5 GB`-style decimal sizes.
@@ -115,8 +321,8 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Print rows as an aligned table with a header.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+/// Rows as an aligned table with a header, one string per line.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -129,10 +335,9 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        s.join("  ").trim_end().to_string()
     };
-    line(header.iter().map(|s| s.to_string()).collect());
-    for r in rows {
-        line(r.clone());
-    }
+    let mut out = vec![line(header.iter().map(|s| s.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out
 }

@@ -6,12 +6,12 @@ use serde_json::json;
 use vaultfs::cli::PointsArgs;
 use vaultfs::vault::names::display_time;
 
-use super::{Outcome, PassSource, human_bytes, print_table};
+use super::{Env, Outcome, human_bytes, table};
 
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
-pub fn run(a: PointsArgs, pass: &PassSource) -> Result<Outcome> {
-    let vault = pass.open(&a.vault)?;
+pub fn run(a: PointsArgs, env: &Env) -> Result<Outcome> {
+    let vault = env.open(&a.vault)?;
     let days = vault.params().soft_delete_days as i64;
     let points = vault.points(a.item.as_deref(), a.deleted)?;
     if a.json {
@@ -26,7 +26,7 @@ pub fn run(a: PointsArgs, pass: &PassSource) -> Result<Outcome> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&js)?);
+        env.out(serde_json::to_string_pretty(&js)?);
         return Ok(Outcome::Ok);
     }
     let rows: Vec<Vec<String>> = points
@@ -45,13 +45,11 @@ pub fn run(a: PointsArgs, pass: &PassSource) -> Result<Outcome> {
             r
         })
         .collect();
-    if a.deleted {
-        print_table(
-            &["ITEM", "POINT", "CREATED", "FILES", "SIZE", "PURGE AT"],
-            &rows,
-        );
+    let header: &[&str] = if a.deleted {
+        &["ITEM", "POINT", "CREATED", "FILES", "SIZE", "PURGE AT"]
     } else {
-        print_table(&["ITEM", "POINT", "CREATED", "FILES", "SIZE"], &rows);
-    }
+        &["ITEM", "POINT", "CREATED", "FILES", "SIZE"]
+    };
+    table(header, &rows).into_iter().for_each(|l| env.out(l));
     Ok(Outcome::Ok)
 }

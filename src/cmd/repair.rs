@@ -1,23 +1,27 @@
 //! `vaultfs repair`
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use vaultfs::cli::VaultArg;
 use vaultfs::vault::{Vault, repair};
 
-use super::{Outcome, PassSource};
+use super::{Env, Outcome};
 
-pub fn run(a: VaultArg, pass: &PassSource) -> Result<Outcome> {
-    Vault::read_config(&a.vault)?;
-    let p = pass.get(&a.vault, false)?;
-    let (_vault, report) = repair::repair(&a.vault, &p)?;
-    for e in &report.errors {
-        eprintln!("vaultfs: {e}");
+pub fn run(a: VaultArg, env: &Env) -> Result<Outcome> {
+    if env.is_remote() {
+        bail!("the vault is mounted: unmount it (vaultfs umount MNT) before repair");
     }
-    println!(
+    let vault = env.path(&a.vault);
+    Vault::read_config(&vault)?;
+    let p = env.passphrase(&vault, false)?;
+    let (_vault, report) = repair::repair(&vault, &p)?;
+    for e in &report.errors {
+        env.err(format!("vaultfs: {e}"));
+    }
+    env.out(format!(
         "rebuilt the index from {} packs: {} blobs, {} items, {} points",
         report.packs, report.blobs, report.items, report.points
-    );
+    ));
     if report.errors.is_empty() {
         Ok(Outcome::Ok)
     } else {

@@ -5,34 +5,32 @@ use anyhow::{Result, bail};
 use vaultfs::cli::RestoreArgs;
 use vaultfs::vault::restore;
 
-use super::{Outcome, PassSource, human_bytes, spinner};
+use super::{Env, Outcome, human_bytes};
 
-pub fn run(a: RestoreArgs, pass: &PassSource) -> Result<Outcome> {
-    let vault = pass.open(&a.vault)?;
+pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
+    let vault = env.open(&a.vault)?;
     let point = vault.resolve(&a.point)?;
-    let pb = spinner();
+    let dest = env.path(&a.dest);
+    let pb = env.spinner();
     pb.set_message(format!("restoring {}/{}", point.item, point.name));
-    let summary = restore::restore(&vault, &point, &a.dest, a.path.as_deref())?;
+    let summary = restore::restore(&vault, &point, &dest, a.path.as_deref())?;
     pb.finish_and_clear();
     for e in &summary.errors {
-        eprintln!("vaultfs: {e}");
+        env.err(format!("vaultfs: {e}"));
     }
-    let line = format!(
+    env.out(format!(
         "restored {}/{} to {}: {} entries, {}",
         point.item,
         point.name,
         a.dest.display(),
         summary.files,
         human_bytes(summary.bytes)
-    );
-    if summary.errors.is_empty() {
-        println!("{line}");
-        Ok(Outcome::Ok)
-    } else {
-        println!("{line}");
+    ));
+    if !summary.errors.is_empty() {
         bail!(
             "{} entries could not be restored (listed above)",
             summary.errors.len()
         )
     }
+    Ok(Outcome::Ok)
 }

@@ -52,6 +52,9 @@ pub struct Store {
     pending: Mutex<HashSet<BlobId>>,
     /// Held shared by each pack being finished; `flush` takes it exclusively to wait for them.
     finishing: RwLock<()>,
+    /// Serialises `flush`: a second flusher must not return while the first still finishes
+    /// the pack that may hold the second's records.
+    flush_lock: Mutex<()>,
     /// A pack failed to finish since the last flush: its blobs are not durable.
     failed: AtomicBool,
     files: Mutex<lru::LruCache<PackId, Arc<File>>>,
@@ -80,6 +83,7 @@ impl Store {
             writer: Mutex::new(None),
             pending: Mutex::new(HashSet::new()),
             finishing: RwLock::new(()),
+            flush_lock: Mutex::new(()),
             failed: AtomicBool::new(false),
             files: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(OPEN_PACK_FILES_MAX).expect("non-zero"),
@@ -187,6 +191,7 @@ impl Store {
     /// Finish the open pack, wait for packs in flight, fsync the index. After `Ok`, every blob
     /// put so far is durable and indexed.
     pub fn flush(&self) -> Result<()> {
+        let _serial = self.flush_lock.lock().expect("flush lock");
         let open = self.writer.lock().expect("writer lock").take();
         // Packs other threads are finishing become durable before the open one: it may hold
         // records (trees, points) that refer to their blobs.

@@ -46,6 +46,21 @@ impl VaultLock {
     }
 }
 
+/// The pid holding the lock of the vault at `vault_dir`, if any (without taking it).
+pub fn holder(vault_dir: &Path) -> Option<i64> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(vault_dir.join(LOCK_FILE))
+        .ok()?;
+    let mut fl = whole_file_write_lock();
+    // SAFETY: F_GETLK fills `fl` with a conflicting lock, or sets l_type to F_UNLCK.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) } != 0 {
+        return None;
+    }
+    (i32::from(fl.l_type) != libc::F_UNLCK).then_some(fl.l_pid as i64)
+}
+
 fn whole_file_write_lock() -> libc::flock {
     // SAFETY: flock is plain old data; all-zero is a valid value that we then fill in.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };

@@ -368,6 +368,33 @@ impl Vault {
         Ok(rec)
     }
 
+    /// Soft-delete (`deleted = true`) or undelete a point. The new record revision goes to the
+    /// packs first, then the catalog, like a new point.
+    pub fn set_deleted(&self, item: &str, point: &str, deleted: bool) -> Result<PointRecord> {
+        let mut rec = self.resolve(&format!("{item}/{point}"))?;
+        match (deleted, rec.deleted_at_ns.is_some()) {
+            (true, true) => {
+                return Err(VaultError::Failed(format!(
+                    "{item}/{point} is already deleted"
+                )));
+            }
+            (false, false) => {
+                return Err(VaultError::Failed(format!("{item}/{point} is not deleted")));
+            }
+            _ => {}
+        }
+        rec.deleted_at_ns = deleted.then(now_ns);
+        rec.revision += 1;
+        self.store.put(
+            BlobKind::Meta,
+            &format::encode(&MetaRecord::Point(Box::new(rec.clone()))),
+        )?;
+        self.store.flush()?;
+        self.catalog.put_point(self.store.codec(), &rec)?;
+        self.store.db().flush()?;
+        Ok(rec)
+    }
+
     /// Load and decode a tree blob.
     pub fn tree(&self, id: &crate::store::BlobId) -> Result<format::Tree> {
         tree::load(&self.store, id)

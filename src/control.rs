@@ -1,0 +1,176 @@
+//! The control socket: while a daemon holds a vault (sled allows one process), every CLI command
+//! reaches the vault through `VAULT/control.sock`.
+//!
+//! Protocol: one JSON request line from the client, then JSON lines from the daemon —
+//! `{"out": text}` and `{"err": text}` as the command prints, and finally `{"exit": code}`.
+//! Only the vault directory's owner (or root) may connect (checked with SO_PEERCRED); the
+//! socket file is mode 0600. The passphrase travels in the request and is checked by the daemon
+//! like a local open would.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub const SOCKET_FILE: &str = "control.sock";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Run a CLI command: its argv (without the program name), the client's working directory
+    /// and the passphrase (hex).
+    Command {
+        argv: Vec<String>,
+        cwd: PathBuf,
+        passphrase_hex: String,
+    },
+    /// Unmount and stop the daemon; answered once the mount is gone.
+    Unmount,
+    /// Where is this vault mounted?
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Response {
+    Out(String),
+    Err(String),
+    Exit(i32),
+}
+
+/// Writes responses to one client.
+pub struct Responder {
+    stream: UnixStream,
+    broken: bool,
+}
+
+impl Responder {
+    pub fn send(&mut self, r: &Response) {
+        if self.broken {
+            return;
+        }
+        let mut line = serde_json::to_vec(r).expect("response encodes");
+        line.push(b'\n');
+        if self.stream.write_all(&line).is_err() {
+            self.broken = true;
+        }
+    }
+
+    pub fn out(&mut self, s: impl Into<String>) {
+        self.send(&Response::Out(s.into()));
+    }
+
+    pub fn err(&mut self, s: impl Into<String>) {
+        self.send(&Response::Err(s.into()));
+    }
+}
+
+pub type Handler = Arc<dyn Fn(Request, &mut Responder) + Send + Sync>;
+
+pub fn socket_path(vault_dir: &Path) -> PathBuf {
+    vault_dir.join(SOCKET_FILE)
+}
+
+/// Bind the socket (replacing a stale one: the caller holds the vault lock, so no live daemon
+/// owns it) and serve each connection on its own thread.
+pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
+    let path = socket_path(vault_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let owner = std::fs::metadata(vault_dir)?.uid();
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else { continue };
+                let handler = handler.clone();
+                let _ = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || {
+                        serve_one(stream, owner, handler);
+                    });
+            }
+        })?;
+    Ok(())
+}
+
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: getsockopt writes at most `len` bytes into a ucred we own.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
+}
+
+fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
+    let mut responder = match stream.try_clone() {
+        Ok(s) => Responder {
+            stream: s,
+            broken: false,
+        },
+        Err(_) => return,
+    };
+    match peer_uid(&stream) {
+        Some(uid) if uid == owner || uid == 0 => {}
+        _ => {
+            responder.err(
+                "vaultfs: error: permission denied: only the vault's owner may use its daemon",
+            );
+            responder.send(&Response::Exit(1));
+            return;
+        }
+    }
+    let mut line = String::new();
+    if BufReader::new(&stream).read_line(&mut line).is_err() {
+        return;
+    }
+    match serde_json::from_str::<Request>(&line) {
+        Ok(req) => handler(req, &mut responder),
+        Err(e) => {
+            responder.err(format!("vaultfs: error: bad control request: {e}"));
+            responder.send(&Response::Exit(1));
+        }
+    }
+}
+
+/// Connect to the daemon of `vault_dir`, if one is listening.
+pub fn connect(vault_dir: &Path) -> Option<UnixStream> {
+    UnixStream::connect(socket_path(vault_dir)).ok()
+}
+
+/// Send `req` and hand each response to `on_response` until the exit code, which is returned.
+/// A daemon that hangs up without one yields `None`.
+pub fn call(
+    mut stream: UnixStream,
+    req: &Request,
+    mut on_response: impl FnMut(Response),
+) -> std::io::Result<Option<i32>> {
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    for l in BufReader::new(stream).lines() {
+        let l = l?;
+        match serde_json::from_str::<Response>(&l) {
+            Ok(Response::Exit(code)) => return Ok(Some(code)),
+            Ok(r) => on_response(r),
+            Err(e) => {
+                return Err(std::io::Error::other(format!(
+                    "bad response from the daemon: {e}"
+                )));
+            }
+        }
+    }
+    Ok(None)
+}

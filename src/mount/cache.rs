@@ -1,0 +1,153 @@
+//! Bounded caches of the mount: decoded trees and decompressed chunks, by bytes.
+//!
+//! Concurrent misses on the same id load it once: the first caller decodes, the others wait
+//! for its result (a per-id `OnceLock` while in flight), so read-ahead and a reader never
+//! decrypt the same chunk twice.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lru::LruCache;
+
+/// An LRU bounded by the summed weight of its values, with in-flight deduplication.
+pub struct WeightedCache<K: Hash + Eq + Clone, V> {
+    inner: Mutex<Inner<K, V>>,
+    capacity_bytes: usize,
+}
+
+type Slot<V> = Arc<OnceLock<Result<Arc<V>, String>>>;
+
+struct Inner<K: Hash + Eq, V> {
+    lru: LruCache<K, (Arc<V>, usize)>,
+    used_bytes: usize,
+    in_flight: HashMap<K, Slot<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
+    pub fn new(capacity_bytes: usize) -> Self {
+        WeightedCache {
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                used_bytes: 0,
+                in_flight: HashMap::new(),
+            }),
+            capacity_bytes,
+        }
+    }
+
+    /// True if `key` is cached or being loaded.
+    pub fn contains(&self, key: &K) -> bool {
+        let inner = self.inner.lock().expect("cache lock");
+        inner.lru.contains(key) || inner.in_flight.contains_key(key)
+    }
+
+    /// The cached value, or `load()`'s (then cached with `weight(&value)` bytes).
+    /// A load error is returned to every waiter and not cached.
+    pub fn get_or_load(
+        &self,
+        key: &K,
+        weight: impl Fn(&V) -> usize,
+        load: impl FnOnce() -> Result<V, String>,
+    ) -> Result<Arc<V>, String> {
+        let slot = {
+            let mut inner = self.inner.lock().expect("cache lock");
+            if let Some((v, _)) = inner.lru.get(key) {
+                return Ok(v.clone());
+            }
+            inner
+                .in_flight
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(OnceLock::new()))
+                .clone()
+        };
+        let result = slot.get_or_init(|| load().map(Arc::new)).clone();
+        let mut inner = self.inner.lock().expect("cache lock");
+        if inner
+            .in_flight
+            .get(key)
+            .is_some_and(|s| Arc::ptr_eq(s, &slot))
+        {
+            inner.in_flight.remove(key);
+            if let Ok(v) = &result {
+                let w = weight(v);
+                if w <= self.capacity_bytes {
+                    inner.used_bytes += w;
+                    if let Some((_, old)) = inner.lru.put(key.clone(), (v.clone(), w)) {
+                        inner.used_bytes -= old;
+                    }
+                    while inner.used_bytes > self.capacity_bytes {
+                        match inner.lru.pop_lru() {
+                            Some((_, (_, w))) => inner.used_bytes -= w,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.inner.lock().expect("cache lock").used_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_by_weight_and_loads_once() {
+        let c: WeightedCache<u32, Vec<u8>> = WeightedCache::new(100);
+        let mut loads = 0;
+        for _ in 0..3 {
+            c.get_or_load(
+                &1,
+                |v| v.len(),
+                || {
+                    loads += 1;
+                    Ok(vec![0; 40])
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(loads, 1);
+        c.get_or_load(&2, |v| v.len(), || Ok(vec![0; 40])).unwrap();
+        c.get_or_load(&3, |v| v.len(), || Ok(vec![0; 40])).unwrap();
+        assert!(c.used_bytes() <= 100);
+        assert!(!c.contains(&1), "least recently used entry is evicted");
+        assert!(
+            c.get_or_load(&4, |v: &Vec<u8>| v.len(), || Err("bad".into()))
+                .is_err()
+        );
+        assert!(!c.contains(&4), "errors are not cached");
+    }
+
+    #[test]
+    fn concurrent_misses_share_one_load() {
+        let c = Arc::new(WeightedCache::<u32, u32>::new(1000));
+        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, count) = (c.clone(), count.clone());
+                std::thread::spawn(move || {
+                    c.get_or_load(
+                        &7,
+                        |_| 4,
+                        || {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(42)
+                        },
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(*t.join().unwrap(), 42);
+        }
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,229 @@
+//! The mount daemon's life: mount, serve FUSE requests on a pool of threads and control
+//! requests on the socket, and unmount cleanly on SIGTERM/SIGINT/SIGHUP, `vaultfs umount`, or an
+//! external `umount`.
+//!
+//! Threads: `n_threads` FUSE workers (fuser, each with its own cloned /dev/fuse fd), rayon's pool
+//! for read-ahead and for commands run through the socket, one thread per control connection,
+//! one signal thread, and the main thread, which only waits for a reason to stop.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use super::fuse::{FuseFs, MAX_READ_BYTES};
+use super::view::VaultFs;
+use crate::control::{self, Handler, Request, Responder, Response};
+use crate::vault::{Vault, VaultError};
+
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    pub allow_other: bool,
+    pub cache_bytes: usize,
+    pub threads: usize,
+}
+
+enum Stop {
+    Signal(i32),
+    Unmount(mpsc::Sender<()>),
+    SessionEnded,
+}
+
+/// True if `path` is a mount point whose FUSE daemon is gone.
+pub fn is_stale_mount(path: &Path) -> bool {
+    // statfs always reaches the filesystem; stat may be answered from the kernel's cache.
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs writes into a zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
+}
+
+/// Mount points listed in /proc/self/mounts: (source, mount point, fstype).
+pub fn mounts() -> Vec<(String, PathBuf, String)> {
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (src, dst, ty) = (f.next()?, f.next()?, f.next()?);
+            Some((unescape(src), PathBuf::from(unescape(dst)), ty.to_string()))
+        })
+        .collect()
+}
+
+/// /proc/mounts escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 1 && b[i + 1..].len() >= 3 {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Detach a mount point (used for stale mounts and as the fallback of `umount`).
+pub fn force_unmount(path: &Path, lazy: bool) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Raise the kernel's read-ahead for this FUSE mount (the INIT reply cannot go above 128 KiB).
+fn raise_readahead(mountpoint: &Path) {
+    if let Ok(md) = std::fs::metadata(mountpoint) {
+        let dev = md.dev();
+        let (major, minor) = (libc::major(dev), libc::minor(dev));
+        let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+        if let Err(e) = std::fs::write(&path, format!("{}", MAX_READ_BYTES / 1024)) {
+            tracing::debug!("cannot raise read-ahead via {path}: {e}");
+        }
+    }
+}
+
+/// Mount `vault` and serve until told to stop. `ready` is called once: with `Ok` when the
+/// mount is usable, or with the error that prevented it. Commands arriving on the control
+/// socket go to `commands`.
+pub fn serve(
+    vault: Arc<Vault>,
+    opts: &MountOptions,
+    commands: Handler,
+    ready: impl FnOnce(Result<(), String>),
+) -> Result<(), VaultError> {
+    let (tx, rx) = mpsc::channel::<Stop>();
+    let mountpoint = opts.mountpoint.clone();
+
+    let fs = Arc::new(VaultFs::new(vault.clone(), opts.cache_bytes));
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(vault.dir().display().to_string()),
+        MountOption::Subtype("vaultfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::NoAtime,
+    ];
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    let mut session = match Session::new(FuseFs::new(fs), &mountpoint, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("cannot mount {}: {e}", mountpoint.display());
+            ready(Err(msg.clone()));
+            return Err(VaultError::Failed(msg));
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+
+    let control_tx = std::sync::Mutex::new(tx.clone());
+    let mount_shown = mountpoint.display().to_string();
+    let handler: Handler = Arc::new(move |req: Request, out: &mut Responder| match req {
+        Request::Unmount => {
+            let (done_tx, done_rx) = mpsc::channel();
+            let sent = control_tx
+                .lock()
+                .expect("control tx")
+                .send(Stop::Unmount(done_tx));
+            if sent.is_ok() {
+                let _ = done_rx.recv();
+            }
+            out.send(&Response::Exit(0));
+        }
+        Request::Status => {
+            out.out(format!("mounted at {mount_shown}"));
+            out.send(&Response::Exit(0));
+        }
+        cmd @ Request::Command { .. } => commands(cmd, out),
+    });
+    if let Err(e) = control::serve(vault.dir(), handler) {
+        let _ = unmounter.unmount();
+        let msg = format!("cannot start the control socket: {e}");
+        ready(Err(msg.clone()));
+        return Err(VaultError::Failed(msg));
+    }
+
+    let session_tx = tx.clone();
+    let worker = std::thread::Builder::new()
+        .name("fuse-session".into())
+        .spawn(move || {
+            if let Err(e) = session.run() {
+                tracing::error!("FUSE session ended with an error: {e}");
+            }
+            let _ = session_tx.send(Stop::SessionEnded);
+        })
+        .map_err(|e| VaultError::Failed(format!("cannot start the FUSE session: {e}")))?;
+
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+            .map_err(|e| VaultError::Failed(format!("cannot install signal handlers: {e}")))?;
+    let signal_handle = signals.handle();
+    let signal_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let _ = signal_tx.send(Stop::Signal(sig));
+            }
+        })
+        .map_err(|e| VaultError::Failed(format!("cannot start the signal thread: {e}")))?;
+    drop(tx);
+
+    // Only now: stat on the mount point is a FUSE request, answered by the session thread.
+    raise_readahead(&mountpoint);
+    tracing::info!(
+        "mounted {} at {}",
+        vault.dir().display(),
+        mountpoint.display()
+    );
+    ready(Ok(()));
+
+    let mut waiters = Vec::new();
+    match rx.recv() {
+        Ok(Stop::Signal(sig)) => tracing::info!("signal {sig}: unmounting"),
+        Ok(Stop::Unmount(done)) => {
+            tracing::info!("unmount requested");
+            waiters.push(done);
+        }
+        Ok(Stop::SessionEnded) | Err(_) => tracing::info!("the mount went away"),
+    }
+    if let Err(e) = unmounter.unmount() {
+        tracing::warn!("unmount {}: {e}; detaching", mountpoint.display());
+        let _ = force_unmount(&mountpoint, true);
+    }
+    let _ = worker.join();
+    signal_handle.close();
+    let flushed = vault.store().flush();
+    let _ = std::fs::remove_file(control::socket_path(vault.dir()));
+    tracing::info!("unmounted {}", mountpoint.display());
+    for w in waiters {
+        let _ = w.send(());
+    }
+    flushed.map_err(VaultError::from)
+}

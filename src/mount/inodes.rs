@@ -1,0 +1,167 @@
+//! Inode numbers and the table of inodes the kernel knows about.
+//!
+//! Numbers are derived, not allocated: a node's number is a hash of its parent's number and its
+//! name (hard-linked files: of the point and the link group), so they are stable for the life of
+//! the mount (and across remounts), `readdir` can name entries without registering them, and
+//! hard links share one inode. The table holds only what the kernel has looked up and not yet
+//! forgotten, so its size follows the kernel's inode cache, not the vault's size.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::format::{Node, Tree};
+
+pub const ROOT: u64 = 1;
+pub const POINTS: u64 = 2;
+pub const INCOMING: u64 = 3;
+pub const DELETED: u64 = 4;
+/// Derived numbers are at least this, so they never collide with the fixed ones.
+const FIRST_DERIVED: u64 = 1 << 10;
+
+/// Which top-level area an item directory is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Points,
+    Deleted,
+    Incoming,
+}
+
+/// A point as the mount shows it.
+#[derive(Debug)]
+pub struct PointCtx {
+    pub item: String,
+    pub name: String,
+    pub ino: u64,
+    /// The source directory's own metadata; `root.subtree` is the top tree.
+    pub root: Node,
+}
+
+/// What an inode is.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Root,
+    PointsDir,
+    IncomingDir,
+    DeletedDir,
+    ItemDir {
+        area: Area,
+        item: Arc<str>,
+    },
+    PointDir {
+        point: Arc<PointCtx>,
+    },
+    Latest {
+        item: Arc<str>,
+    },
+    /// An entry inside a point: `tree.nodes[idx]`.
+    Node {
+        point: Arc<PointCtx>,
+        tree: Arc<Tree>,
+        idx: usize,
+        parent: u64,
+    },
+}
+
+impl Entry {
+    /// The tree node of a `Node` entry, or the root node of a point directory.
+    pub fn node(&self) -> Option<&Node> {
+        match self {
+            Entry::Node { tree, idx, .. } => tree.nodes.get(*idx),
+            Entry::PointDir { point } => Some(&point.root),
+            _ => None,
+        }
+    }
+}
+
+fn derive(parts: &[&[u8]]) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let v = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    (v >> 1).max(FIRST_DERIVED)
+}
+
+pub fn item_dir_ino(area: Area, item: &str) -> u64 {
+    derive(&[b"item", &[area as u8], item.as_bytes()])
+}
+
+pub fn point_dir_ino(item: &str, point: &str) -> u64 {
+    derive(&[b"point", item.as_bytes(), point.as_bytes()])
+}
+
+pub fn latest_ino(item: &str) -> u64 {
+    derive(&[b"latest", item.as_bytes()])
+}
+
+/// Number of `node` found under directory `parent` of point `point_ino`.
+pub fn node_ino(point_ino: u64, parent: u64, node: &Node) -> u64 {
+    if node.link_group != 0 {
+        derive(&[
+            b"link",
+            &point_ino.to_le_bytes(),
+            &node.link_group.to_le_bytes(),
+        ])
+    } else {
+        derive(&[b"node", &parent.to_le_bytes(), &node.name])
+    }
+}
+
+/// Looked-up inodes with their kernel lookup counts.
+pub struct InodeTable {
+    map: Mutex<HashMap<u64, (Entry, u64)>>,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        let mut map = HashMap::new();
+        for (ino, e) in [
+            (ROOT, Entry::Root),
+            (POINTS, Entry::PointsDir),
+            (INCOMING, Entry::IncomingDir),
+            (DELETED, Entry::DeletedDir),
+        ] {
+            map.insert(ino, (e, u64::MAX / 2));
+        }
+        InodeTable {
+            map: Mutex::new(map),
+        }
+    }
+}
+
+impl InodeTable {
+    pub fn get(&self, ino: u64) -> Option<Entry> {
+        self.map
+            .lock()
+            .expect("inode lock")
+            .get(&ino)
+            .map(|(e, _)| e.clone())
+    }
+
+    /// Record one kernel lookup of `ino`.
+    pub fn remember(&self, ino: u64, entry: Entry) {
+        let mut map = self.map.lock().expect("inode lock");
+        let slot = map.entry(ino).or_insert((entry, 0));
+        slot.1 = slot.1.saturating_add(1);
+    }
+
+    /// The kernel dropped `n` lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut map = self.map.lock().expect("inode lock");
+        if let Some(slot) = map.get_mut(&ino) {
+            slot.1 = slot.1.saturating_sub(n);
+            if slot.1 == 0 {
+                map.remove(&ino);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("inode lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

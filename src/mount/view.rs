@@ -1,0 +1,707 @@
+//! The mounted tree: what each inode is, its attributes, listings, reads and the one change the
+//! read-only areas accept (moving a point between `points/ITEM/` and `.deleted/ITEM/`).
+//!
+//! Every method does its work and returns `FsResult`; the FUSE adapter (`fuse.rs`) only
+//! replies. Trees are loaded on first use and kept in a bounded cache; file data goes through
+//! a bounded chunk cache with read-ahead on sequential reads.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo};
+
+use super::cache::WeightedCache;
+use super::errno::{FsError, FsResult};
+use super::inodes::{self, Area, Entry, InodeTable, PointCtx};
+use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
+use crate::store::{BlobId, BlobKind};
+use crate::vault::{Vault, VaultError};
+
+/// Chunks fetched ahead of a sequential reader.
+const READAHEAD_CHUNKS: usize = 2;
+/// Share of the cache budget given to trees; the rest holds chunks.
+const TREE_CACHE_SHARE: usize = 8;
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: FileType,
+    pub name: Vec<u8>,
+}
+
+/// An open file inside a point.
+struct OpenFile {
+    point: Arc<PointCtx>,
+    path: String,
+    chunks: Vec<ChunkRef>,
+    /// Offset of each chunk in the file.
+    starts: Vec<u64>,
+    size: u64,
+    /// Where the previous read ended, to recognise sequential reading.
+    next_offset: AtomicU64,
+}
+
+enum Handle {
+    Dir(Arc<Vec<DirEntry>>),
+    File(Arc<OpenFile>),
+}
+
+pub struct VaultFs {
+    vault: Arc<Vault>,
+    inodes: InodeTable,
+    trees: WeightedCache<BlobId, Tree>,
+    chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_handle: AtomicU64,
+    mounted_at: SystemTime,
+    usage: Mutex<Option<(Instant, u64)>>,
+}
+
+fn to_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn file_type(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+        NodeKind::Socket => FileType::Socket,
+    }
+}
+
+fn tree_weight(t: &Tree) -> usize {
+    t.nodes
+        .iter()
+        .map(|n| 128 + n.name.len() + n.chunks.len() * 36 + n.target.len())
+        .sum::<usize>()
+        + 64
+}
+
+impl VaultFs {
+    pub fn new(vault: Arc<Vault>, cache_bytes: usize) -> VaultFs {
+        VaultFs {
+            vault,
+            inodes: InodeTable::default(),
+            trees: WeightedCache::new(cache_bytes / TREE_CACHE_SHARE),
+            chunks: Arc::new(WeightedCache::new(
+                cache_bytes - cache_bytes / TREE_CACHE_SHARE,
+            )),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            mounted_at: SystemTime::now(),
+            usage: Mutex::new(None),
+        }
+    }
+
+    /// True for inodes inside a point (immutable), false for the listings above them.
+    pub fn is_point_content(&self, ino: u64) -> Option<bool> {
+        self.inodes
+            .get(ino)
+            .map(|e| matches!(e, Entry::Node { .. }))
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    fn entry(&self, ino: u64) -> FsResult<Entry> {
+        self.inodes.get(ino).ok_or(FsError::NotFound)
+    }
+
+    fn tree(&self, id: &BlobId) -> FsResult<Arc<Tree>> {
+        let store = self.vault.store();
+        self.trees
+            .get_or_load(id, tree_weight, || {
+                crate::vault::tree::load(store, id).map_err(|e| e.to_string())
+            })
+            .map_err(FsError::Damaged)
+    }
+
+    /// The tree listing a directory entry (a point root or a directory inside a point).
+    fn dir_tree(&self, entry: &Entry) -> FsResult<Arc<Tree>> {
+        let node = entry.node().ok_or(FsError::NotDir)?;
+        if node.kind != NodeKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let id = node
+            .subtree
+            .ok_or_else(|| FsError::Damaged("directory without a tree".into()))?;
+        self.tree(&id).inspect_err(|e| self.log_damage(entry, e))
+    }
+
+    /// Path of an entry inside its point, for log lines.
+    fn path_of(&self, entry: &Entry) -> String {
+        let mut parts = Vec::new();
+        let mut cur = entry.clone();
+        while let Entry::Node {
+            tree, idx, parent, ..
+        } = &cur
+        {
+            parts.push(String::from_utf8_lossy(&tree.nodes[*idx].name).into_owned());
+            match self.inodes.get(*parent) {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    fn log_damage(&self, entry: &Entry, e: &FsError) {
+        if let (FsError::Damaged(why), Some(point)) = (e, point_of(entry)) {
+            tracing::error!(
+                "EIO: {}/{}:{}: {why}",
+                point.item,
+                point.name,
+                self.path_of(entry)
+            );
+        }
+    }
+
+    fn dir_attr(&self, ino: u64, mode: u16, nlink: u32) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: 4096,
+            blocks: 8,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind: FileType::Directory,
+            perm: mode,
+            nlink,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn node_attr(&self, ino: u64, entry: &Entry, node: &Node) -> FsResult<FileAttr> {
+        let nlink = match node.kind {
+            NodeKind::Dir => {
+                let tree = self.dir_tree(entry)?;
+                2 + tree
+                    .nodes
+                    .iter()
+                    .filter(|n| n.kind == NodeKind::Dir)
+                    .count() as u32
+            }
+            _ => node.nlink.max(1),
+        };
+        let size = match node.kind {
+            NodeKind::Dir => 4096,
+            NodeKind::Symlink => node.target.len() as u64,
+            _ => node.size,
+        };
+        let t = to_time(node.mtime_ns);
+        Ok(FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: t,
+            mtime: t,
+            ctime: to_time(node.ctime_ns.max(node.mtime_ns)),
+            crtime: t,
+            kind: file_type(node.kind),
+            perm: (node.mode & 0o7777) as u16,
+            nlink,
+            uid: node.uid,
+            gid: node.gid,
+            rdev: node.rdev as u32,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    /// Attributes of a known inode.
+    pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        let entry = self.entry(ino)?;
+        self.attr_of(ino, &entry)
+    }
+
+    fn attr_of(&self, ino: u64, entry: &Entry) -> FsResult<FileAttr> {
+        match entry {
+            Entry::Root => Ok(self.dir_attr(ino, 0o755, 4)),
+            Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => {
+                Ok(self.dir_attr(ino, 0o755, 2))
+            }
+            Entry::ItemDir { .. } => Ok(self.dir_attr(ino, 0o755, 2)),
+            Entry::Latest { item } => {
+                let target = self.latest_name(item)?.ok_or(FsError::NotFound)?;
+                let mut a = self.dir_attr(ino, 0o777, 1);
+                a.kind = FileType::Symlink;
+                a.size = target.len() as u64;
+                a.blocks = 0;
+                Ok(a)
+            }
+            Entry::PointDir { point } => self.node_attr(ino, entry, &point.root),
+            Entry::Node { tree, idx, .. } => self.node_attr(ino, entry, &tree.nodes[*idx]),
+        }
+    }
+
+    fn latest_name(&self, item: &str) -> FsResult<Option<String>> {
+        Ok(self.vault.points(Some(item), false)?.pop().map(|p| p.name))
+    }
+
+    fn point_ctx(rec: PointRecord) -> Arc<PointCtx> {
+        let ino = inodes::point_dir_ino(&rec.item, &rec.name);
+        Arc::new(PointCtx {
+            item: rec.item,
+            name: rec.name,
+            ino,
+            root: rec.root,
+        })
+    }
+
+    /// Find `name` in directory `parent` without registering it.
+    fn find(&self, parent: u64, name: &[u8]) -> FsResult<(u64, Entry)> {
+        let parent_entry = self.entry(parent)?;
+        let name_str = std::str::from_utf8(name).map_err(|_| FsError::NotFound);
+        let not_found = |e: VaultError| match e {
+            VaultError::UnknownItem(_)
+            | VaultError::UnknownPoint { .. }
+            | VaultError::BadItemName(_)
+            | VaultError::BadPointName(_)
+            | VaultError::NoPoints(_) => FsError::NotFound,
+            other => FsError::Vault(other),
+        };
+        match &parent_entry {
+            Entry::Root => match name {
+                b"points" => Ok((inodes::POINTS, Entry::PointsDir)),
+                b"incoming" => Ok((inodes::INCOMING, Entry::IncomingDir)),
+                b".deleted" => Ok((inodes::DELETED, Entry::DeletedDir)),
+                _ => Err(FsError::NotFound),
+            },
+            Entry::PointsDir | Entry::DeletedDir => {
+                let item = name_str?;
+                self.vault.item(item).map_err(not_found)?;
+                let area = if matches!(parent_entry, Entry::PointsDir) {
+                    Area::Points
+                } else {
+                    Area::Deleted
+                };
+                Ok((
+                    inodes::item_dir_ino(area, item),
+                    Entry::ItemDir {
+                        area,
+                        item: item.into(),
+                    },
+                ))
+            }
+            Entry::IncomingDir => Err(FsError::NotFound),
+            Entry::ItemDir { area, item } => {
+                let name = name_str?;
+                if *area == Area::Points && name == "latest" {
+                    self.latest_name(item)?.ok_or(FsError::NotFound)?;
+                    return Ok((
+                        inodes::latest_ino(item),
+                        Entry::Latest { item: item.clone() },
+                    ));
+                }
+                if *area == Area::Incoming {
+                    return Err(FsError::NotFound);
+                }
+                let rec = self
+                    .vault
+                    .resolve(&format!("{item}/{name}"))
+                    .map_err(not_found)?;
+                if rec.deleted_at_ns.is_some() != (*area == Area::Deleted) {
+                    return Err(FsError::NotFound);
+                }
+                let point = Self::point_ctx(rec);
+                Ok((point.ino, Entry::PointDir { point }))
+            }
+            Entry::PointDir { .. } | Entry::Node { .. } => {
+                let tree = self.dir_tree(&parent_entry)?;
+                let idx = tree
+                    .nodes
+                    .binary_search_by(|n| n.name.as_slice().cmp(name))
+                    .map_err(|_| FsError::NotFound)?;
+                let point = point_of(&parent_entry)
+                    .expect("entries in a point know it")
+                    .clone();
+                let ino = inodes::node_ino(point.ino, parent, &tree.nodes[idx]);
+                Ok((
+                    ino,
+                    Entry::Node {
+                        point,
+                        tree,
+                        idx,
+                        parent,
+                    },
+                ))
+            }
+            Entry::Latest { .. } => Err(FsError::NotDir),
+        }
+    }
+
+    /// Look up `name` in `parent` and register one kernel reference to it.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
+        let (ino, entry) = self.find(parent, name.as_bytes())?;
+        let attr = self.attr_of(ino, &entry)?;
+        self.inodes.remember(ino, entry);
+        Ok(attr)
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        match self.entry(ino)? {
+            Entry::Latest { item } => Ok(self
+                .latest_name(&item)?
+                .ok_or(FsError::NotFound)?
+                .into_bytes()),
+            Entry::Node { tree, idx, .. } if tree.nodes[idx].kind == NodeKind::Symlink => {
+                Ok(tree.nodes[idx].target.clone())
+            }
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// Snapshot a directory's listing into a handle.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let entry = self.entry(ino)?;
+        let mut list = vec![
+            DirEntry {
+                ino,
+                kind: FileType::Directory,
+                name: b".".to_vec(),
+            },
+            DirEntry {
+                ino: self.parent_of(ino, &entry),
+                kind: FileType::Directory,
+                name: b"..".to_vec(),
+            },
+        ];
+        let dir = |ino, name: &str| DirEntry {
+            ino,
+            kind: FileType::Directory,
+            name: name.as_bytes().to_vec(),
+        };
+        match &entry {
+            Entry::Root => {
+                list.push(dir(inodes::POINTS, "points"));
+                list.push(dir(inodes::INCOMING, "incoming"));
+            }
+            Entry::PointsDir | Entry::DeletedDir => {
+                let area = if matches!(entry, Entry::PointsDir) {
+                    Area::Points
+                } else {
+                    Area::Deleted
+                };
+                for it in self.vault.items()? {
+                    list.push(dir(inodes::item_dir_ino(area, &it.name), &it.name));
+                }
+            }
+            Entry::IncomingDir => {}
+            Entry::ItemDir { area, item } => {
+                if *area != Area::Incoming {
+                    let pts = self.vault.points(Some(item), *area == Area::Deleted)?;
+                    if *area == Area::Points && !pts.is_empty() {
+                        list.push(DirEntry {
+                            ino: inodes::latest_ino(item),
+                            kind: FileType::Symlink,
+                            name: b"latest".to_vec(),
+                        });
+                    }
+                    for p in pts {
+                        list.push(dir(inodes::point_dir_ino(item, &p.name), &p.name));
+                    }
+                }
+            }
+            Entry::PointDir { .. } | Entry::Node { .. } => {
+                let tree = self.dir_tree(&entry)?;
+                let point = point_of(&entry).expect("entries in a point know it");
+                for n in &tree.nodes {
+                    list.push(DirEntry {
+                        ino: inodes::node_ino(point.ino, ino, n),
+                        kind: file_type(n.kind),
+                        name: n.name.clone(),
+                    });
+                }
+            }
+            Entry::Latest { .. } => return Err(FsError::NotDir),
+        }
+        Ok(self.add_handle(Handle::Dir(Arc::new(list))))
+    }
+
+    fn parent_of(&self, ino: u64, entry: &Entry) -> u64 {
+        match entry {
+            Entry::Root | Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => inodes::ROOT,
+            Entry::ItemDir {
+                area: Area::Points, ..
+            } => inodes::POINTS,
+            Entry::ItemDir {
+                area: Area::Deleted,
+                ..
+            } => inodes::DELETED,
+            Entry::ItemDir {
+                area: Area::Incoming,
+                ..
+            } => inodes::INCOMING,
+            Entry::PointDir { point } => inodes::item_dir_ino(Area::Points, &point.item),
+            Entry::Node { parent, .. } => *parent,
+            Entry::Latest { .. } => ino,
+        }
+    }
+
+    /// Entries of an open directory from `offset` on.
+    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+        let _ = offset;
+        match self.handles.lock().expect("handles lock").get(&fh) {
+            Some(Handle::Dir(list)) => Ok(list.clone()),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().expect("handles lock").insert(fh, h);
+        fh
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.lock().expect("handles lock").remove(&fh);
+    }
+
+    /// Open a file for reading; any write access is refused.
+    pub fn open(&self, ino: u64, write: bool) -> FsResult<u64> {
+        let entry = self.entry(ino)?;
+        let Entry::Node {
+            point, tree, idx, ..
+        } = &entry
+        else {
+            return if write {
+                Err(FsError::ReadOnly)
+            } else {
+                Err(FsError::IsDir)
+            };
+        };
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        let node = &tree.nodes[*idx];
+        if node.kind != NodeKind::File {
+            return Err(FsError::Invalid);
+        }
+        let mut starts = Vec::with_capacity(node.chunks.len());
+        let mut pos = 0u64;
+        for c in &node.chunks {
+            starts.push(pos);
+            pos += c.len as u64;
+        }
+        let file = OpenFile {
+            point: point.clone(),
+            path: self.path_of(&entry),
+            chunks: node.chunks.clone(),
+            starts,
+            size: pos,
+            next_offset: AtomicU64::new(0),
+        };
+        Ok(self.add_handle(Handle::File(Arc::new(file))))
+    }
+
+    fn load_chunk(
+        cache: &WeightedCache<BlobId, Vec<u8>>,
+        vault: &Vault,
+        c: ChunkRef,
+    ) -> Result<Arc<Vec<u8>>, String> {
+        cache.get_or_load(
+            &c.id,
+            |v| v.len(),
+            || {
+                let data = vault
+                    .store()
+                    .get(BlobKind::Data, &c.id)
+                    .map_err(|e| e.to_string())?;
+                if data.len() != c.len as usize {
+                    return Err(format!(
+                        "chunk {} has {} bytes, the tree says {}",
+                        c.id,
+                        data.len(),
+                        c.len
+                    ));
+                }
+                Ok(data)
+            },
+        )
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let file = match self.handles.lock().expect("handles lock").get(&fh) {
+            Some(Handle::File(f)) => f.clone(),
+            _ => return Err(FsError::BadHandle),
+        };
+        if offset >= file.size || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = file.size.min(offset + size as u64);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut i = file.starts.partition_point(|s| *s <= offset) - 1;
+        let mut pos = offset;
+        while pos < end {
+            let data =
+                Self::load_chunk(&self.chunks, &self.vault, file.chunks[i]).map_err(|why| {
+                    tracing::error!(
+                        "EIO: {}/{}:{}: {why}",
+                        file.point.item,
+                        file.point.name,
+                        file.path
+                    );
+                    FsError::Damaged(why)
+                })?;
+            let from = (pos - file.starts[i]) as usize;
+            let to = ((end - file.starts[i]) as usize).min(data.len());
+            out.extend_from_slice(&data[from..to]);
+            pos = file.starts[i] + to as u64;
+            i += 1;
+        }
+        if file.next_offset.swap(end, Ordering::Relaxed) == offset {
+            self.read_ahead(&file, i);
+        }
+        Ok(out)
+    }
+
+    /// Fetch the chunks after `next` in the background.
+    fn read_ahead(&self, file: &OpenFile, next: usize) {
+        for c in file.chunks.iter().skip(next).take(READAHEAD_CHUNKS) {
+            if self.chunks.contains(&c.id) {
+                continue;
+            }
+            let (cache, vault, c) = (self.chunks.clone(), self.vault.clone(), *c);
+            rayon::spawn(move || {
+                let _ = Self::load_chunk(&cache, &vault, c);
+            });
+        }
+    }
+
+    fn xattrs_of(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .entry(ino)?
+            .node()
+            .map(|n| n.xattrs.clone())
+            .unwrap_or_default())
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        self.xattrs_of(ino)?
+            .into_iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| v)
+            .ok_or(FsError::NoXattr)
+    }
+
+    /// NUL-terminated names, as listxattr(2) returns them.
+    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let mut out = Vec::new();
+        for (k, _) in self.xattrs_of(ino)? {
+            out.extend_from_slice(&k);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// The one change allowed outside `incoming/`: moving a point between `points/ITEM/` and
+    /// `.deleted/ITEM/` under the same name soft-deletes or undeletes it.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+    ) -> FsResult<()> {
+        let (from, to) = (self.entry(parent)?, self.entry(newparent)?);
+        let (Entry::ItemDir { area: a, item: i }, Entry::ItemDir { area: b, item: j }) =
+            (&from, &to)
+        else {
+            return Err(FsError::ReadOnly);
+        };
+        if i != j || name != newname || a == b || *a == Area::Incoming || *b == Area::Incoming {
+            return Err(FsError::ReadOnly);
+        }
+        let point = name.to_str().ok_or(FsError::NotFound)?;
+        let (_, entry) = self.find(parent, name.as_bytes())?;
+        if !matches!(entry, Entry::PointDir { .. }) {
+            return Err(FsError::ReadOnly);
+        }
+        self.vault.set_deleted(i, point, *b == Area::Deleted)?;
+        tracing::info!(
+            "{} {i}/{point} through the mount",
+            if *b == Area::Deleted {
+                "soft-deleted"
+            } else {
+                "undeleted"
+            }
+        );
+        Ok(())
+    }
+
+    /// (total blocks, free blocks, block size): used = the vault's packs; free = the disk's.
+    pub fn statfs(&self) -> FsResult<(u64, u64, u32)> {
+        let dir = self.vault.dir();
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| FsError::Invalid)?;
+        // SAFETY: statvfs writes into a zeroed struct we own; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(FsError::Vault(VaultError::io(
+                "statfs",
+                dir,
+                std::io::Error::last_os_error(),
+            )));
+        }
+        let bsize = st.f_frsize.max(512);
+        let used = self.vault_bytes() / bsize;
+        let free = st.f_bavail;
+        Ok((used + free, free, bsize as u32))
+    }
+
+    /// Bytes in the vault's packs, recomputed at most every 10 s.
+    fn vault_bytes(&self) -> u64 {
+        let mut usage = self.usage.lock().expect("usage lock");
+        if let Some((at, bytes)) = *usage
+            && at.elapsed() < Duration::from_secs(10)
+        {
+            return bytes;
+        }
+        let bytes = dir_size(&self.vault.dir().join(crate::store::PACKS_DIR));
+        *usage = Some((Instant::now(), bytes));
+        bytes
+    }
+}
+
+fn point_of(entry: &Entry) -> Option<&Arc<PointCtx>> {
+    match entry {
+        Entry::PointDir { point } | Entry::Node { point, .. } => Some(point),
+        _ => None,
+    }
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
