@@ -33,6 +33,11 @@ pub fn run(a: UmountArgs, env: &Env) -> Result<Outcome> {
             return Ok(Outcome::Ok);
         }
     }
+    // The daemon may have unmounted and exited without answering: check again.
+    if !daemon::mounts().iter().any(|(_, p, _)| *p == mnt) {
+        env.out(format!("unmounted {}", mnt.display()));
+        return Ok(Outcome::Ok);
+    }
     let stale = daemon::is_stale_mount(&mnt);
     daemon::force_unmount(&mnt, stale)?;
     env.out(format!(

@@ -30,7 +30,10 @@ pub struct MountOptions {
 
 enum Stop {
     Signal(i32),
-    Unmount(mpsc::Sender<()>),
+    /// Carries a channel on which the daemon, once unmounted, sends an acknowledgement channel:
+    /// the requester answers its client and then acknowledges, so the process does not exit
+    /// before the client has its answer.
+    Unmount(mpsc::Sender<mpsc::Sender<()>>),
     SessionEnded,
 }
 
@@ -146,15 +149,20 @@ pub fn serve(
     let mount_shown = mountpoint.display().to_string();
     let handler: Handler = Arc::new(move |req: Request, out: &mut Responder| match req {
         Request::Unmount => {
-            let (done_tx, done_rx) = mpsc::channel();
+            let (done_tx, done_rx) = mpsc::channel::<mpsc::Sender<()>>();
             let sent = control_tx
                 .lock()
                 .expect("control tx")
                 .send(Stop::Unmount(done_tx));
-            if sent.is_ok() {
-                let _ = done_rx.recv();
-            }
+            let ack = if sent.is_ok() {
+                done_rx.recv().ok()
+            } else {
+                None
+            };
             out.send(&Response::Exit(0));
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
         }
         Request::Status => {
             out.out(format!("mounted at {mount_shown}"));
@@ -223,7 +231,10 @@ pub fn serve(
     let _ = std::fs::remove_file(control::socket_path(vault.dir()));
     tracing::info!("unmounted {}", mountpoint.display());
     for w in waiters {
-        let _ = w.send(());
+        let (ack_tx, ack_rx) = mpsc::channel();
+        if w.send(ack_tx).is_ok() {
+            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
     }
     flushed.map_err(VaultError::from)
 }

@@ -78,6 +78,12 @@ pub fn now_ns() -> i64 {
 impl Vault {
     /// Create a vault in `dir` (which may exist if empty).
     pub fn create(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(VaultError::Failed(format!(
+                "{} exists and is not a directory",
+                dir.display()
+            )));
+        }
         if dir.exists() {
             let empty = fs::read_dir(dir)
                 .map_err(|e| VaultError::io("read", dir, e))?

@@ -69,6 +69,12 @@ pub fn restore(
             (node, target)
         }
     };
+    if target.exists() && !target.is_dir() && node.kind == NodeKind::Dir {
+        return Err(VaultError::Failed(format!(
+            "restore target {} exists and is not a directory",
+            target.display()
+        )));
+    }
     let ctx = Ctx {
         store: vault.store(),
         point,

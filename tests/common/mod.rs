@@ -81,16 +81,10 @@ pub fn init_vault(path: &Path) {
 
 pub fn init_vault_with(path: &Path, extra: &[&str]) {
     let p = path.to_str().unwrap();
-    let mut args = vec![
-        "init",
-        p,
-        "--kdf-memory-kib",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--pack-size-mib",
-        "4",
-    ];
+    let mut args = vec!["init", p, "--kdf-memory-kib", "64", "--kdf-iterations", "1"];
+    if !extra.contains(&"--pack-size-mib") {
+        args.extend_from_slice(&["--pack-size-mib", "4"]);
+    }
     args.extend_from_slice(extra);
     ok(&args);
 }

@@ -1,0 +1,1309 @@
+//! Mount acceptance tests (issue 3): real FUSE mounts of real vaults through the `vaultfs`
+//! binary. Every test has its own vault and mount point in a private temp dir, and holds a
+//! [`Mount`] guard that unmounts and makes sure the daemon is gone, also when the test panics.
+
+mod common;
+
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ITEM: &str = "home";
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 test path")
+}
+
+/// A private temp dir holding a vault, source trees and a mount point.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    vault: PathBuf,
+    src: PathBuf,
+    mnt: PathBuf,
+}
+
+impl Fixture {
+    /// A fresh vault (`init_vault`) and an empty mount point; `src` is not created.
+    fn new() -> Fixture {
+        Fixture::with_init(init_vault)
+    }
+
+    fn with_init(init: impl FnOnce(&Path)) -> Fixture {
+        let tmp = tempdir();
+        let root = tmp.path().canonicalize().unwrap();
+        let (vault, src, mnt) = (root.join("vault"), root.join("src"), root.join("mnt"));
+        init(&vault);
+        fs::create_dir(&mnt).unwrap();
+        Fixture {
+            _tmp: tmp,
+            root,
+            vault,
+            src,
+            mnt,
+        }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        let p = self.root.join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+/// `vaultfs init` with cheap key derivation and the given pack size (`init_vault_with` cannot
+/// override `--pack-size-mib`: clap refuses the option twice).
+fn init_with_pack_size(vault: &Path, pack_mib: u32) {
+    ok(&[
+        "init",
+        s(vault),
+        "--kdf-memory-kib",
+        "64",
+        "--kdf-iterations",
+        "1",
+        "--pack-size-mib",
+        &pack_mib.to_string(),
+    ]);
+}
+
+/// `vaultfs backup VAULT ITEM SRC`; returns the new point's name.
+fn backup(vault: &Path, item: &str, src: &Path) -> String {
+    let out = ok(&["backup", s(vault), item, s(src)]);
+    let first = out.lines().next().unwrap_or_default();
+    let spec = first
+        .strip_prefix("created point ")
+        .unwrap_or_else(|| panic!("unexpected backup output: {out}"));
+    let (it, point) = spec.split_once('/').expect("ITEM/POINT");
+    assert_eq!(it, item, "backup output names another item: {out}");
+    point.to_string()
+}
+
+/// A small tree with a hard link, a symlink, an xattr, odd modes and an old mtime; `seed` makes
+/// the contents differ between trees.
+fn make_small_tree(root: &Path, seed: u64) {
+    fs::create_dir_all(root.join("dir/sub")).unwrap();
+    fs::write(root.join("hello.txt"), format!("hello {seed}\n")).unwrap();
+    fs::write(root.join("data.bin"), noise(300_000, seed)).unwrap();
+    fs::write(root.join("dir/sub/nested.txt"), format!("nested {seed}\n")).unwrap();
+    fs::hard_link(root.join("hello.txt"), root.join("dir/hard")).unwrap();
+    std::os::unix::fs::symlink("hello.txt", root.join("sym")).unwrap();
+    let r = root.display();
+    sh(&format!(
+        "setfattr -n user.seed -v {seed} '{r}/hello.txt' && chmod 0600 '{r}/data.bin' && \
+         chown 7:8 '{r}/dir/sub/nested.txt' && touch -d '2010-01-02 03:04:05.5' '{r}/data.bin'"
+    ));
+}
+
+/// True if `mnt` is listed in /proc/self/mounts.
+fn is_mounted(mnt: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mounts").unwrap();
+    text.lines().any(|l| l.split(' ').nth(1) == Some(s(mnt)))
+}
+
+/// True while `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// True if `pid` is (still) a vaultfs process: we never signal a pid that was reused.
+fn is_vaultfs(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "vaultfs")
+}
+
+/// Wait until `cond` holds or `timeout` passes; returns whether it held.
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    wait_until(timeout, || !alive(pid))
+}
+
+/// Run a command with a time limit, output discarded; false if it failed or timed out.
+fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> bool {
+    let Ok(mut child) = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return st.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// `vaultfs ARGS` with another passphrase.
+fn vaultfs_with_pass(pass: &str, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("VAULTFS_PASSPHRASE", pass)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run vaultfs")
+}
+
+/// The command failed cleanly: non-zero exit, no panic, exactly one `vaultfs: ` line on stderr.
+fn failed_clearly(args: &[&str], out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "vaultfs {args:?} should fail but succeeded:\nstdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !matches!(out.status.code(), Some(70) | Some(101) | None) && !stderr.contains("panicked"),
+        "vaultfs {args:?} crashed ({:?}): {stderr}",
+        out.status
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "vaultfs {args:?} should print one error line: {stderr:?}"
+    );
+    assert!(
+        lines[0].starts_with("vaultfs: "),
+        "no vaultfs error line from {args:?}: {stderr:?}"
+    );
+    stderr
+}
+
+/// The pid in `mounted V at M (daemon pid N, log L)`.
+fn daemon_pid(stdout: &str) -> Option<i32> {
+    let rest = stdout.split("daemon pid ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A mount of a vault that is always cleaned up on drop (also while unwinding from a panic):
+/// `vaultfs umount`, else `umount -l`; then every daemon it started must exit, or is killed.
+struct Mount {
+    vault: PathBuf,
+    mnt: PathBuf,
+    pids: Vec<i32>,
+}
+
+impl Mount {
+    /// Mount `vault` on `mnt`; the mount must succeed.
+    fn new(vault: &Path, mnt: &Path) -> Mount {
+        let mut m = Mount::guard(vault, mnt);
+        m.mount();
+        m
+    }
+
+    /// A guard for `mnt` that has not mounted anything yet.
+    fn guard(vault: &Path, mnt: &Path) -> Mount {
+        Mount {
+            vault: vault.to_path_buf(),
+            mnt: mnt.canonicalize().unwrap_or_else(|_| mnt.to_path_buf()),
+            pids: Vec::new(),
+        }
+    }
+
+    /// `vaultfs mount VAULT MNT`, remembering the daemon's pid whatever the outcome.
+    fn try_mount(&mut self) -> Output {
+        let out = vaultfs(&["mount", s(&self.vault), s(&self.mnt)]);
+        if let Some(pid) = daemon_pid(&String::from_utf8_lossy(&out.stdout)) {
+            self.pids.push(pid);
+        }
+        out
+    }
+
+    /// Mount; it must succeed and be listed in /proc/self/mounts. Returns stderr.
+    fn mount(&mut self) -> String {
+        let out = self.try_mount();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "vaultfs mount failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
+            out.status.code()
+        );
+        assert!(
+            daemon_pid(&stdout).is_some(),
+            "no daemon pid in mount output: {stdout}"
+        );
+        assert!(
+            is_mounted(&self.mnt),
+            "{} not in /proc/self/mounts",
+            s(&self.mnt)
+        );
+        assert!(
+            alive(self.pid()),
+            "the daemon {} is not running",
+            self.pid()
+        );
+        stderr.into_owned()
+    }
+
+    /// The pid of the last daemon started.
+    fn pid(&self) -> i32 {
+        *self.pids.last().expect("mounted")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// `MNT/points/ITEM/latest/` (with the slash, so tools follow the symlink).
+    fn latest(&self, item: &str) -> PathBuf {
+        PathBuf::from(format!("{}/points/{item}/latest/", s(&self.mnt)))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            run_with_timeout(
+                Command::new(bin())
+                    .args(["umount", s(&self.mnt)])
+                    .env("VAULTFS_PASSPHRASE", PASS),
+                Duration::from_secs(20),
+            );
+        }
+        if is_mounted(&self.mnt) {
+            run_with_timeout(
+                Command::new("umount").arg("-l").arg(&self.mnt),
+                Duration::from_secs(10),
+            );
+        }
+        for &pid in &self.pids {
+            if !wait_gone(pid, Duration::from_secs(10)) && is_vaultfs(pid) {
+                // SAFETY: plain kill(2) of a vaultfs daemon this guard started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                wait_gone(pid, Duration::from_secs(5));
+            }
+        }
+        if is_mounted(&self.mnt) {
+            run_with_timeout(
+                Command::new("umount").arg("-l").arg(&self.mnt),
+                Duration::from_secs(10),
+            );
+        }
+    }
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn libc_result(r: libc::c_int) -> std::io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The operation must fail with exactly EROFS.
+#[track_caller]
+fn assert_erofs<T: std::fmt::Debug>(what: &str, r: std::io::Result<T>) {
+    match r {
+        Ok(v) => panic!("{what} succeeded ({v:?}); it must fail with EROFS"),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EROFS),
+            "{what} must fail with EROFS, got: {e}"
+        ),
+    }
+}
+
+/// The shell command must fail and say "Read-only file system".
+#[track_caller]
+fn assert_sh_erofs(cmd: &str) {
+    let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("Read-only file system"),
+        "`{cmd}` must fail with 'Read-only file system' ({:?}): {stderr}",
+        out.status.code()
+    );
+}
+
+/// Every kind of change inside a point directory must fail with EROFS.
+fn assert_point_is_read_only(point: &Path) {
+    let p = |rel: &str| point.join(rel);
+    let what = |op: &str, rel: &str| format!("{op} {}", p(rel).display());
+
+    assert_erofs(&what("create", "new-file"), fs::File::create(p("new-file")));
+    assert_erofs(
+        &what("create", "a/b/new-file"),
+        fs::File::create(p("a/b/new-file")),
+    );
+    assert_erofs(
+        &what("create (O_EXCL)", "new-file2"),
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p("new-file2")),
+    );
+    assert_erofs(
+        &what("open O_WRONLY", "small.txt"),
+        OpenOptions::new().write(true).open(p("small.txt")),
+    );
+    assert_erofs(
+        &what("open O_RDWR", "big.bin"),
+        OpenOptions::new().read(true).write(true).open(p("big.bin")),
+    );
+    assert_erofs(
+        &what("open O_APPEND", "text/lorem.txt"),
+        OpenOptions::new().append(true).open(p("text/lorem.txt")),
+    );
+    assert_erofs(
+        &what("open O_WRONLY|O_TRUNC", "small.txt"),
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(p("small.txt")),
+    );
+    assert_erofs(
+        &what("open O_RDONLY|O_TRUNC", "small.txt"),
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_TRUNC)
+            .open(p("small.txt")),
+    );
+    assert_erofs(
+        &what("unlink", "small.txt"),
+        fs::remove_file(p("small.txt")),
+    );
+    assert_erofs(
+        &what("unlink", "link-to-small"),
+        fs::remove_file(p("link-to-small")),
+    );
+    assert_erofs(&what("rmdir", "a/b/c/d"), fs::remove_dir(p("a/b/c/d")));
+    assert_erofs(
+        &what("rename", "small.txt"),
+        fs::rename(p("small.txt"), p("renamed.txt")),
+    );
+    assert_erofs(
+        &what("rename over an existing file", "small.txt"),
+        fs::rename(p("small.txt"), p("text/lorem.txt")),
+    );
+    assert_erofs(
+        &what("rename a dir", "a"),
+        fs::rename(p("a"), p("with space/a")),
+    );
+    assert_erofs(&what("mkdir", "new-dir"), fs::create_dir(p("new-dir")));
+    assert_erofs(
+        &what("mkdir", "a/b/new-dir"),
+        fs::create_dir(p("a/b/new-dir")),
+    );
+    assert_erofs(
+        &what("chmod", "small.txt"),
+        fs::set_permissions(
+            p("small.txt"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        ),
+    );
+    assert_erofs(
+        &what("chmod", "a"),
+        fs::set_permissions(p("a"), std::os::unix::fs::PermissionsExt::from_mode(0o700)),
+    );
+    assert_erofs(
+        &what("chown", "small.txt"),
+        std::os::unix::fs::chown(p("small.txt"), Some(1), Some(1)),
+    );
+    assert_erofs(
+        &what("lchown", "dangling"),
+        std::os::unix::fs::lchown(p("dangling"), Some(1), Some(1)),
+    );
+    let file = cpath(&p("small.txt"));
+    // SAFETY: valid NUL-terminated path, name and value buffers.
+    let r = unsafe {
+        libc::setxattr(
+            file.as_ptr(),
+            c"user.new".as_ptr(),
+            b"x".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_erofs(&what("setxattr", "small.txt"), libc_result(r));
+    // SAFETY: as above.
+    let r = unsafe { libc::removexattr(file.as_ptr(), c"user.color".as_ptr()) };
+    assert_erofs(&what("removexattr", "small.txt"), libc_result(r));
+    // SAFETY: valid NUL-terminated path.
+    let r = unsafe { libc::truncate(cpath(&p("big.bin")).as_ptr(), 0) };
+    assert_erofs(&what("truncate", "big.bin"), libc_result(r));
+    // SAFETY: valid NUL-terminated path; NULL times means "now".
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            file.as_ptr(),
+            std::ptr::null(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_erofs(&what("utimensat", "small.txt"), libc_result(r));
+    // SAFETY: valid NUL-terminated path.
+    let r = unsafe { libc::mkfifo(cpath(&p("new-fifo")).as_ptr(), 0o644) };
+    assert_erofs(&what("mkfifo", "new-fifo"), libc_result(r));
+    assert_erofs(
+        &what("link", "small.txt"),
+        fs::hard_link(p("small.txt"), p("new-hardlink")),
+    );
+    assert_erofs(
+        &what("symlink", "new-symlink"),
+        std::os::unix::fs::symlink("small.txt", p("new-symlink")),
+    );
+
+    // The same through coreutils and attr, which must report it.
+    let q = |rel: &str| format!("'{}'", p(rel).display());
+    assert_sh_erofs(&format!("touch {}", q("small.txt")));
+    assert_sh_erofs(&format!("touch {}", q("brand-new")));
+    assert_sh_erofs(&format!("echo x >> {}", q("small.txt")));
+    assert_sh_erofs(&format!("rm -f {}", q("empty")));
+    assert_sh_erofs(&format!("mkdir {}", q("mkdir-new")));
+    assert_sh_erofs(&format!("truncate -s 0 {}", q("small.txt")));
+    assert_sh_erofs(&format!("ln -s target {}", q("ln-new")));
+    assert_sh_erofs(&format!("ln {} {}", q("small.txt"), q("ln-hard")));
+    assert_sh_erofs(&format!("chmod 600 {}", q("small.txt")));
+    assert_sh_erofs(&format!("chown 1:1 {}", q("small.txt")));
+    assert_sh_erofs(&format!("setfattr -n user.t -v 1 {}", q("small.txt")));
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn latest_target(m: &Mount, item: &str) -> Option<String> {
+    fs::read_link(m.path(&format!("points/{item}/latest")))
+        .ok()
+        .map(|t| t.to_string_lossy().into_owned())
+}
+
+/// Wait (≤ 3 s: listings live 1 s in the kernel) until `points/ITEM` lists exactly `live`
+/// (plus `latest` when non-empty), `.deleted/ITEM` lists exactly `deleted`, and `latest` points
+/// to the last of `live`.
+#[track_caller]
+fn assert_points_become(m: &Mount, item: &str, live: &[&str], deleted: &[&str]) {
+    let mut want_live: Vec<String> = live.iter().map(|s| s.to_string()).collect();
+    if !live.is_empty() {
+        want_live.push("latest".into());
+    }
+    want_live.sort();
+    let mut want_deleted: Vec<String> = deleted.iter().map(|s| s.to_string()).collect();
+    want_deleted.sort();
+    let want_latest = live.last().map(|s| s.to_string());
+    let state = || {
+        (
+            names_in(&m.path(&format!("points/{item}"))),
+            names_in(&m.path(&format!(".deleted/{item}"))),
+            latest_target(m, item),
+        )
+    };
+    let want = (want_live, want_deleted, want_latest);
+    let reached = wait_until(Duration::from_secs(3), || state() == want);
+    assert!(
+        reached,
+        "(points, .deleted, latest) should become {want:?}, is {:?}",
+        state()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. what a point shows
+
+#[test]
+fn point_shows_the_tree_with_its_metadata() {
+    let f = Fixture::new();
+    make_rich_tree(&f.src);
+    let point = backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+
+    // The layout: incoming and points at the top, .deleted hidden but there.
+    assert_eq!(names_in(&f.mnt), ["incoming", "points"]);
+    assert_eq!(names_in(&m.path("points")), [ITEM]);
+    assert_eq!(
+        names_in(&m.path(&format!("points/{ITEM}"))),
+        [point.as_str(), "latest"]
+    );
+    assert_eq!(latest_target(&m, ITEM).as_deref(), Some(point.as_str()));
+    assert!(
+        fs::symlink_metadata(m.path(&format!("points/{ITEM}/latest")))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    let latest = m.latest(ITEM);
+    assert_diff_clean(&f.src, &latest);
+    assert_same_tree(&f.src, &latest);
+    let direct = m.path(&format!("points/{ITEM}/{point}"));
+    assert_same_tree(&f.src, &direct);
+
+    // The same field by field for the entries that matter most.
+    for rel in [
+        "empty",
+        "small.txt",
+        "big.bin",
+        "sparse",
+        "text",
+        "text/lorem.txt",
+        "a/b",
+        "a/b/c",
+        "link-to-small",
+        "dangling",
+        "fifo",
+        "a/hardlink-to-small",
+    ] {
+        let (a, b) = (
+            fs::symlink_metadata(f.src.join(rel)).unwrap(),
+            fs::symlink_metadata(latest.join(rel)).unwrap(),
+        );
+        assert_eq!(a.mode(), b.mode(), "mode of {rel}");
+        assert_eq!((a.uid(), a.gid()), (b.uid(), b.gid()), "owner of {rel}");
+        if !a.is_dir() {
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "mtime of {rel}"
+            );
+            assert_eq!(a.len(), b.len(), "size of {rel}");
+            assert_eq!(a.nlink(), b.nlink(), "link count of {rel}");
+        }
+    }
+    assert_eq!(
+        fs::metadata(latest.join("big.bin")).unwrap().len(),
+        11 << 20
+    );
+    assert_eq!(
+        fs::metadata(latest.join("small.txt")).unwrap().mode() & 0o7777,
+        0o644
+    );
+    assert_eq!(
+        fs::metadata(latest.join("text/lorem.txt")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    let big = fs::metadata(latest.join("big.bin")).unwrap();
+    assert_eq!((big.uid(), big.gid()), (1234, 5678));
+    let small = fs::metadata(latest.join("small.txt")).unwrap();
+    assert_eq!(small.mtime_nsec(), 123_456_789);
+
+    // Hard links: link count 3 and one inode number within the point.
+    let inos: Vec<u64> = ["small.txt", "a/hardlink-to-small", "text/second-hardlink"]
+        .iter()
+        .map(|rel| {
+            let md = fs::symlink_metadata(latest.join(rel)).unwrap();
+            assert_eq!(md.nlink(), 3, "link count of {rel}");
+            md.ino()
+        })
+        .collect();
+    assert!(
+        inos.iter().all(|i| *i == inos[0]),
+        "hard links differ: {inos:?}"
+    );
+    assert_ne!(
+        fs::metadata(latest.join("big.bin")).unwrap().ino(),
+        inos[0],
+        "an unrelated file shares the hard links' inode"
+    );
+    assert_eq!(fs::metadata(latest.join("big.bin")).unwrap().nlink(), 1);
+
+    // Symlinks keep their targets; the dangling one stays dangling.
+    assert_eq!(
+        fs::read_link(latest.join("link-to-small")).unwrap(),
+        Path::new("small.txt")
+    );
+    assert_eq!(
+        fs::read_link(latest.join("dangling")).unwrap(),
+        Path::new("does/not/exist")
+    );
+    assert_eq!(
+        fs::read(latest.join("link-to-small")).unwrap(),
+        b"hello vault\n"
+    );
+
+    // Xattrs, as getfattr shows them.
+    let color = sh(&format!(
+        "getfattr --only-values -n user.color '{}'",
+        latest.join("small.txt").display()
+    ));
+    assert_eq!(color, "blue");
+    let bin = sh(&format!(
+        "getfattr -e hex -n user.bin '{}'",
+        latest.join("text").display()
+    ));
+    assert!(bin.contains("user.bin=0x00ff10"), "{bin}");
+    assert!(xattrs(&latest.join("big.bin")).is_empty());
+
+    // Directories keep their mtime (assert_same_tree leaves it out) and have the usual link
+    // count; readdir's inode numbers are stat's.
+    for p in walk(&f.src) {
+        let rel = p.strip_prefix(&f.src).unwrap();
+        let (a, b) = (
+            fs::symlink_metadata(&p).unwrap(),
+            fs::symlink_metadata(latest.join(rel)).unwrap(),
+        );
+        if a.is_dir() {
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "mtime of dir {}",
+                rel.display()
+            );
+            assert_eq!(a.nlink(), b.nlink(), "link count of dir {}", rel.display());
+        }
+    }
+    for dir in [latest.clone(), latest.join("a"), latest.join("text")] {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(
+                std::os::unix::fs::DirEntryExt::ino(&e),
+                fs::symlink_metadata(e.path()).unwrap().ino(),
+                "readdir and stat disagree on the inode of {}",
+                e.path().display()
+            );
+        }
+    }
+    // statfs answers (df, rsync and tar ask for it).
+    sh(&format!(
+        "df '{}' && stat -f '{}'",
+        f.mnt.display(),
+        latest.display()
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. copying out with the usual tools
+
+#[test]
+fn cp_tar_and_rsync_out_of_a_point_reproduce_the_tree() {
+    let f = Fixture::new();
+    make_rich_tree(&f.src);
+    backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+    let latest = m.latest(ITEM);
+
+    let cp = f.dir("out-cp");
+    sh(&format!(
+        "cp -a '{}.' '{}/'",
+        latest.display(),
+        cp.display()
+    ));
+    assert_same_tree(&f.src, &cp);
+
+    let tar = f.dir("out-tar");
+    sh(&format!(
+        "tar -C '{}' --format=posix --xattrs --xattrs-include='*' -cf - . | \
+         tar -C '{}' --xattrs --xattrs-include='*' --same-owner --same-permissions -xf -",
+        latest.display(),
+        tar.display()
+    ));
+    assert_same_tree(&f.src, &tar);
+
+    let rsync = f.dir("out-rsync");
+    sh(&format!(
+        "rsync -aHAX '{}' '{}/'",
+        latest.display(),
+        rsync.display()
+    ));
+    assert_same_tree(&f.src, &rsync);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. read-only areas
+
+#[test]
+fn writes_into_points_and_deleted_fail_with_erofs() {
+    let f = Fixture::new();
+    make_rich_tree(&f.src);
+    let old = backup(&f.vault, ITEM, &f.src);
+    let new = backup(&f.vault, ITEM, &f.src);
+    ok(&["delete", s(&f.vault), &format!("{ITEM}/{old}")]);
+    let m = Mount::new(&f.vault, &f.mnt);
+    let live = m.path(&format!("points/{ITEM}/{new}"));
+    let deleted = m.path(&format!(".deleted/{ITEM}/{old}"));
+    assert_same_tree(&f.src, &live);
+    assert_same_tree(&f.src, &deleted);
+
+    assert_point_is_read_only(&live);
+    assert_point_is_read_only(&deleted);
+    assert_point_is_read_only(&m.latest(ITEM));
+
+    // The listings above the points.
+    assert_erofs("mkdir MNT/new", fs::create_dir(m.path("new")));
+    assert_erofs("create MNT/new-file", fs::File::create(m.path("new-file")));
+    assert_erofs("mkdir MNT/points/new", fs::create_dir(m.path("points/new")));
+    assert_erofs(
+        "mkdir MNT/.deleted/new",
+        fs::create_dir(m.path(".deleted/new")),
+    );
+    assert_erofs(
+        "create in points/ITEM",
+        fs::File::create(m.path(&format!("points/{ITEM}/new-file"))),
+    );
+    assert_erofs(
+        "mkdir in points/ITEM",
+        fs::create_dir(m.path(&format!("points/{ITEM}/new-point"))),
+    );
+    assert_erofs(
+        "symlink in .deleted/ITEM",
+        std::os::unix::fs::symlink(new.as_str(), m.path(&format!(".deleted/{ITEM}/ln"))),
+    );
+    assert_erofs(
+        "rename a point within points/ITEM",
+        fs::rename(
+            m.path(&format!("points/{ITEM}/{new}")),
+            m.path(&format!("points/{ITEM}/renamed")),
+        ),
+    );
+    assert_erofs(
+        "rename a point into .deleted under another name",
+        fs::rename(
+            m.path(&format!("points/{ITEM}/{new}")),
+            m.path(&format!(".deleted/{ITEM}/renamed")),
+        ),
+    );
+    assert_erofs(
+        "rmdir a point",
+        fs::remove_dir(m.path(&format!("points/{ITEM}/{new}"))),
+    );
+    assert_erofs(
+        "rmdir a deleted point",
+        fs::remove_dir(m.path(&format!(".deleted/{ITEM}/{old}"))),
+    );
+    assert_erofs(
+        "unlink latest",
+        fs::remove_file(m.path(&format!("points/{ITEM}/latest"))),
+    );
+    assert_erofs(
+        "rmdir points/ITEM",
+        fs::remove_dir(m.path(&format!("points/{ITEM}"))),
+    );
+    assert_erofs(
+        "rename points/ITEM",
+        fs::rename(m.path(&format!("points/{ITEM}")), m.path("points/other")),
+    );
+    assert_erofs("rmdir MNT/points", fs::remove_dir(m.path("points")));
+
+    // Nothing changed.
+    assert_points_become(&m, ITEM, &[&new], &[&old]);
+    assert_same_tree(&f.src, &live);
+    assert_same_tree(&f.src, &deleted);
+    assert_eq!(names_in(&f.mnt), ["incoming", "points"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. soft delete and undelete
+
+#[test]
+fn soft_delete_and_undelete_through_mv_and_the_cli() {
+    let f = Fixture::new();
+    let (src1, src2) = (f.root.join("src1"), f.root.join("src2"));
+    make_small_tree(&src1, 1);
+    make_small_tree(&src2, 2);
+    let p1 = backup(&f.vault, ITEM, &src1);
+    let p2 = backup(&f.vault, ITEM, &src2);
+    assert!(p1 < p2, "point names sort by age: {p1} {p2}");
+    let m = Mount::new(&f.vault, &f.mnt);
+    assert_points_become(&m, ITEM, &[&p1, &p2], &[]);
+
+    // .deleted is hidden from `ls -a` but reachable.
+    let ls_a = sh(&format!("ls -a '{}'", f.mnt.display()));
+    assert!(!ls_a.contains(".deleted"), "ls -a shows .deleted: {ls_a}");
+    assert_eq!(
+        ls_a.split_whitespace().collect::<Vec<_>>(),
+        [".", "..", "incoming", "points"]
+    );
+    let ls_deleted = sh(&format!("ls '{}/.deleted'", f.mnt.display()));
+    assert_eq!(ls_deleted.trim(), ITEM);
+    assert!(fs::metadata(m.path(".deleted")).unwrap().is_dir());
+
+    let deleted_rows = |point: &str| -> (String, Vec<String>) {
+        let out = ok(&["points", s(&f.vault), "--deleted"]);
+        let rows = out
+            .lines()
+            .filter(|l| l.contains(point))
+            .map(String::from)
+            .collect();
+        (out, rows)
+    };
+
+    // Soft delete with mv.
+    sh(&format!(
+        "mv '{}' '{}/'",
+        m.path(&format!("points/{ITEM}/{p2}")).display(),
+        m.path(&format!(".deleted/{ITEM}")).display()
+    ));
+    assert_points_become(&m, ITEM, &[&p1], &[&p2]);
+    assert_same_tree(&src2, &m.path(&format!(".deleted/{ITEM}/{p2}")));
+    assert_same_tree(&src1, &m.latest(ITEM));
+    let (out, rows) = deleted_rows(&p2);
+    assert!(
+        out.lines().next().unwrap_or_default().contains("PURGE AT"),
+        "no PURGE AT column: {out}"
+    );
+    assert_eq!(
+        rows.len(),
+        1,
+        "the deleted point should be listed once: {out}"
+    );
+    assert!(
+        !ok(&["points", s(&f.vault)]).contains(&p2),
+        "a deleted point is listed as live"
+    );
+    let js: serde_json::Value =
+        serde_json::from_str(&ok(&["points", s(&f.vault), "--deleted", "--json"])).unwrap();
+    assert_eq!(js.as_array().unwrap().len(), 1, "{js}");
+    assert_eq!(js[0]["point"], p2.as_str());
+    assert!(js[0]["purge_at"].is_string(), "no purge_at: {js}");
+
+    // Undelete with mv.
+    sh(&format!(
+        "mv '{}' '{}/'",
+        m.path(&format!(".deleted/{ITEM}/{p2}")).display(),
+        m.path(&format!("points/{ITEM}")).display()
+    ));
+    assert_points_become(&m, ITEM, &[&p1, &p2], &[]);
+    assert_same_tree(&src2, &m.latest(ITEM));
+    assert!(deleted_rows(&p2).1.is_empty(), "still listed as deleted");
+
+    // Soft delete and undelete with the CLI (through the daemon).
+    let out = ok(&["delete", s(&f.vault), &format!("{ITEM}/{p2}")]);
+    assert!(out.contains("recoverable until"), "{out}");
+    assert_points_become(&m, ITEM, &[&p1], &[&p2]);
+    assert_same_tree(&src2, &m.path(&format!(".deleted/{ITEM}/{p2}")));
+    assert_same_tree(&src1, &m.latest(ITEM));
+    assert_eq!(deleted_rows(&p2).1.len(), 1);
+
+    ok(&["undelete", s(&f.vault), &format!("{ITEM}/{p2}")]);
+    assert_points_become(&m, ITEM, &[&p1, &p2], &[]);
+    assert_same_tree(&src2, &m.latest(ITEM));
+    assert_same_tree(&src2, &m.path(&format!("points/{ITEM}/{p2}")));
+
+    // Deleting the older point leaves latest alone; deleting both removes latest.
+    sh(&format!(
+        "mv '{}' '{}/'",
+        m.path(&format!("points/{ITEM}/{p1}")).display(),
+        m.path(&format!(".deleted/{ITEM}")).display()
+    ));
+    assert_points_become(&m, ITEM, &[&p2], &[&p1]);
+    ok(&["delete", s(&f.vault), &format!("{ITEM}/{p2}")]);
+    assert_points_become(&m, ITEM, &[], &[&p1, &p2]);
+    assert_same_tree(&src1, &m.path(&format!(".deleted/{ITEM}/{p1}")));
+    ok(&["undelete", s(&f.vault), &format!("{ITEM}/{p1}")]);
+    assert_points_become(&m, ITEM, &[&p1], &[&p2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. damaged data
+
+#[test]
+fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
+    let f = Fixture::with_init(|v| init_with_pack_size(v, 1));
+    fs::create_dir_all(&f.src).unwrap();
+    let names: Vec<String> = (1..=6).map(|i| format!("file{i}.bin")).collect();
+    for (i, n) in names.iter().enumerate() {
+        fs::write(f.src.join(n), noise(3 << 20, 100 + i as u64)).unwrap();
+    }
+    let point = backup(&f.vault, ITEM, &f.src);
+
+    // The largest pack holds file data only (trees are small and written last).
+    let mut packs: Vec<(u64, PathBuf)> = walk(&f.vault.join("packs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .map(|p| (fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    assert!(packs.len() >= 6, "expected several packs: {packs:?}");
+    let (len, victim) = packs.last().unwrap().clone();
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[len as usize / 2] ^= 0x40;
+    fs::write(&victim, bytes).unwrap();
+
+    let m = Mount::new(&f.vault, &f.mnt);
+    let dir = m.path(&format!("points/{ITEM}/{point}"));
+    let mut bad = Vec::new();
+    for n in &names {
+        match fs::read(dir.join(n)) {
+            Ok(data) => assert!(
+                data == fs::read(f.src.join(n)).unwrap(),
+                "{n} read without error but with wrong content"
+            ),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "reading {n}: {e}");
+                bad.push(n.clone());
+            }
+        }
+    }
+    assert_eq!(
+        bad.len(),
+        1,
+        "exactly one file should meet the damaged chunk: {bad:?}"
+    );
+    let bad = &bad[0];
+
+    // The daemon is still up and answers; the damage stays an error, never data.
+    assert!(alive(m.pid()), "the daemon died after EIO");
+    assert_eq!(names_in(&dir), names);
+    sh(&format!("ls -l '{}' '{}'", dir.display(), f.mnt.display()));
+    let again = fs::read(dir.join(bad));
+    assert_eq!(
+        again.as_ref().map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::EIO)),
+        "second read of {bad}"
+    );
+    let cat = Command::new("cat").arg(dir.join(bad)).output().unwrap();
+    assert!(
+        !cat.status.success()
+            && String::from_utf8_lossy(&cat.stderr).contains("Input/output error"),
+        "cat of the damaged file: {:?}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    let good = names.iter().find(|n| *n != bad).unwrap();
+    assert!(fs::read(dir.join(good)).unwrap() == fs::read(f.src.join(good)).unwrap());
+    assert!(alive(m.pid()), "the daemon died after EIO");
+
+    // The log names item, point and path.
+    let log = f.vault.join("daemon.log");
+    let want = (format!("{ITEM}/{point}"), format!("/{bad}"));
+    let logged = wait_until(Duration::from_secs(2), || {
+        fs::read_to_string(&log).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains("EIO") && l.contains(&want.0) && l.contains(&want.1))
+        })
+    });
+    assert!(
+        logged,
+        "no log line naming {} and {}:\n{}",
+        want.0,
+        want.1,
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. parallel readers
+
+#[test]
+fn eight_parallel_readers_get_the_right_bytes() {
+    let f = Fixture::new();
+    fs::create_dir_all(&f.src).unwrap();
+    let names: Vec<String> = (0..8).map(|i| format!("big{i}.bin")).collect();
+    for (i, n) in names.iter().enumerate() {
+        fs::write(f.src.join(n), noise((8 + i) << 20, 1000 + i as u64)).unwrap();
+    }
+    let point = backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+    let dir = m.path(&format!("points/{ITEM}/{point}"));
+
+    let barrier = std::sync::Barrier::new(names.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let (dir, src, barrier) = (&dir, &f.src, &barrier);
+                scope.spawn(move || {
+                    let want = blake3::hash(&fs::read(src.join(n)).unwrap());
+                    let mut file = fs::File::open(dir.join(n)).unwrap();
+                    barrier.wait();
+                    let mut hasher = blake3::Hasher::new();
+                    let mut buf = vec![0u8; 256 << 10];
+                    let mut total = 0usize;
+                    loop {
+                        let k = file
+                            .read(&mut buf)
+                            .unwrap_or_else(|e| panic!("reading {n}: {e}"));
+                        if k == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..k]);
+                        total += k;
+                    }
+                    assert_eq!(total, fs::metadata(src.join(n)).unwrap().len() as usize);
+                    assert_eq!(hasher.finalize(), want, "content of {n}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("reader thread");
+        }
+    });
+    assert!(alive(m.pid()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. mount lifecycle
+
+#[test]
+fn kill_9_then_mount_again_clears_the_stale_mount() {
+    let f = Fixture::new();
+    make_rich_tree(&f.src);
+    backup(&f.vault, ITEM, &f.src);
+    let mut m = Mount::new(&f.vault, &f.mnt);
+    assert_eq!(
+        fs::read(m.latest(ITEM).join("small.txt")).unwrap(),
+        b"hello vault\n"
+    );
+    let pid = m.pid();
+    // SAFETY: kill(2) of the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "daemon survived kill -9"
+    );
+    assert!(
+        is_mounted(&f.mnt),
+        "the dead daemon's mount should be stale"
+    );
+    let err = fs::read_dir(m.path("points")).map(|_| ()).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOTCONN),
+        "stale mount: {err}"
+    );
+
+    let stderr = m.mount();
+    assert!(
+        stderr.contains("stale"),
+        "no note about the stale mount: {stderr}"
+    );
+    assert_ne!(m.pid(), pid);
+    assert_eq!(
+        fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(1) == Some(s(&f.mnt)))
+            .count(),
+        1,
+        "exactly one mount at the mount point"
+    );
+    assert_same_tree(&f.src, &m.latest(ITEM));
+    assert!(ok(&["items", s(&f.vault)]).contains(ITEM));
+}
+
+#[test]
+fn umount_leaves_no_mount_and_no_daemon() {
+    let f = Fixture::new();
+    make_small_tree(&f.src, 7);
+    backup(&f.vault, ITEM, &f.src);
+    for round in 0..10 {
+        let m = Mount::new(&f.vault, &f.mnt);
+        assert_same_tree(&f.src, &m.latest(ITEM));
+        let pid = m.pid();
+        let args = ["umount", s(&f.mnt)];
+        let out = vaultfs(&args);
+        assert!(
+            out.status.success(),
+            "round {round}: vaultfs umount failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("unmounted"),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(!is_mounted(&f.mnt), "round {round}: still mounted");
+        assert!(
+            wait_gone(pid, Duration::from_secs(5)),
+            "round {round}: daemon {pid} still running after umount"
+        );
+        assert!(
+            !f.vault.join("control.sock").exists(),
+            "round {round}: control socket left behind"
+        );
+        assert!(
+            names_in(&f.mnt).is_empty(),
+            "round {round}: mount point not empty"
+        );
+        drop(m);
+    }
+    // The vault is free again for local commands.
+    assert!(ok(&["points", s(&f.vault)]).contains(ITEM));
+}
+
+#[test]
+fn the_guard_unmounts_when_a_test_panics() {
+    let f = Fixture::new();
+    make_small_tree(&f.src, 3);
+    backup(&f.vault, ITEM, &f.src);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (vault, mnt, src) = (f.vault.clone(), f.mnt.clone(), f.src.clone());
+    let thread = std::thread::spawn(move || {
+        let m = Mount::new(&vault, &mnt);
+        tx.send(m.pid()).unwrap();
+        assert_same_tree(&src, &m.latest(ITEM));
+        panic!(
+            "deliberate panic while mounted (expected by the_guard_unmounts_when_a_test_panics)"
+        );
+    });
+    assert!(thread.join().is_err(), "the thread should have panicked");
+    let pid = rx.recv().expect("the thread mounted");
+    assert!(!is_mounted(&f.mnt), "the guard left the mount behind");
+    assert!(
+        wait_gone(pid, Duration::from_secs(2)),
+        "the guard left the daemon {pid} running"
+    );
+    assert!(names_in(&f.mnt).is_empty());
+}
+
+#[test]
+fn mount_on_a_missing_mountpoint_fails_clearly() {
+    let f = Fixture::new();
+    let missing = f.root.join("no-such-dir");
+    let mut m = Mount::guard(&f.vault, &missing);
+    let out = m.try_mount();
+    let args = ["mount", s(&f.vault), s(&missing)];
+    let err = failed_clearly(&args, &out);
+    assert!(
+        err.contains("no-such-dir"),
+        "the error should name the path: {err}"
+    );
+    assert!(m.pids.is_empty() && !is_mounted(&missing));
+    assert!(!missing.exists());
+
+    // A file is not a mount point either.
+    let file = f.root.join("a-file");
+    fs::write(&file, b"x").unwrap();
+    let mut m2 = Mount::guard(&f.vault, &file);
+    let out = m2.try_mount();
+    let err = failed_clearly(&["mount", s(&f.vault), s(&file)], &out);
+    assert!(err.contains("a-file"), "{err}");
+    assert!(m2.pids.is_empty() && !is_mounted(&file));
+}
+
+#[test]
+fn umount_of_a_directory_that_is_not_mounted_fails_clearly() {
+    let f = Fixture::new();
+    let args = ["umount", s(&f.mnt)];
+    let err = failed_clearly(&args, &vaultfs(&args));
+    assert!(err.contains("not mounted"), "{err}");
+    let missing = f.root.join("nowhere");
+    let args = ["umount", s(&missing)];
+    let err = failed_clearly(&args, &vaultfs(&args));
+    assert!(err.contains("nowhere"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. commands while mounted
+
+#[test]
+fn commands_work_while_mounted_through_the_control_socket() {
+    let f = Fixture::new();
+    make_small_tree(&f.src, 11);
+    let p1 = backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+    assert!(f.vault.join("control.sock").exists());
+
+    let points = ok(&["points", s(&f.vault)]);
+    assert!(points.contains(&p1) && points.contains(ITEM), "{points}");
+    let items = ok(&["items", s(&f.vault)]);
+    assert!(items.contains(ITEM) && items.contains(&p1), "{items}");
+
+    // A backup through the daemon shows up in the mount.
+    fs::write(f.src.join("added-while-mounted.txt"), b"new\n").unwrap();
+    fs::remove_file(f.src.join("data.bin")).unwrap();
+    let start = Instant::now();
+    let p2 = backup(&f.vault, ITEM, &f.src);
+    assert_ne!(p1, p2);
+    let appeared = wait_until(Duration::from_millis(2500), || {
+        names_in(&m.path(&format!("points/{ITEM}"))).contains(&p2)
+            && latest_target(&m, ITEM).as_deref() == Some(p2.as_str())
+    });
+    assert!(
+        appeared,
+        "{p2} not in the mount after {:?}: {:?}, latest -> {:?}",
+        start.elapsed(),
+        names_in(&m.path(&format!("points/{ITEM}"))),
+        latest_target(&m, ITEM)
+    );
+    assert_same_tree(&f.src, &m.latest(ITEM));
+    assert!(ok(&["points", s(&f.vault)]).contains(&p2));
+
+    // A second item through the daemon appears too.
+    let other = f.dir("other-src");
+    make_small_tree(&other, 12);
+    backup(&f.vault, "other", &other);
+    assert!(
+        wait_until(Duration::from_millis(2500), || names_in(&m.path("points"))
+            == [ITEM, "other"]),
+        "{:?}",
+        names_in(&m.path("points"))
+    );
+    assert_same_tree(&other, &m.latest("other"));
+
+    let check = ok(&["check", s(&f.vault), "--read-data"]);
+    assert!(!check.is_empty());
+
+    // repair needs the vault to itself.
+    let args = ["repair", s(&f.vault)];
+    let err = failed_clearly(&args, &vaultfs(&args));
+    assert!(err.contains("mounted"), "{err}");
+
+    // A second mount of the same vault elsewhere.
+    let other_mnt = f.dir("other-mnt");
+    let mut second = Mount::guard(&f.vault, &other_mnt);
+    let out = second.try_mount();
+    let err = failed_clearly(&["mount", s(&f.vault), s(&other_mnt)], &out);
+    assert!(err.contains("mounted"), "{err}");
+    assert!(!is_mounted(&other_mnt));
+    drop(second);
+
+    // A wrong passphrase through the socket.
+    for args in [
+        vec!["points", s(&f.vault)],
+        vec!["backup", s(&f.vault), ITEM, s(&f.src)],
+    ] {
+        let out = vaultfs_with_pass("not the passphrase", &args);
+        let err = failed_clearly(&args, &out);
+        assert!(err.contains("passphrase"), "{args:?}: {err}");
+    }
+    let points = ok(&["points", s(&f.vault), ITEM]);
+    assert_eq!(
+        points.lines().count(),
+        3,
+        "a refused backup must not add a point: {points}"
+    );
+
+    // The mount still works after all that.
+    assert!(alive(m.pid()));
+    assert_same_tree(&f.src, &m.latest(ITEM));
+}
