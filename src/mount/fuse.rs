@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::errno::{FsError, errno};
-use super::inodes;
+use super::inodes::{self, Entry};
 use super::view::VaultFs;
 
 /// Entries inside a point never change: let the kernel keep them.
@@ -57,6 +57,9 @@ impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(MAX_READ_BYTES);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // Attributes with the listing: `ls -l` and `find -type` need no lookup per entry.
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         Ok(())
     }
 
@@ -266,6 +269,55 @@ impl Filesystem for FuseFs {
             }
             Err(e) => reply.error(errno(&e)),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let list = match self.fs.readdir(fh.0, offset) {
+            Ok(list) => list,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            let name = OsStr::from_bytes_compat(&e.name);
+            // The kernel takes no reference for "." and "..": never register them.
+            let dot = e.name == b"." || e.name == b"..";
+            let found = if dot {
+                self.fs.getattr(e.ino).map(|a| (None, a))
+            } else {
+                self.fs
+                    .peek(ino.0, &e.name)
+                    .map(|(entry, a)| (Some(entry), a))
+            };
+            let (entry, attr) = match found {
+                Ok(x) => x,
+                Err(err) => return reply.error(errno(&err)),
+            };
+            let ttl = if matches!(entry, Some(Entry::Node { .. })) {
+                TTL_IMMUTABLE
+            } else {
+                TTL_LISTING
+            };
+            if reply.add(
+                INodeNo(e.ino),
+                (i + 1) as u64,
+                name,
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
+                break;
+            }
+            if let Some(entry) = entry {
+                self.fs.remember(e.ino, entry);
+            }
+        }
+        reply.ok();
     }
 
     fn releasedir(

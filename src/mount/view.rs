@@ -193,14 +193,11 @@ impl VaultFs {
 
     fn node_attr(&self, ino: u64, entry: &Entry, node: &Node) -> FsResult<FileAttr> {
         let nlink = match node.kind {
-            NodeKind::Dir => {
-                let tree = self.dir_tree(entry)?;
-                2 + tree
-                    .nodes
-                    .iter()
-                    .filter(|n| n.kind == NodeKind::Dir)
-                    .count() as u32
-            }
+            // A damaged listing gives EIO when the directory is entered, not when it is listed.
+            NodeKind::Dir => self
+                .dir_tree(entry)
+                .map(|t| 2 + t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u32)
+                .unwrap_or(1),
             _ => node.nlink.max(1),
         };
         let size = match node.kind {
@@ -348,6 +345,19 @@ impl VaultFs {
             }
             Entry::Latest { .. } => Err(FsError::NotDir),
         }
+    }
+
+    /// Attributes of `name` in `parent`, without registering it (for readdirplus, which
+    /// registers only the entries that fit in the reply).
+    pub fn peek(&self, parent: u64, name: &[u8]) -> FsResult<(Entry, FileAttr)> {
+        let (ino, entry) = self.find(parent, name)?;
+        let attr = self.attr_of(ino, &entry)?;
+        Ok((entry, attr))
+    }
+
+    /// Register one kernel reference to an entry returned by [`VaultFs::peek`].
+    pub fn remember(&self, ino: u64, entry: Entry) {
+        self.inodes.remember(ino, entry);
     }
 
     /// Look up `name` in `parent` and register one kernel reference to it.
