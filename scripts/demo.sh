@@ -22,6 +22,13 @@ set -x
 "$bin" restore "$work/vault" docs "$work/restored"
 diff -r --no-dereference "$src" "$work/restored"
 "$bin" check "$work/vault" --read-data
+mkdir "$work/mnt"
+"$bin" mount "$work/vault" "$work/mnt"
+trap '"$bin" umount "$work/mnt" 2>/dev/null; rm -rf "$work"' EXIT
+ls -la "$work/mnt/points/docs/"
+diff -r --no-dereference "$src" "$work/mnt/points/docs/latest/"
+"$bin" points "$work/vault" docs          # answered by the mount daemon
+"$bin" umount "$work/mnt"
 du -sh "$src" "$work/vault"
 set +x
-echo "demo OK: $src backed up, listed, restored and identical"
+echo "demo OK: $src backed up, listed, restored, mounted and identical"
