@@ -74,8 +74,9 @@ pub struct MountArgs {
     /// Let other users access the mount (subject to file permissions)
     #[arg(long)]
     pub allow_other: bool,
-    /// Memory for cached trees and chunks, e.g. 256M or 1G
-    #[arg(long, default_value = "256M", value_name = "SIZE", value_parser = parse_size)]
+    /// Memory for cached trees and chunks, e.g. 64M or 1G (the kernel's page cache keeps
+    /// file contents too; this cache serves partial reads and directory listings)
+    #[arg(long, default_value = "64M", value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: u64,
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]
@@ -142,8 +143,8 @@ pub struct InitArgs {
     /// Average chunk size in bytes (min is a quarter, max four times); fixed for the vault's life
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub chunk_avg: u32,
-    /// zstd compression level (1-19)
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    /// zstd compression level (1-19); 5 keeps the vault smaller than restic's at backup speed
+    #[arg(long, default_value_t = 5, value_name = "N")]
     pub zstd_level: i32,
     /// Target pack file size in MiB
     #[arg(long, default_value_t = 32, value_name = "MIB")]

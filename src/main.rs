@@ -15,6 +15,10 @@ fn main() -> ExitCode {
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Chunk-sized buffers (1-4 MiB) from the heap, not a fresh mmap each: every mmap'd
+        // buffer is page-faulted in again, which cost more system time than compression.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
     }
     std::panic::set_hook(Box::new(|info| {
         let loc = info

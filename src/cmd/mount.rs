@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use zeroize::Zeroizing;
+use vaultfs::keys::MasterKey;
 
 use vaultfs::cli::MountArgs;
 use vaultfs::control::Handler;
@@ -52,6 +52,10 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         bail!("{} is already a mount point", mnt.display());
     }
     let pass = env.passphrase(&vault, false)?;
+    // The KDF runs here, before the fork: a wrong passphrase is reported directly, and the
+    // daemon never holds Argon2's working memory.
+    let key = Vault::unwrap_key(&vault, &pass)?;
+    drop(pass);
     let opts = MountOptions {
         mountpoint: mnt.clone(),
         allow_other: a.allow_other,
@@ -59,7 +63,7 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         threads: a.threads.clamp(1, 64),
     };
     if a.foreground {
-        return daemon_main(&vault, &opts, pass, None).map(|_| Outcome::Ok);
+        return daemon_main(&vault, &opts, key, None).map(|_| Outcome::Ok);
     }
     let mut fds = [0i32; 2];
     // SAFETY: pipe writes two fds into the array.
@@ -77,7 +81,7 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     if pid == 0 {
         drop(read_end);
         let code = match become_daemon(&vault) {
-            Ok(()) => match daemon_main(&vault, &opts, pass, Some(write_end)) {
+            Ok(()) => match daemon_main(&vault, &opts, key, Some(write_end)) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("vaultfs: error: {}", super::one_line(&e));
@@ -150,10 +154,10 @@ fn report(fd: Option<OwnedFd>, r: Result<(), String>) {
 fn daemon_main(
     vault_dir: &Path,
     opts: &MountOptions,
-    pass: Zeroizing<Vec<u8>>,
+    key: MasterKey,
     ready: Option<OwnedFd>,
 ) -> Result<()> {
-    let vault = match Vault::open(vault_dir, &pass) {
+    let vault = match Vault::open_with_key(vault_dir, key) {
         Ok(v) => Arc::new(v),
         Err(e) => {
             let msg = e.to_string();
@@ -161,7 +165,6 @@ fn daemon_main(
             bail!("{msg}");
         }
     };
-    drop(pass);
     let shared = vault.clone();
     let handler: Handler = Arc::new(move |req, out| super::serve_remote(shared.clone(), req, out));
     let foreground = ready.is_none();

@@ -535,7 +535,7 @@ impl VaultFs {
     ) -> Result<Arc<Vec<u8>>, String> {
         cache.get_or_load(
             &c.id,
-            |v| v.len(),
+            |v| v.capacity(),
             || {
                 let data = vault
                     .store()

@@ -66,9 +66,6 @@ impl Chunker {
     ) -> Result<(), E> {
         let max = self.params.max_bytes as usize;
         let cap = 2 * max;
-        if self.buf.len() < cap {
-            self.buf.resize(cap, 0);
-        }
         let (mut start, mut end, mut eof) = (0usize, 0usize, false);
         loop {
             // Keep at least one maximum chunk ahead of `start` unless the source ended.
@@ -79,7 +76,12 @@ impl Chunker {
                     start = 0;
                 }
                 while end < cap {
-                    match reader.read(&mut self.buf[end..cap]) {
+                    // Grow on demand: small files never touch the whole 2 × max buffer.
+                    if end == self.buf.len() {
+                        let len = (self.buf.len() * 2).clamp(64 << 10, cap);
+                        self.buf.resize(len, 0);
+                    }
+                    match reader.read(&mut self.buf[end..]) {
                         Ok(0) => {
                             eof = true;
                             break;

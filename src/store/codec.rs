@@ -5,6 +5,8 @@
 //! blob authenticates only as the object the index says it is.
 
 use aes_gcm::Nonce;
+use std::cell::RefCell;
+
 use aes_gcm::aead::AeadInOut;
 
 use super::{BlobId, BlobKind, StoreError};
@@ -40,11 +42,32 @@ impl Codec {
     pub fn seal(&self, kind: BlobKind, id: &BlobId, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&[0u8; 12]);
-        out.push(ZSTD);
-        let compressed = zstd::stream::copy_encode(plain, &mut out, self.zstd_level).is_ok()
-            && out.len() - 13 < plain.len();
+        let compressed = COMPRESSOR.with(|c| {
+            let mut c = c.borrow_mut();
+            let (scratch, ctx) = &mut *c;
+            if ctx
+                .as_ref()
+                .is_none_or(|(level, _)| *level != self.zstd_level)
+            {
+                *ctx = zstd::bulk::Compressor::new(self.zstd_level)
+                    .ok()
+                    .map(|z| (self.zstd_level, z));
+            }
+            let Some((_, z)) = ctx.as_mut() else {
+                return false;
+            };
+            scratch.clear();
+            scratch.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+            match z.compress_to_buffer(plain, scratch) {
+                Ok(n) if n < plain.len() => {
+                    out.push(ZSTD);
+                    out.extend_from_slice(&scratch[..n]);
+                    true
+                }
+                _ => false,
+            }
+        });
         if !compressed {
-            out.truncate(12);
             out.push(RAW);
             out.extend_from_slice(plain);
         }
@@ -54,23 +77,38 @@ impl Codec {
 
     /// Decrypt, authenticate and decompress a sealed blob.
     pub fn open(&self, kind: BlobKind, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, String> {
-        let body = self.decrypt(sealed, &aad(kind, id))?;
+        self.open_owned(kind, id, sealed.to_vec())
+    }
+
+    /// Like [`Codec::open`], decrypting in place in the buffer read from the pack.
+    pub fn open_owned(
+        &self,
+        kind: BlobKind,
+        id: &BlobId,
+        mut sealed: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        self.decrypt_in_place(&mut sealed, &aad(kind, id))?;
+        let body = &sealed[12..sealed.len() - 16];
         match body.first() {
             Some(&RAW) => Ok(body[1..].to_vec()),
             Some(&ZSTD) => {
-                let mut out = Vec::new();
-                let mut dec =
-                    zstd::stream::read::Decoder::new(&body[1..]).map_err(|e| e.to_string())?;
-                // Bound the output so a forged length cannot exhaust memory.
-                let n = std::io::copy(
-                    &mut std::io::Read::take(&mut dec, MAX_BLOB_BYTES as u64 + 1),
-                    &mut out,
-                )
-                .map_err(|e| format!("decompression failed: {e}"))?;
-                if n as usize > MAX_BLOB_BYTES {
-                    return Err("decompressed blob is too large".into());
-                }
-                Ok(out)
+                let frame = &body[1..];
+                let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+                    Ok(Some(n)) if n as usize <= MAX_BLOB_BYTES => n as usize,
+                    Ok(Some(_)) => return Err("decompressed blob is too large".into()),
+                    _ => MAX_BLOB_BYTES,
+                };
+                DECOMPRESSOR.with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+                    }
+                    let z = d.as_mut().expect("decompressor present");
+                    let mut out = Vec::with_capacity(size);
+                    z.decompress_to_buffer(frame, &mut out)
+                        .map_err(|e| format!("decompression failed: {e}"))?;
+                    Ok(out)
+                })
             }
             _ => Err("unknown codec byte".into()),
         }
@@ -87,35 +125,54 @@ impl Codec {
 
     /// Inverse of [`Codec::seal_raw`]; the error means wrong key or damaged bytes.
     pub fn open_raw(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-        self.decrypt(sealed, aad)
+        let mut buf = sealed.to_vec();
+        self.decrypt_in_place(&mut buf, aad)?;
+        Ok(buf[12..buf.len() - 16].to_vec())
     }
 
-    /// `buf` = 12 placeholder bytes ‖ plaintext; fills in a fresh nonce, encrypts, appends the tag.
+    /// `buf` = 12 placeholder bytes ‖ plaintext; fills in a fresh nonce, encrypts in place,
+    /// appends the tag.
     fn encrypt_tail(&self, buf: &mut Vec<u8>, aad: &[u8]) -> Result<(), StoreError> {
         let mut nonce = [0u8; 12];
         random_bytes(&mut nonce).map_err(|e| StoreError::Codec(e.to_string()))?;
         buf[..12].copy_from_slice(&nonce);
-        let mut body = buf.split_off(12);
-        self.keys
+        let tag = self
+            .keys
             .data
-            .encrypt_in_place(&Nonce::from(nonce), aad, &mut body)
+            .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut buf[12..]).into())
             .map_err(|_| StoreError::Codec("encryption failed".into()))?;
-        buf.append(&mut body);
+        buf.extend_from_slice(&tag);
         Ok(())
     }
 
-    fn decrypt(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-        if sealed.len() < 28 {
+    /// Authenticate and decrypt `nonce ‖ ciphertext ‖ tag` in place (the plaintext is then
+    /// `buf[12..len - 16]`).
+    fn decrypt_in_place(&self, buf: &mut [u8], aad: &[u8]) -> Result<(), String> {
+        if buf.len() < 28 {
             return Err("sealed object is too short".into());
         }
-        let nonce: [u8; 12] = sealed[..12].try_into().expect("12 bytes");
-        let mut body = sealed[12..].to_vec();
+        let nonce: [u8; 12] = buf[..12].try_into().expect("12 bytes");
+        let tag_at = buf.len() - 16;
+        let tag: [u8; 16] = buf[tag_at..].try_into().expect("16 bytes");
         self.keys
             .data
-            .decrypt_in_place(&Nonce::from(nonce), aad, &mut body)
-            .map_err(|_| "authentication failed".to_string())?;
-        Ok(body)
+            .decrypt_inout_detached(
+                &Nonce::from(nonce),
+                aad,
+                (&mut buf[12..tag_at]).into(),
+                &tag.into(),
+            )
+            .map_err(|_| "authentication failed".to_string())
     }
+}
+
+/// A zstd compression context and the level it was made for.
+type LeveledCompressor = (i32, zstd::bulk::Compressor<'static>);
+
+thread_local! {
+    /// Per-thread zstd contexts: creating one per blob cost more than compressing small files.
+    static COMPRESSOR: RefCell<(Vec<u8>, Option<LeveledCompressor>)> = const { RefCell::new((Vec::new(), None)) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
 fn aad(kind: BlobKind, id: &BlobId) -> [u8; 33] {

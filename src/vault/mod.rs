@@ -56,10 +56,16 @@ impl Default for InitOptions {
             chunk_min_bytes: 256 << 10,
             chunk_avg_bytes: 1 << 20,
             chunk_max_bytes: 4 << 20,
-            zstd_level: 3,
+            zstd_level: 5,
             pack_target_bytes: 32 << 20,
         }
     }
+}
+
+/// What unlocks a vault.
+pub(crate) enum Secret<'a> {
+    Passphrase(&'a [u8]),
+    Key(MasterKey),
 }
 
 pub struct Vault {
@@ -201,19 +207,38 @@ impl Vault {
 
     /// Open a vault: config, lock, key, index.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
-        let (config, lock, codec, params) = Self::unlock(dir, passphrase)?;
+        Self::open_with(dir, Secret::Passphrase(passphrase))
+    }
+
+    /// Open with a master key already unwrapped by [`Vault::unwrap_key`] (the mount daemon:
+    /// the parent runs the KDF, so the daemon's memory never holds Argon2's 64 MiB).
+    pub fn open_with_key(dir: &Path, key: MasterKey) -> Result<Vault> {
+        Self::open_with(dir, Secret::Key(key))
+    }
+
+    fn open_with(dir: &Path, secret: Secret) -> Result<Vault> {
+        let (config, lock, codec, params) = Self::unlock(dir, secret)?;
         let db = Db::open(&dir.join(INDEX_DIR), &vault_id_bytes(&config)?)?;
         Self::assemble(dir, lock, codec, params, db)
+    }
+
+    /// Check `passphrase` against the vault's key slots and return the master key.
+    pub fn unwrap_key(dir: &Path, passphrase: &[u8]) -> Result<MasterKey> {
+        let config = Self::read_config(dir)?;
+        Ok(MasterKey::unwrap(&config.key_slots, passphrase)?)
     }
 
     /// The steps of `open` before the index: used by `repair`, which rebuilds the index.
     pub(crate) fn unlock(
         dir: &Path,
-        passphrase: &[u8],
+        secret: Secret,
     ) -> Result<(ConfigFile, VaultLock, Codec, VaultParams)> {
         let config = Self::read_config(dir)?;
         let lock = VaultLock::acquire(dir)?;
-        let master = MasterKey::unwrap(&config.key_slots, passphrase)?;
+        let master = match secret {
+            Secret::Passphrase(p) => MasterKey::unwrap(&config.key_slots, p)?,
+            Secret::Key(k) => k,
+        };
         let keys = master.derive();
         let sealed = hex::decode(&config.params)
             .map_err(|_| VaultError::BadConfig("params are not hex".into()))?;

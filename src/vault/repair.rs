@@ -23,7 +23,7 @@ pub struct RepairReport {
 }
 
 pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
-    let (config, lock, codec, params) = Vault::unlock(dir, passphrase)?;
+    let (config, lock, codec, params) = Vault::unlock(dir, super::Secret::Passphrase(passphrase))?;
     let index_dir = dir.join(INDEX_DIR);
     let aside = dir.join(format!("{INDEX_DIR}.old-{}", now_ns()));
     if index_dir.exists() {
