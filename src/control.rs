@@ -19,10 +19,10 @@ pub const SOCKET_FILE: &str = "control.sock";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    /// Run a CLI command: its argv (without the program name), the client's working directory
-    /// and the passphrase (hex).
+    /// Run a CLI command: its argv (without the program name; each argument's bytes in hex, as
+    /// Unix arguments need not be UTF-8), the client's working directory and the passphrase (hex).
     Command {
-        argv: Vec<String>,
+        argv_hex: Vec<String>,
         cwd: PathBuf,
         passphrase_hex: String,
     },
@@ -123,7 +123,10 @@ fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
         Err(_) => return,
     };
     match peer_uid(&stream) {
-        Some(uid) if uid == owner || uid == 0 => {}
+        // The owner of the vault, and only if the daemon runs as that user too: a root
+        // daemon serving a user's vault must not run that user's commands as root.
+        // SAFETY: geteuid has no preconditions.
+        Some(uid) if uid == 0 || (uid == owner && uid == unsafe { libc::geteuid() }) => {}
         _ => {
             responder.err(
                 "vaultfs: error: permission denied: only the vault's owner may use its daemon",

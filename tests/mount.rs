@@ -1311,3 +1311,22 @@ fn commands_work_while_mounted_through_the_control_socket() {
     assert!(alive(m.pid()));
     assert_same_tree(&f.src, &m.latest(ITEM));
 }
+
+/// Review finding: entering a soft-deleted point straight from `.deleted/` (its `points/ITEM`
+/// parent never looked up) must list its contents, not an empty directory.
+#[test]
+fn deleted_point_lists_when_entered_directly() {
+    let f = Fixture::new();
+    make_small_tree(&f.src, 7);
+    let point = backup(&f.vault, "it", &f.src);
+    ok(&["delete", s(&f.vault), &format!("it/{point}")]);
+    let mut m = Mount::guard(&f.vault, &f.mnt);
+    m.mount();
+    let listed = names_in(&m.path(&format!(".deleted/it/{point}")));
+    let mut expected: Vec<String> = fs::read_dir(&f.src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}

@@ -110,3 +110,67 @@ fn unchanged_second_backup_reads_nothing() {
     let c = ok(&["backup", v, "it", src.to_str().unwrap()]);
     assert!(c.contains("50 files (49 unchanged)"), "{c}");
 }
+
+/// Review finding: an empty directory's tree and a one-byte NUL file must not share a blob.
+#[test]
+fn tree_and_data_blobs_never_collide() {
+    let tmp = tempdir();
+    let (a, b, vault) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("vault"),
+    );
+    let v = vault.to_str().unwrap();
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("nul"), [0u8]).unwrap();
+    std::fs::create_dir_all(b.join("empty")).unwrap();
+    init_vault(&vault);
+    ok(&["backup", v, "a", a.to_str().unwrap()]);
+    ok(&["backup", v, "b", b.to_str().unwrap()]);
+    ok(&["check", v, "--read-data"]);
+    for (item, src) in [("a", &a), ("b", &b)] {
+        let dest = tmp.path().join(format!("r-{item}"));
+        ok(&["restore", v, item, dest.to_str().unwrap()]);
+        assert_same_tree(src, &dest);
+    }
+}
+
+/// Review finding: a symlink already in DEST must not redirect a restore outside DEST, and a
+/// second restore into the same DEST (hard links included) must succeed.
+#[test]
+fn restore_never_follows_symlinks_in_dest_and_can_repeat() {
+    let tmp = tempdir();
+    let (src, vault, dest, outside) = (
+        tmp.path().join("src"),
+        tmp.path().join("vault"),
+        tmp.path().join("dest"),
+        tmp.path().join("outside"),
+    );
+    let v = vault.to_str().unwrap();
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("x")).unwrap();
+    std::fs::write(src.join("f"), b"linked").unwrap();
+    std::fs::hard_link(src.join("f"), src.join("g")).unwrap();
+    init_vault(&vault);
+    let first = ok(&["backup", v, "it", src.to_str().unwrap()]);
+    let first = first
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("created point ")
+        .to_string();
+    std::fs::remove_file(src.join("x")).unwrap();
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("x/planted"), b"must stay inside DEST").unwrap();
+    ok(&["backup", v, "it", src.to_str().unwrap()]);
+    ok(&["restore", v, &first, dest.to_str().unwrap()]);
+    ok(&["restore", v, "it", dest.to_str().unwrap()]);
+    assert!(
+        !outside.join("planted").exists(),
+        "restore wrote through a symlink in DEST"
+    );
+    assert_same_tree(&src, &dest);
+    ok(&["restore", v, "it", dest.to_str().unwrap()]);
+    assert_same_tree(&src, &dest);
+}

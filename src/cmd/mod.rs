@@ -239,7 +239,10 @@ pub fn forward(cli: &Cli) -> Option<i32> {
         Err(e) => return Some(finish(Err(e), &env)),
     };
     let req = Request::Command {
-        argv: std::env::args().skip(1).collect(),
+        argv_hex: std::env::args_os()
+            .skip(1)
+            .map(|a| hex::encode(a.as_encoded_bytes()))
+            .collect(),
         cwd: env.cwd.clone(),
         passphrase_hex: hex::encode(&*pass),
     };
@@ -270,7 +273,7 @@ pub fn forward(cli: &Cli) -> Option<i32> {
 /// Run a command sent over the control socket, inside the daemon.
 pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     let Request::Command {
-        argv,
+        argv_hex,
         cwd,
         passphrase_hex,
     } = req
@@ -279,8 +282,12 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
         return;
     };
     let pass = Zeroizing::new(hex::decode(passphrase_hex).unwrap_or_default());
-    let parsed =
-        <Cli as clap::Parser>::try_parse_from(std::iter::once("vaultfs".to_string()).chain(argv));
+    let argv = argv_hex
+        .iter()
+        .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()));
+    let parsed = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("vaultfs")).chain(argv),
+    );
     let code = match parsed {
         Ok(cli) => {
             let env = Env::remote(vault, cwd, pass, out);

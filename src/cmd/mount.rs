@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -129,6 +130,7 @@ fn become_daemon(vault: &Path) -> std::io::Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(vault.join(LOG_FILE))?;
     let null = std::fs::File::open("/dev/null")?;
     // SAFETY: dup2 onto the standard fds; the sources stay open until after.

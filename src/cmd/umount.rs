@@ -25,7 +25,8 @@ pub fn run(a: UmountArgs, env: &Env) -> Result<Outcome> {
     if let Some(stream) = control::connect(&vault) {
         let code = control::call(stream, &Request::Unmount, |_| {})?;
         if code == Some(0) {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            // The daemon first lets commands running through its socket finish.
+            let deadline = Instant::now() + Duration::from_secs(3600);
             while lock::holder(&vault).is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -146,6 +146,9 @@ pub fn serve(
     let mut unmounter = session.unmount_callable();
 
     let control_tx = std::sync::Mutex::new(tx.clone());
+    // Commands running through the socket (a backup, say) finish before the daemon exits.
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let running_in_handler = running.clone();
     let mount_shown = mountpoint.display().to_string();
     let handler: Handler = Arc::new(move |req: Request, out: &mut Responder| match req {
         Request::Unmount => {
@@ -168,7 +171,11 @@ pub fn serve(
             out.out(format!("mounted at {mount_shown}"));
             out.send(&Response::Exit(0));
         }
-        cmd @ Request::Command { .. } => commands(cmd, out),
+        cmd @ Request::Command { .. } => {
+            running_in_handler.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            commands(cmd, out);
+            running_in_handler.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
     });
     if let Err(e) = control::serve(vault.dir(), handler) {
         let _ = unmounter.unmount();
@@ -227,6 +234,14 @@ pub fn serve(
     }
     let _ = worker.join();
     signal_handle.close();
+    let mut waited = false;
+    while running.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if !waited {
+            tracing::info!("waiting for commands still running through the control socket");
+            waited = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let flushed = vault.store().flush();
     let _ = std::fs::remove_file(control::socket_path(vault.dir()));
     tracing::info!("unmounted {}", mountpoint.display());

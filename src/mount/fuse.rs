@@ -290,7 +290,12 @@ impl Filesystem for FuseFs {
             // The kernel takes no reference for "." and "..": never register them.
             let dot = e.name == b"." || e.name == b"..";
             let found = if dot {
-                self.fs.getattr(e.ino).map(|a| (None, a))
+                // ".." may name an inode the kernel never looked up (a deleted point entered
+                // straight from .deleted/): its own attributes stand in.
+                self.fs
+                    .getattr(e.ino)
+                    .or_else(|_| self.fs.getattr(ino.0))
+                    .map(|a| (None, a))
             } else {
                 self.fs
                     .peek(ino.0, &e.name)

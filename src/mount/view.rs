@@ -653,7 +653,7 @@ impl VaultFs {
         }
         self.vault.set_deleted(i, point, *b == Area::Deleted)?;
         tracing::info!(
-            "{} {i}/{point} through the mount",
+            "{} a point created {point} through the mount",
             if *b == Area::Deleted {
                 "soft-deleted"
             } else {

@@ -1,6 +1,6 @@
 //! The codec: blob ids, compression and authenticated encryption of one blob.
 //!
-//! Sealed blob = nonce (12) ‖ AES-256-GCM(plaintext', aad = kind ‖ id) ‖ tag (16), where
+//! Blob id = keyed blake3(kind ‖ plaintext). Sealed blob = nonce (12) ‖ AES-256-GCM(plaintext', aad = kind ‖ id) ‖ tag (16), where
 //! plaintext' = codec byte (0 raw, 1 zstd) ‖ payload. Binding kind and id into the AAD means a
 //! blob authenticates only as the object the index says it is.
 
@@ -34,8 +34,12 @@ impl Codec {
     }
 
     /// The id of a plaintext: keyed blake3, so ids leak nothing without the key.
-    pub fn blob_id(&self, plain: &[u8]) -> BlobId {
-        BlobId(*blake3::keyed_hash(&self.keys.id_key, plain).as_bytes())
+    /// The kind is hashed in too: an empty tree and a one-byte file may not share an id.
+    pub fn blob_id(&self, kind: BlobKind, plain: &[u8]) -> BlobId {
+        let mut h = blake3::Hasher::new_keyed(&self.keys.id_key);
+        h.update(&[kind as u8]);
+        h.update(plain);
+        BlobId(*h.finalize().as_bytes())
     }
 
     /// Compress (when it helps) and encrypt.
@@ -199,12 +203,12 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         for plain in [&text[..], &noise[..], &[][..]] {
-            let id = c.blob_id(plain);
+            let id = c.blob_id(BlobKind::Data, plain);
             let sealed = c.seal(BlobKind::Data, &id, plain).unwrap();
             assert!(sealed.len() <= plain.len() + SEAL_OVERHEAD);
             assert_eq!(c.open(BlobKind::Data, &id, &sealed).unwrap(), plain);
         }
-        let id = c.blob_id(&text);
+        let id = c.blob_id(BlobKind::Data, &text);
         assert!(c.seal(BlobKind::Data, &id, &text).unwrap().len() < text.len() / 5);
     }
 
@@ -212,12 +216,16 @@ mod tests {
     fn flipped_bit_wrong_kind_or_wrong_id_fail_authentication() {
         let c = codec();
         let plain = b"some secret content";
-        let id = c.blob_id(plain);
+        let id = c.blob_id(BlobKind::Data, plain);
         let mut sealed = c.seal(BlobKind::Data, &id, plain).unwrap();
         assert!(c.open(BlobKind::Tree, &id, &sealed).is_err());
         assert!(
-            c.open(BlobKind::Data, &c.blob_id(b"other"), &sealed)
-                .is_err()
+            c.open(
+                BlobKind::Data,
+                &c.blob_id(BlobKind::Data, b"other"),
+                &sealed
+            )
+            .is_err()
         );
         sealed[20] ^= 1;
         assert!(c.open(BlobKind::Data, &id, &sealed).is_err());
@@ -228,7 +236,17 @@ mod tests {
     fn ids_are_keyed() {
         let a = codec();
         let b = codec();
-        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
-        assert_ne!(a.blob_id(b"x").0, *blake3::hash(b"x").as_bytes());
+        assert_ne!(
+            a.blob_id(BlobKind::Data, b"x"),
+            b.blob_id(BlobKind::Data, b"x")
+        );
+        assert_ne!(
+            a.blob_id(BlobKind::Data, b"x"),
+            a.blob_id(BlobKind::Tree, b"x")
+        );
+        assert_ne!(
+            a.blob_id(BlobKind::Data, b"x").0,
+            *blake3::hash(b"x").as_bytes()
+        );
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! `put` names a plaintext by its keyed hash, skips it if already stored, otherwise seals it
 //! (compress + encrypt, in the caller's thread) and appends it to the open pack. A full pack is
-//! finished (made durable and moved into `packs/`) and only then indexed. `flush` finishes the
-//! open pack and waits for every pack in flight, then fsyncs the index: after it returns, every
-//! blob `put` so far is durable and indexed. This is the one place that owns the write order
-//! "packs durable → index".
+//! finished (made durable and moved into `packs/`) and only then indexed. `flush` waits for
+//! every put and pack in flight, finishes the open pack, then fsyncs the index: after it
+//! returns, every blob `put` so far is durable and indexed. Several sessions (backups through
+//! the daemon, deletes) share one store: a failed pack write is counted, never cleaned up behind
+//! another session's back, and a session whose start saw a lower count refuses to commit. This
+//! is the one place that owns the write order "packs durable → index".
 
 pub mod chunker;
 pub mod codec;
@@ -18,7 +20,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use error::{Result, StoreError};
@@ -52,13 +54,14 @@ pub struct Store {
     writer: Mutex<Option<PackWriter>>,
     /// Blobs written to a pack that is not yet indexed: dedup must see them too.
     pending: Mutex<HashSet<BlobId>>,
-    /// Held shared by each pack being finished; `flush` takes it exclusively to wait for them.
-    finishing: RwLock<()>,
+    /// Held shared by each put from claiming an id until its blob is in a pack; `flush` takes
+    /// it exclusively to wait for them.
+    inflight: RwLock<()>,
     /// Serialises `flush`: a second flusher must not return while the first still finishes
     /// the pack that may hold the second's records.
     flush_lock: Mutex<()>,
-    /// A pack failed to finish since the last flush: its blobs are not durable.
-    failed: AtomicBool,
+    /// Pack writes that failed (their blobs are lost); see [`Store::failures`].
+    failures: AtomicU64,
     files: Mutex<lru::LruCache<PackId, Arc<File>>>,
     blobs_added: AtomicU64,
     sealed_bytes_added: AtomicU64,
@@ -84,9 +87,9 @@ impl Store {
             pack_target_bytes,
             writer: Mutex::new(None),
             pending: Mutex::new(HashSet::new()),
-            finishing: RwLock::new(()),
+            inflight: RwLock::new(()),
             flush_lock: Mutex::new(()),
-            failed: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
             files: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(OPEN_PACK_FILES_MAX).expect("non-zero"),
             )),
@@ -118,95 +121,107 @@ impl Store {
         }
     }
 
-    pub fn blob_id(&self, plain: &[u8]) -> BlobId {
-        self.codec.blob_id(plain)
+    pub fn blob_id(&self, kind: BlobKind, plain: &[u8]) -> BlobId {
+        self.codec.blob_id(kind, plain)
     }
 
     /// Store `plain` unless a blob with its id exists; returns the id.
     pub fn put(&self, kind: BlobKind, plain: &[u8]) -> Result<BlobId> {
-        let id = self.codec.blob_id(plain);
+        let id = self.codec.blob_id(kind, plain);
         self.put_with_id(kind, id, plain)?;
         Ok(id)
     }
 
     /// Store `plain` under `id` (which must be its blob id) unless present. Returns true if added.
+    ///
+    /// The put holds `inflight` (shared) from claiming the id until the blob is in the open
+    /// pack (or a finished one): a `flush` in any session waits for it, so a session that
+    /// deduplicated against a blob another thread is still sealing never commits before that
+    /// blob is durable.
     pub fn put_with_id(&self, kind: BlobKind, id: BlobId, plain: &[u8]) -> Result<bool> {
         if self.index.contains(&id)? {
             return Ok(false);
         }
+        let _inflight = self.inflight.read().expect("inflight lock");
         if !self.pending.lock().expect("pending lock").insert(id) {
             return Ok(false);
         }
-        let sealed = match self.codec.seal(kind, &id, plain) {
-            Ok(s) => s,
+        let full = match self.seal_and_append(kind, id, plain) {
+            Ok(full) => full,
             Err(e) => {
+                // Another session may already have deduplicated against this id.
+                self.failures.fetch_add(1, Ordering::SeqCst);
                 self.pending.lock().expect("pending lock").remove(&id);
                 return Err(e);
             }
         };
-        let full = {
-            let mut guard = self.writer.lock().expect("writer lock");
-            if guard.is_none() {
-                *guard = Some(PackWriter::create(&self.tmp_dir)?);
-            }
-            let w = guard.as_mut().expect("writer present");
-            if let Err(e) = w.append(kind, id, &sealed) {
-                self.failed.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-            if w.size() >= self.pack_target_bytes {
-                guard.take()
-            } else {
-                None
-            }
-        };
-        self.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.sealed_bytes_added
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         if let Some(w) = full {
             self.finish_pack(w)?;
         }
         Ok(true)
     }
 
-    /// Make a pack durable, then index its blobs.
-    fn finish_pack(&self, w: PackWriter) -> Result<()> {
-        let _inflight = self.finishing.read().expect("finishing lock");
-        let result = w
-            .finish(&self.codec, &self.packs_dir)
-            .and_then(|(pack, entries)| self.index.insert_pack(pack, &entries).map(|_| entries));
-        match result {
-            Ok(entries) => {
-                let mut pending = self.pending.lock().expect("pending lock");
-                for e in &entries {
-                    pending.remove(&e.id);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.failed.store(true, Ordering::SeqCst);
-                Err(e)
-            }
+    /// Seal and append to the open pack; returns the pack if it is now full.
+    fn seal_and_append(
+        &self,
+        kind: BlobKind,
+        id: BlobId,
+        plain: &[u8],
+    ) -> Result<Option<PackWriter>> {
+        if plain.len() > codec::MAX_BLOB_BYTES {
+            return Err(StoreError::Codec(format!(
+                "object of {} bytes exceeds the {} byte blob limit",
+                plain.len(),
+                codec::MAX_BLOB_BYTES
+            )));
         }
+        let sealed = self.codec.seal(kind, &id, plain)?;
+        let mut guard = self.writer.lock().expect("writer lock");
+        if guard.is_none() {
+            *guard = Some(PackWriter::create(&self.tmp_dir)?);
+        }
+        let w = guard.as_mut().expect("writer present");
+        w.append(kind, id, &sealed)?;
+        self.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.sealed_bytes_added
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        Ok(if w.size() >= self.pack_target_bytes {
+            guard.take()
+        } else {
+            None
+        })
     }
 
-    /// Finish the open pack, wait for packs in flight, fsync the index. After `Ok`, every blob
-    /// put so far is durable and indexed.
+    /// Make a pack durable, then index its blobs. The caller holds `inflight`.
+    fn finish_pack(&self, w: PackWriter) -> Result<()> {
+        let ids: Vec<BlobId> = w.ids().collect();
+        let result = w
+            .finish(&self.codec, &self.packs_dir)
+            .and_then(|(pack, entries)| self.index.insert_pack(pack, &entries));
+        let mut pending = self.pending.lock().expect("pending lock");
+        for id in &ids {
+            pending.remove(id);
+        }
+        if result.is_err() {
+            // Its blobs are lost; sessions that used them see the failure count move.
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// How many pack writes have failed since the store was opened. A session notes it when it
+    /// starts and must not commit if it moved: some blob it relies on may be lost.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::SeqCst)
+    }
+
+    /// Wait for every put and pack in flight, finish the open pack, fsync the index. After
+    /// `Ok`, every blob put so far (by any thread) is durable and indexed, unless
+    /// [`Store::failures`] moved.
     pub fn flush(&self) -> Result<()> {
         let _serial = self.flush_lock.lock().expect("flush lock");
+        let _all = self.inflight.write().expect("inflight lock");
         let open = self.writer.lock().expect("writer lock").take();
-        // Packs other threads are finishing become durable before the open one: it may hold
-        // records (trees, points) that refer to their blobs.
-        drop(self.finishing.write().expect("finishing lock"));
-        if self.failed.swap(false, Ordering::SeqCst) {
-            if let Some(w) = open {
-                w.abandon();
-            }
-            self.pending.lock().expect("pending lock").clear();
-            return Err(StoreError::Codec(
-                "an earlier pack write failed; its blobs are not stored".into(),
-            ));
-        }
         if let Some(w) = open {
             if w.is_empty() {
                 w.abandon();
@@ -215,14 +230,6 @@ impl Store {
             }
         }
         self.db.flush()
-    }
-
-    /// Discard the open pack without indexing it (after a failed session).
-    pub fn abandon(&self) {
-        if let Some(w) = self.writer.lock().expect("writer lock").take() {
-            w.abandon();
-        }
-        self.pending.lock().expect("pending lock").clear();
     }
 
     /// Look up, read, authenticate and decompress a blob.

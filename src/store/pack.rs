@@ -100,6 +100,11 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
+    /// Ids of the blobs appended so far.
+    pub fn ids(&self) -> impl Iterator<Item = BlobId> + '_ {
+        self.entries.iter().map(|e| e.id)
+    }
+
     /// Append one sealed blob; returns where it went.
     pub fn append(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8]) -> Result<PackEntry> {
         let offset =

@@ -89,6 +89,7 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
         )));
     }
     let added_before = vault.store().stats().sealed_bytes_added;
+    let failures_before = vault.store().failures();
     let prev_root = match vault.points(Some(item), false) {
         Ok(mut pts) => pts
             .pop()
@@ -123,15 +124,11 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
             ctx.dirs.load(Ordering::Relaxed),
             ctx.bytes_total.load(Ordering::Relaxed),
         );
-        vault.commit_point(item, created_ns, root, counts)
+        vault.commit_point(item, created_ns, root, counts, failures_before)
     });
-    let point = match result {
-        Ok(p) => p,
-        Err(e) => {
-            vault.store().abandon();
-            return Err(e);
-        }
-    };
+    // On failure, blobs already written stay as garbage for gc: the open pack is shared with
+    // other sessions of the daemon and must not be thrown away.
+    let point = result?;
     Ok(BackupSummary {
         point,
         files: ctx.files.into_inner(),
@@ -208,7 +205,19 @@ fn backup_entry(
                 .filter(|p| p.kind == NodeKind::Dir)
                 .and_then(|p| p.subtree)
                 .and_then(|id| ctx.vault.tree(&id).ok());
-            node.subtree = Some(backup_dir(ctx, path, prev_tree.as_ref())?);
+            match backup_dir(ctx, path, prev_tree.as_ref()) {
+                Ok(id) => node.subtree = Some(id),
+                // An unreadable directory is skipped like an unreadable file.
+                Err(VaultError::Io {
+                    op: "read directory",
+                    source,
+                    ..
+                }) => {
+                    warn(ctx, path, source);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
             return Ok(Some(node));
         }
         NodeKind::Symlink => match fs::read_link(path) {
@@ -239,6 +248,8 @@ fn backup_entry(
                 node.chunks = p.chunks.clone();
                 ctx.files_unchanged.fetch_add(1, Ordering::Relaxed);
             } else if let Some(chunks) = linked {
+                // The size must match the chunks read through the first link.
+                node.size = chunks.iter().map(|c| c.len as u64).sum();
                 node.chunks = chunks;
             } else {
                 match store_file(ctx, path) {

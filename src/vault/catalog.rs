@@ -2,13 +2,14 @@
 //!
 //! Keys: `items`: keyed-hash(item)[..16]; `points`: keyed-hash(item)[..16] ‖ point name (a UTC
 //! timestamp, so a range scan lists an item's points in time order). Values: postcard records
-//! sealed with the data key. Every record also lives in the packs as a meta blob; this is a
-//! cache that `repair` can rebuild.
+//! sealed with the data key, the sled key bound into the AAD so a value cannot be moved to
+//! another key. Every record also lives in the packs as a meta blob; this is a cache that
+//! `repair` can rebuild.
 
 use crate::format::{self, ItemRecord, PointRecord};
-use crate::store::StoreError;
 use crate::store::codec::Codec;
 use crate::store::index::Db;
+use crate::store::{BlobKind, StoreError};
 
 use super::{Result, VaultError};
 
@@ -24,6 +25,16 @@ fn sled_err(e: sled::Error) -> VaultError {
     VaultError::Store(StoreError::Index(e.to_string()))
 }
 
+fn aad(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut a = prefix.to_vec();
+    a.extend_from_slice(key);
+    a
+}
+
+fn bad(what: &str, e: impl std::fmt::Display) -> VaultError {
+    VaultError::BadCatalog(format!("{what}: {e}"))
+}
+
 impl Catalog {
     pub fn open(db: &Db) -> Result<Catalog> {
         Ok(Catalog {
@@ -33,7 +44,10 @@ impl Catalog {
     }
 
     fn item_key(codec: &Codec, item: &str) -> [u8; 16] {
-        let id = codec.blob_id(format!("catalog item key\0{item}").as_bytes());
+        let id = codec.blob_id(
+            BlobKind::Meta,
+            format!("catalog item key\0{item}").as_bytes(),
+        );
         id.0[..16].try_into().expect("16 bytes")
     }
 
@@ -43,33 +57,41 @@ impl Catalog {
         k
     }
 
-    fn open_value<T: for<'a> serde::Deserialize<'a>>(
-        codec: &Codec,
-        v: &[u8],
-        aad: &[u8],
-        what: &str,
-    ) -> Result<T> {
+    fn open_item(codec: &Codec, key: &[u8], v: &[u8]) -> Result<ItemRecord> {
         let plain = codec
-            .open_raw(v, aad)
-            .map_err(|e| VaultError::BadCatalog(format!("{what}: {e}")))?;
-        format::decode(&plain, what).map_err(VaultError::BadCatalog)
+            .open_raw(v, &aad(ITEM_AAD, key))
+            .map_err(|e| bad("item record", e))?;
+        let rec: ItemRecord =
+            format::decode(&plain, "item record").map_err(VaultError::BadCatalog)?;
+        if Self::item_key(codec, &rec.name).as_slice() != key {
+            return Err(bad("item record", "stored under another item's key"));
+        }
+        Ok(rec)
+    }
+
+    fn open_point(codec: &Codec, key: &[u8], v: &[u8]) -> Result<PointRecord> {
+        let plain = codec
+            .open_raw(v, &aad(POINT_AAD, key))
+            .map_err(|e| bad("point record", e))?;
+        let rec: PointRecord =
+            format::decode(&plain, "point record").map_err(VaultError::BadCatalog)?;
+        if Self::point_key(codec, &rec.item, &rec.name) != key {
+            return Err(bad("point record", "stored under another point's key"));
+        }
+        Ok(rec)
     }
 
     pub fn put_item(&self, codec: &Codec, rec: &ItemRecord) -> Result<()> {
-        let v = codec.seal_raw(&format::encode(rec), ITEM_AAD)?;
-        self.items
-            .insert(Self::item_key(codec, &rec.name), v)
-            .map_err(sled_err)?;
+        let key = Self::item_key(codec, &rec.name);
+        let v = codec.seal_raw(&format::encode(rec), &aad(ITEM_AAD, &key))?;
+        self.items.insert(key, v).map_err(sled_err)?;
         Ok(())
     }
 
     pub fn item(&self, codec: &Codec, name: &str) -> Result<Option<ItemRecord>> {
-        match self
-            .items
-            .get(Self::item_key(codec, name))
-            .map_err(sled_err)?
-        {
-            Some(v) => Ok(Some(Self::open_value(codec, &v, ITEM_AAD, "item record")?)),
+        let key = Self::item_key(codec, name);
+        match self.items.get(key).map_err(sled_err)? {
+            Some(v) => Ok(Some(Self::open_item(codec, &key, &v)?)),
             None => Ok(None),
         }
     }
@@ -78,53 +100,34 @@ impl Catalog {
     pub fn items(&self, codec: &Codec) -> Result<Vec<ItemRecord>> {
         let mut out = Vec::new();
         for kv in self.items.iter() {
-            let (_, v) = kv.map_err(sled_err)?;
-            out.push(Self::open_value::<ItemRecord>(
-                codec,
-                &v,
-                ITEM_AAD,
-                "item record",
-            )?);
+            let (k, v) = kv.map_err(sled_err)?;
+            out.push(Self::open_item(codec, &k, &v)?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
     pub fn put_point(&self, codec: &Codec, rec: &PointRecord) -> Result<()> {
-        let v = codec.seal_raw(&format::encode(rec), POINT_AAD)?;
-        self.points
-            .insert(Self::point_key(codec, &rec.item, &rec.name), v)
-            .map_err(sled_err)?;
+        let key = Self::point_key(codec, &rec.item, &rec.name);
+        let v = codec.seal_raw(&format::encode(rec), &aad(POINT_AAD, &key))?;
+        self.points.insert(key, v).map_err(sled_err)?;
         Ok(())
     }
 
     pub fn point(&self, codec: &Codec, item: &str, name: &str) -> Result<Option<PointRecord>> {
-        match self
-            .points
-            .get(Self::point_key(codec, item, name))
-            .map_err(sled_err)?
-        {
-            Some(v) => Ok(Some(Self::open_value(
-                codec,
-                &v,
-                POINT_AAD,
-                "point record",
-            )?)),
+        let key = Self::point_key(codec, item, name);
+        match self.points.get(&key).map_err(sled_err)? {
+            Some(v) => Ok(Some(Self::open_point(codec, &key, &v)?)),
             None => Ok(None),
         }
     }
 
-    /// Points of one item in name (= time) order.
+    /// Points of one item in creation order.
     pub fn points_of(&self, codec: &Codec, item: &str) -> Result<Vec<PointRecord>> {
         let mut out = Vec::new();
         for kv in self.points.scan_prefix(Self::item_key(codec, item)) {
-            let (_, v) = kv.map_err(sled_err)?;
-            out.push(Self::open_value::<PointRecord>(
-                codec,
-                &v,
-                POINT_AAD,
-                "point record",
-            )?);
+            let (k, v) = kv.map_err(sled_err)?;
+            out.push(Self::open_point(codec, &k, &v)?);
         }
         out.sort_by(|a, b| {
             (a.created_ns, a.name.len(), &a.name).cmp(&(b.created_ns, b.name.len(), &b.name))

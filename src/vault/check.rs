@@ -100,7 +100,7 @@ pub fn check(
                     Ok(plain) => {
                         report.blobs += 1;
                         report.data_bytes_verified += plain.len() as u64;
-                        if store.blob_id(&plain) != *id {
+                        if store.blob_id(loc.kind, &plain) != *id {
                             report
                                 .errors
                                 .push(format!("blob {id} in pack {pack} does not hash to its id"));
@@ -199,9 +199,12 @@ impl Walk<'_> {
                 for id in node.chunks.iter().map(|c| &c.id) {
                     let problem = match self.bad.get(id) {
                         Some(why) => Some(why.clone()),
-                        None => match self.vault.store().index().contains(id) {
-                            Ok(true) => None,
-                            Ok(false) => Some(StoreError::MissingBlob(*id).to_string()),
+                        None => match self.vault.store().index().get(id) {
+                            Ok(Some(loc)) if loc.kind == BlobKind::Data => None,
+                            Ok(Some(loc)) => {
+                                Some(format!("blob {id} is a {:?}, not file data", loc.kind))
+                            }
+                            Ok(None) => Some(StoreError::MissingBlob(*id).to_string()),
                             Err(e) => Some(e.to_string()),
                         },
                     };

@@ -40,7 +40,7 @@ pub fn node_from_metadata(name: Vec<u8>, md: &Metadata) -> Node {
         mode: md.mode() & 0o7777,
         uid: md.uid(),
         gid: md.gid(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        mtime_ns: ns(md.mtime(), md.mtime_nsec()),
         size: if kind == NodeKind::File || kind == NodeKind::Symlink {
             md.size()
         } else {
@@ -62,8 +62,13 @@ pub fn node_from_metadata(name: Vec<u8>, md: &Metadata) -> Node {
             0
         },
         src_ino: md.ino(),
-        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        ctime_ns: ns(md.ctime(), md.ctime_nsec()),
     }
+}
+
+/// Seconds and nanoseconds as one i64 of ns, saturating (i64 ns covers 1678-2262).
+fn ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// A stable non-zero id for one source inode.

@@ -73,6 +73,8 @@ pub struct Vault {
     params: VaultParams,
     store: Store,
     catalog: Catalog,
+    /// Serialises commits (point naming and catalog updates) between sessions of a daemon.
+    commit_lock: std::sync::Mutex<()>,
     _lock: VaultLock,
 }
 
@@ -121,10 +123,15 @@ impl Vault {
             ));
         }
         fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
-        for sub in [PACKS_DIR, TMP_DIR] {
-            fs::create_dir(dir.join(sub))
-                .map_err(|e| VaultError::io("create", dir.join(sub), e))?;
+        // All 256 pack subdirectories exist from the start, so finishing a pack never has to
+        // make a directory entry durable (and two threads never race to create one).
+        for n in 0..=255u8 {
+            let d = dir.join(PACKS_DIR).join(format!("{n:02x}"));
+            fs::create_dir_all(&d).map_err(|e| VaultError::io("create", &d, e))?;
         }
+        fsync_dir(&dir.join(PACKS_DIR))?;
+        fs::create_dir(dir.join(TMP_DIR))
+            .map_err(|e| VaultError::io("create", dir.join(TMP_DIR), e))?;
         fs::File::create(dir.join(lock::LOCK_FILE))
             .map_err(|e| VaultError::io("create", dir, e))?;
         let _lock = VaultLock::acquire(dir)?;
@@ -266,6 +273,7 @@ impl Vault {
             params,
             store,
             catalog,
+            commit_lock: std::sync::Mutex::new(()),
             _lock: lock,
         })
     }
@@ -355,7 +363,10 @@ impl Vault {
         created_ns: i64,
         root: format::Node,
         counts: (u64, u64, u64),
+        failures_before: u64,
     ) -> Result<PointRecord> {
+        // One commit at a time: choosing a free name and recording it must not interleave.
+        let _commit = self.commit_lock.lock().expect("commit lock");
         let existing = self.catalog.item(self.store.codec(), item)?;
         let item_rec = existing.clone().unwrap_or(ItemRecord {
             name: item.into(),
@@ -391,6 +402,7 @@ impl Vault {
             &format::encode(&MetaRecord::Point(Box::new(rec.clone()))),
         )?;
         self.store.flush()?;
+        self.check_no_failures(failures_before)?;
         if existing.is_none() {
             self.catalog.put_item(self.store.codec(), &item_rec)?;
         }
@@ -399,9 +411,22 @@ impl Vault {
         Ok(rec)
     }
 
+    /// Refuse to commit if a pack write failed since `failures_before`: a blob this session
+    /// relies on may be lost. The point is not recorded; running the command again is safe.
+    fn check_no_failures(&self, failures_before: u64) -> Result<()> {
+        if self.store.failures() != failures_before {
+            return Err(VaultError::Failed(
+                "a pack write failed during this operation (see earlier errors); nothing was committed, run it again".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Soft-delete (`deleted = true`) or undelete a point. The new record revision goes to the
     /// packs first, then the catalog, like a new point.
     pub fn set_deleted(&self, item: &str, point: &str, deleted: bool) -> Result<PointRecord> {
+        let _commit = self.commit_lock.lock().expect("commit lock");
+        let failures_before = self.store.failures();
         let mut rec = self.resolve(&format!("{item}/{point}"))?;
         match (deleted, rec.deleted_at_ns.is_some()) {
             (true, true) => {
@@ -421,6 +446,7 @@ impl Vault {
             &format::encode(&MetaRecord::Point(Box::new(rec.clone()))),
         )?;
         self.store.flush()?;
+        self.check_no_failures(failures_before)?;
         self.catalog.put_point(self.store.codec(), &rec)?;
         self.store.db().flush()?;
         Ok(rec)

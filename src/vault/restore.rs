@@ -107,7 +107,10 @@ pub fn restore(
             .get(&group)
             .cloned();
         let r = match leader {
-            Some(l) => fs::hard_link(&l, &path).map_err(|e| e.to_string()),
+            Some(l) => {
+                remove_existing(&path);
+                fs::hard_link(&l, &path).map_err(|e| e.to_string())
+            }
             None => Err("its first link was not restored".into()),
         };
         if let Err(e) = r {
@@ -182,10 +185,15 @@ fn restore_entry_inner(
 ) -> std::result::Result<(), String> {
     match node.kind {
         NodeKind::Dir => {
-            match fs::create_dir(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                Err(e) => return Err(format!("mkdir: {e}")),
+            // Never follow a symlink already in DEST: replace anything that is not a real
+            // directory, so a restored tree cannot be redirected outside DEST.
+            match fs::symlink_metadata(path) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => {
+                    fs::remove_file(path).map_err(|e| format!("replace: {e}"))?;
+                    fs::create_dir(path).map_err(|e| format!("mkdir: {e}"))?;
+                }
+                Err(_) => fs::create_dir(path).map_err(|e| format!("mkdir: {e}"))?,
             }
             return restore_dir(ctx, node, path, shown).map_err(|e| e.to_string());
         }
