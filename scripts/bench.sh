@@ -9,9 +9,11 @@
 #                      5x the corpus size free
 #   BENCH_KEEP=1       keep the scratch directory (logs, repositories) instead of deleting it
 #   BENCH_TIMEOUT=S    per-command time limit in seconds (default 7200)
-#   BENCH_INDEX_MIB=N  size of the random file for the index row (default 256: ~0.86M chunks,
-#                      as FastCDC 64/256/1024 averages ~311 bytes; 300 gives ~1M)
+#   BENCH_INDEX_MIB=N  size of the random file for the index row (default 300: ~1M chunks,
+#                      as FastCDC 64/256/1024 averages ~311 bytes)
 #   BENCH_SKIP_INDEX=1 skip the index row
+#   BENCH_SKIP_MOUNT=1 skip the read side (mounts)
+#   BENCH_ONLY_MOUNT=1 only the first backups (row 1, which the mounts need) and the read side
 #
 # Rows (each for vaultfs, restic, borg; the page cache is dropped before every measured command
 # so each tool starts cold, when /proc/sys/vm/drop_caches is writable):
@@ -20,14 +22,28 @@
 #   2 second backup  second backup of the unchanged tree
 #   3 restore        restore of the latest snapshot into an empty directory, verified with diff -r
 #   4 index          vaultfs only: a vault with ~1M chunks (--chunk-avg 256, one random file)
+# Read side (second table), for the original tree (reference) and vaultfs mount / restic mount /
+# borg mount of the latest snapshot; PDIR is the corpus root inside the snapshot, and every
+# mount is unmounted (and its daemon gone) before the next one starts:
+#   a listable       from starting the mount command until `ls PDIR` lists the tree
+#   b find cold      `find PDIR | wc -l`, caches dropped before mounting and right after
+#   c ls -lR warm    `ls -lR PDIR >/dev/null`, right after b in the same mount (warm dentries)
+#   c ls -lR cold    the same in a fresh mount, caches dropped before and after mounting
+#   d tar cold/warm  `tar -C PDIR -cf - . | wc -c` in a fresh mount (caches dropped), then again
+#                    in the same mount; `-C PDIR .` so that the archive names, and so the byte
+#                    counts, are the same for every tool
+#   e peak RSS       VmHWM of the mount process (vaultfs daemon, restic, borg daemon), sampled at
+#                    the end of each of the three mount sessions, before unmounting; the column
+#                    "mount RSS" of rows a-d is that of the session the row was measured in
 # Stdout gets only the final facts and table; progress goes to stderr, each tool's own output to
 # a log file in the scratch directory (its tail is printed when a command fails).
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME and awk with a '.' decimal point
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KERNEL_TXZ=/usr/src/linux-source-6.1.tar.xz
 TIMEOUT=${BENCH_TIMEOUT:-7200}
-INDEX_MIB=${BENCH_INDEX_MIB:-256}
+INDEX_MIB=${BENCH_INDEX_MIB:-300}
 INDEX_RSS_TARGET_MIB=300
 PASS=bench
 
@@ -61,6 +77,20 @@ command -v borg >/dev/null || need+=(borgbackup)
 [ -x /usr/bin/time ] || need+=(time)
 command -v xz >/dev/null || need+=(xz-utils)
 if [ -z "${BENCH_CORPUS:-}" ] && [ ! -f "$KERNEL_TXZ" ]; then need+=(linux-source-6.1); fi
+ONLY_MOUNT=${BENCH_ONLY_MOUNT:-0}
+SKIP_MOUNT=${BENCH_SKIP_MOUNT:-0}
+[ "$ONLY_MOUNT" = 1 ] && [ "$SKIP_MOUNT" = 1 ] && die "BENCH_ONLY_MOUNT=1 and BENCH_SKIP_MOUNT=1 leave nothing to do"
+if [ "$SKIP_MOUNT" != 1 ]; then
+    [ "$(id -u)" -eq 0 ] || die "the mount part needs root (or set BENCH_SKIP_MOUNT=1)"
+    [ -e /dev/fuse ] || die "no /dev/fuse: the mount part cannot run (set BENCH_SKIP_MOUNT=1)"
+    command -v fusermount3 >/dev/null || need+=(fuse3)
+    # borg mount needs llfuse (borg 1.2) or pyfuse3, importable by borg's own interpreter
+    borg_py=$(sed -n '1s/^#! *\([^ ]*\).*/\1/p' "$(command -v borg 2>/dev/null || echo /dev/null)")
+    [ -x "${borg_py:-}" ] || borg_py=/usr/bin/python3
+    if ! "$borg_py" -c 'import llfuse' 2>/dev/null && ! "$borg_py" -c 'import pyfuse3' 2>/dev/null; then
+        need+=(python3-llfuse)
+    fi
+fi
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 
 if ! command -v cargo >/dev/null; then
@@ -75,15 +105,109 @@ fi
 # ---------------------------------------------------------------- scratch directory
 SCRATCH_PARENT=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 T=$(mktemp -d "$SCRATCH_PARENT/vaultfs-bench.XXXXXX")
+case $T in *[[:space:]\\]*) die "scratch directory $T: no whitespace or backslash, please (it is matched in /proc/self/mounts)" ;; esac
+
+# ---------------------------------------------------------------- mounts and their daemons
+# Every mount this script starts is registered in MTOOL (mount point -> tool) before its command
+# runs, and its daemon's pid in MPID as soon as it is known; unmount_all (on exit too) takes
+# them down.
+declare -A MTOOL MPID
+is_mounted() { # DIR: listed in /proc/self/mounts (no stat: works on stale FUSE mounts too)
+    awk -v m="$1" '$2 == m {f = 1} END {exit !f}' /proc/self/mounts
+}
+pid_alive() { # PID: exists and is not a zombie
+    [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+wait_gone() { # PID SECONDS
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do
+        pid_alive "$1" || return 0
+        sleep 0.05
+    done
+    ! pid_alive "$1"
+}
+pids_serving() { # MNT: pids of processes whose command line is "... mount ... MNT"
+    local p args
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        mapfile -d '' -t args <"$p/cmdline" 2>/dev/null || continue
+        [ "${#args[@]}" -ge 3 ] && [ "${args[-1]}" = "$1" ] || continue
+        case " ${args[*]} " in *" mount "*) pid_alive "${p#/proc/}" && echo "${p#/proc/}" ;; esac
+    done
+}
+# unmount MNT: unmount with the tool's own command, wait for its daemon to exit; if either does
+# not happen, signal the daemon (by pid), detach the mount. Returns 1 if the command failed or
+# anything had to be forced; what happened is appended to UMOUNT_NOTES.
+UMOUNT_NOTES=
+unmount() {
+    local mnt=$1 tool=${MTOOL[$1]:-} pid=${MPID[$1]:-} forced=0 p urc=0
+    [ -n "$pid" ] || pid=$(pids_serving "$mnt" | tr '\n' ' ')
+    if is_mounted "$mnt"; then
+        printf -- '--- %s: unmounting %s (%s)\n' "$(date +%T)" "$mnt" "$tool" >>"$L/umount.log"
+        case $tool in
+        vaultfs) timeout 120 "$VFS" umount "$mnt" ;;
+        restic) fusermount3 -u "$mnt" ;;
+        borg) timeout 120 borg umount "$mnt" ;;
+        *) umount "$mnt" ;;
+        esac >"$L/umount.last" 2>&1 || urc=$?
+        cat "$L/umount.last" >>"$L/umount.log"
+        if [ "$urc" -ne 0 ]; then
+            forced=1
+            say "unmounting $mnt ($tool): exit $urc: $(tr '\n' ' ' <"$L/umount.last")"
+            UMOUNT_NOTES="$UMOUNT_NOTES
+  $tool: the unmount command exited $urc ($(tr '\n' ' ' <"$L/umount.last" | sed 's/ *$//'))$(is_mounted "$mnt" && echo ', still mounted' || echo ', though the mount was gone afterwards')"
+        fi
+    fi
+    for p in $pid; do
+        wait_gone "$p" 60 && continue
+        forced=1
+        UMOUNT_NOTES="$UMOUNT_NOTES
+  $tool: daemon $p still running 60 s after unmounting, sent SIGTERM"
+        say "$tool daemon $p still running 60 s after unmounting: SIGTERM"
+        kill -TERM "$p" 2>/dev/null || true
+        wait_gone "$p" 10 && continue
+        say "$tool daemon $p ignores SIGTERM: SIGKILL"
+        kill -KILL "$p" 2>/dev/null || true
+        wait_gone "$p" 10 || say "$tool daemon $p does not die"
+    done
+    if is_mounted "$mnt"; then
+        forced=1
+        UMOUNT_NOTES="$UMOUNT_NOTES
+  $tool: $mnt still mounted after its daemon exited, detached with umount -l"
+        say "$mnt still mounted: detaching it (umount -l)"
+        umount -l "$mnt" 2>>"$L/umount.log" || fusermount3 -u -z "$mnt" 2>>"$L/umount.log" || true
+    fi
+    # restic runs as our child: reap it
+    for p in $pid; do wait "$p" 2>/dev/null || true; done
+    unset "MTOOL[$mnt]" "MPID[$mnt]"
+    return "$forced"
+}
+unmount_all() {
+    local m
+    for m in "${!MTOOL[@]}"; do unmount "$m" || true; done
+    # anything else mounted under the scratch directory (should not happen)
+    for m in $(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/self/mounts); do
+        say "unexpected mount left at $m: unmounting"
+        MTOOL[$m]=unknown
+        unmount "$m" || true
+    done
+}
+
 cleanup() {
     local rc=$?
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    trap - INT TERM
+    unmount_all
+    if awk -v t="$T/" 'index($2, t) == 1 {f = 1} END {exit !f}' /proc/self/mounts; then
+        say "mounts remain under $T; not deleting it:"
+        grep -F " $T/" /proc/self/mounts >&2 || true
+        [ "$rc" -ne 0 ] || rc=1
+    elif [ "${BENCH_KEEP:-0}" = 1 ]; then
         say "kept scratch directory $T"
     elif [ "$rc" -ne 0 ] && [ -d "$T/logs" ]; then
-        find "$T" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+        find "$T" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf --one-file-system {} +
         say "kept the logs in $T/logs"
     else
-        rm -rf "$T"
+        rm -rf --one-file-system "$T"
     fi
     exit "$rc"
 }
@@ -203,6 +327,7 @@ verify() {
 
 TOOLS=(vaultfs restic borg)
 declare -A REPO OK SIZE1
+BORG_LAST=one # the latest borg archive
 REPO[vaultfs]=$T/repo-vaultfs
 REPO[restic]=$T/repo-restic
 REPO[borg]=$T/repo-borg
@@ -232,14 +357,16 @@ backup_cmd() { # TOOL N -> the command line, one word per line
 }
 
 # ---------------------------------------------------------------- row 0: cold read reference
-say "row 0: cold read (tar -cf - | wc -c)"
-drop_caches
-timed tar-read bash -c 'tar -cf - "$1" 2>/dev/null | wc -c' _ "$CORPUS"
-if [ "$RC" -eq 0 ]; then
-    row "0 cold read" "tar" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
-        "$(mib $((RSS_KIB * 1024)))" - "reference: tar -cf - CORPUS | wc -c = $(tail -n1 "$L/tar-read.log") bytes"
-else
-    fail_row "0 cold read" "tar" "tar" tar-read
+if [ "$ONLY_MOUNT" != 1 ]; then
+    say "row 0: cold read (tar -cf - | wc -c)"
+    drop_caches
+    timed tar-read bash -c 'tar -cf - "$1" 2>/dev/null | wc -c' _ "$CORPUS"
+    if [ "$RC" -eq 0 ]; then
+        row "0 cold read" "tar" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
+            "$(mib $((RSS_KIB * 1024)))" - "reference: tar -cf - CORPUS | wc -c = $(tail -n1 "$L/tar-read.log") bytes"
+    else
+        fail_row "0 cold read" "tar" "tar" tar-read
+    fi
 fi
 
 # ---------------------------------------------------------------- row 1: first backup
@@ -262,64 +389,343 @@ for tool in "${TOOLS[@]}"; do
         continue
     fi
     OK[$tool]=1
+    [ "$tool" = borg ] && BORG_LAST=one
     SIZE1[$tool]=$(dir_bytes "${REPO[$tool]}")
     row "1 first backup" "$tool" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
         "$(mib $((RSS_KIB * 1024)))" "$(mib "${SIZE1[$tool]}")" \
         "repo/corpus $(awk -v r="${SIZE1[$tool]}" -v c="$CORPUS_BYTES" 'BEGIN {printf "%.3f", r / c}')$(index_note "$tool")"
 done
 
-# ---------------------------------------------------------------- row 2: second backup, unchanged
-for tool in "${TOOLS[@]}"; do
-    [ "${OK[$tool]}" = 1 ] || { row "2 second backup" "$tool" - - - - "skipped (first backup failed)"; continue; }
-    say "row 2: $tool second backup"
-    mapfile -t cmd < <(backup_cmd "$tool" 2)
-    drop_caches
-    timed "$tool-backup2" "${cmd[@]}"
-    if [ "$RC" -ne 0 ]; then
-        fail_row "2 second backup" "$tool" backup "$tool-backup2"
-        continue
-    fi
-    size2=$(dir_bytes "${REPO[$tool]}")
-    row "2 second backup" "$tool" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
-        "$(mib $((RSS_KIB * 1024)))" "$(mib "$size2")" \
-        "repo grew $(awk -v d=$((size2 - SIZE1[$tool])) 'BEGIN {if (d < 1048576) printf "%.1f KiB", d / 1024; else printf "%.2f MiB", d / 1048576}')$(index_note "$tool")"
-done
+if [ "$ONLY_MOUNT" != 1 ]; then
+    # ---------------------------------------------------------------- row 2: second backup, unchanged
+    for tool in "${TOOLS[@]}"; do
+        [ "${OK[$tool]}" = 1 ] || { row "2 second backup" "$tool" - - - - "skipped (first backup failed)"; continue; }
+        say "row 2: $tool second backup"
+        mapfile -t cmd < <(backup_cmd "$tool" 2)
+        drop_caches
+        timed "$tool-backup2" "${cmd[@]}"
+        if [ "$RC" -ne 0 ]; then
+            fail_row "2 second backup" "$tool" backup "$tool-backup2"
+            continue
+        fi
+        [ "$tool" = borg ] && BORG_LAST=two
+        size2=$(dir_bytes "${REPO[$tool]}")
+        row "2 second backup" "$tool" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
+            "$(mib $((RSS_KIB * 1024)))" "$(mib "$size2")" \
+            "repo grew $(awk -v d=$((size2 - SIZE1[$tool])) 'BEGIN {if (d < 1048576) printf "%.1f KiB", d / 1024; else printf "%.2f MiB", d / 1048576}')$(index_note "$tool")"
+    done
 
-# ---------------------------------------------------------------- row 3: restore latest
-for tool in "${TOOLS[@]}"; do
-    [ "${OK[$tool]}" = 1 ] || { row "3 restore" "$tool" - - - - "skipped (first backup failed)"; continue; }
-    say "row 3: $tool restore"
-    dest=$T/restore-$tool
-    mkdir -p "$dest"
+    # ---------------------------------------------------------------- row 3: restore latest
+    for tool in "${TOOLS[@]}"; do
+        [ "${OK[$tool]}" = 1 ] || { row "3 restore" "$tool" - - - - "skipped (first backup failed)"; continue; }
+        say "row 3: $tool restore"
+        dest=$T/restore-$tool
+        mkdir -p "$dest"
+        drop_caches
+        case $tool in
+        vaultfs)
+            timed vaultfs-restore "$VFS" restore "${REPO[vaultfs]}" kernel "$dest"
+            got=$dest
+            ;;
+        restic)
+            timed restic-restore restic -r "${REPO[restic]}" restore latest --target "$dest"
+            got=$dest$CORPUS
+            ;;
+        borg)
+            timed borg-restore env -C "$dest" borg extract "${REPO[borg]}::two"
+            got=$dest/${CORPUS#/}
+            ;;
+        esac
+        if [ "$RC" -ne 0 ]; then
+            fail_row "3 restore" "$tool" restore "$tool-restore"
+        else
+            say "row 3: verifying the $tool restore"
+            note=$(verify "$tool" "$got")
+            case $note in *FAIL*) FAILURES=$((FAILURES + 1)) ;; esac
+            row "3 restore" "$tool" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
+                "$(mib $((RSS_KIB * 1024)))" - "$note"
+        fi
+        rm -rf "$dest"
+    done
+fi
+
+# ---------------------------------------------------------------- read side: mounts
+MROWS=$T/mount-rows
+: >"$MROWS"
+# mrow ROW TOOL WALL MB/s MOUNT_RSS_MiB OUTPUT NOTE
+mrow() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$MROWS"; }
+
+# mrun NAME SCRIPT DIR: run `bash -c SCRIPT _ DIR`, stdout in $L/NAME.out, stderr in
+# $L/NAME.err. Sets RC, WALL (seconds, ms resolution), OUT (last line of stdout) and ERRS (the
+# number of lines on stderr).
+mrun() {
+    local name=$1 script=$2 dir=$3 t0 t1
+    RC=0
+    t0=$EPOCHREALTIME
+    timeout "$TIMEOUT" bash -c "$script" _ "$dir" >"$L/$name.out" 2>"$L/$name.err" || RC=$?
+    t1=$EPOCHREALTIME
+    WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    OUT=$(tail -n1 "$L/$name.out")
+    ERRS=$(wc -l <"$L/$name.err")
+    if [ "$RC" -ne 0 ] || [ "$ERRS" -gt 0 ]; then
+        say "$name: exit $RC, $ERRS lines on stderr; first ones:"
+        head -n 5 "$L/$name.err" >&2
+    fi
+}
+FIND_SH='set -o pipefail; find "$1" | wc -l'
+LS_SH='ls -lR "$1" >/dev/null'
+TAR_SH='set -o pipefail; tar -C "$1" -cf - . | wc -c'
+# err_note: what went wrong in the last mrun, for the note ("" if nothing); counts a failure
+err_note() {
+    if [ "$RC" -ne 0 ] || [ "$ERRS" -gt 0 ]; then
+        FAILURES=$((FAILURES + 1))
+        printf '; FAILED: exit %s, %s error lines (%s)' "$RC" "$ERRS" "$L/$1.err"
+    fi
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+# target NAME VALUE LIMIT: "NAME: PASS" if VALUE <= LIMIT
+target() { awk -v n="$1" -v v="$2" -v l="$3" 'BEGIN {if (v == "-") print n ": ?"; else print n ": " (v + 0 <= l + 0 ? "PASS" : "FAIL")}'; }
+
+vfs_point() { # name of the latest vaultfs point of item kernel
+    "$VFS" points "${REPO[vaultfs]}" kernel --json 2>>"$L/vaultfs-points.log" |
+        python3 -c 'import json, sys; p = json.load(sys.stdin); print(max(p, key=lambda x: x["created_ns"])["point"] if p else "")'
+}
+point_dir() { # TOOL MNT: the corpus root inside the mounted snapshot
+    case $1 in
+    vaultfs) echo "$2/points/kernel/$VPOINT" ;;
+    restic) echo "$2/snapshots/latest$CORPUS" ;;
+    borg) echo "$2/$BORG_LAST$CORPUS" ;;
+    esac
+}
+
+# mount_session TOOL MNT NAME: drop caches, start the mount, wait until PDIR lists. Sets PDIR,
+# LISTABLE (s from starting the mount command), RETURNED (s until the mount command returned;
+# "-" for restic, which stays in the foreground) and MPID[MNT]. Returns 1 on failure.
+mount_session() {
+    local tool=$1 mnt=$2 name=$3 t0 t1 deadline log=$L/$3-mount.log pids
+    PDIR=$(point_dir "$tool" "$mnt") RETURNED=- LISTABLE=-
     drop_caches
+    MTOOL[$mnt]=$tool
+    MPID[$mnt]=
+    t0=$EPOCHREALTIME
     case $tool in
     vaultfs)
-        timed vaultfs-restore "$VFS" restore "${REPO[vaultfs]}" kernel "$dest"
-        got=$dest
+        if ! timeout 600 "$VFS" mount "${REPO[vaultfs]}" "$mnt" >"$log" 2>&1; then
+            log_tail "$log"
+            return 1
+        fi
+        RETURNED=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.3f", b - a}')
+        MPID[$mnt]=$(sed -n 's/.*(daemon pid \([0-9]*\),.*/\1/p' "$log")
         ;;
     restic)
-        timed restic-restore restic -r "${REPO[restic]}" restore latest --target "$dest"
-        got=$dest$CORPUS
+        restic -r "${REPO[restic]}" mount "$mnt" >"$log" 2>&1 &
+        MPID[$mnt]=$!
         ;;
     borg)
-        timed borg-restore env -C "$dest" borg extract "${REPO[borg]}::two"
-        got=$dest/${CORPUS#/}
+        if ! timeout 600 borg mount "${REPO[borg]}" "$mnt" >"$log" 2>&1; then
+            log_tail "$log"
+            return 1
+        fi
+        RETURNED=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.3f", b - a}')
         ;;
     esac
-    if [ "$RC" -ne 0 ]; then
-        fail_row "3 restore" "$tool" restore "$tool-restore"
-    else
-        say "row 3: verifying the $tool restore"
-        note=$(verify "$tool" "$got")
-        case $note in *FAIL*) FAILURES=$((FAILURES + 1)) ;; esac
-        row "3 restore" "$tool" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" \
-            "$(mib $((RSS_KIB * 1024)))" - "$note"
+    deadline=$((SECONDS + TIMEOUT))
+    while ! ls -- "$PDIR" 2>/dev/null | grep -q .; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            say "$tool: $PDIR not listable after ${TIMEOUT}s"
+            log_tail "$log"
+            return 1
+        fi
+        if [ -n "${MPID[$mnt]}" ] && ! pid_alive "${MPID[$mnt]}"; then
+            say "$tool: the mount process ${MPID[$mnt]} died"
+            log_tail "$log"
+            return 1
+        fi
+        sleep 0.01
+    done
+    t1=$EPOCHREALTIME
+    LISTABLE=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    if [ -z "${MPID[$mnt]}" ]; then
+        pids=$(pids_serving "$mnt")
+        MPID[$mnt]=$pids
+        if [ "$(wc -w <<<"$pids")" -ne 1 ]; then
+            say "$tool: expected one process serving $mnt, found: ${pids:-none}"
+        fi
     fi
-    rm -rf "$dest"
-done
+    say "$tool: $PDIR listable after ${LISTABLE}s (mount process ${MPID[$mnt]})"
+}
+hwm_mib() { # MNT: VmHWM of the mount process(es), MiB (the largest if several)
+    local p k=0 v
+    for p in ${MPID[$1]:-}; do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+        [ -n "$v" ] && [ "$v" -gt "$k" ] && k=$v
+    done
+    if [ "$k" -gt 0 ]; then mib $((k * 1024)); else echo -; fi
+}
+end_session() { # MNT TOOL: sample the peak RSS into SESSION_RSS, unmount
+    SESSION_RSS=$(hwm_mib "$1")
+    ALL_PIDS="$ALL_PIDS ${MPID[$1]:-}"
+    SESSION_PIDS="$SESSION_PIDS${SESSION_PIDS:+/}$(tr ' ' ',' <<<"${MPID[$1]:-?}")"
+    if ! unmount "$1"; then
+        FAILURES=$((FAILURES + 1))
+        UMOUNT_TROUBLE="$UMOUNT_TROUBLE $2"
+    fi
+}
+
+if [ "$SKIP_MOUNT" != 1 ]; then
+    UMOUNT_TROUBLE= VFS_DAEMON_ERRS=0 ALL_PIDS=
+    declare -A REF TARB
+    # ---- reference: the original tree, same order as for the mounts
+    say "read side: reference rows on the original tree"
+    drop_caches
+    mrun ref-find "$FIND_SH" "$CORPUS"
+    REF[find]=$WALL REF[entries]=$OUT
+    mrow "b find cold" original "$WALL" - - "$OUT" "entries$(err_note ref-find)"
+    mrun ref-ls-warm "$LS_SH" "$CORPUS"
+    REF[lswarm]=$WALL
+    mrow "c ls -lR warm" original "$WALL" - - - "after find$(err_note ref-ls-warm)"
+    drop_caches
+    mrun ref-ls-cold "$LS_SH" "$CORPUS"
+    REF[lscold]=$WALL
+    mrow "c ls -lR cold" original "$WALL" - - - "caches dropped$(err_note ref-ls-cold)"
+    drop_caches
+    mrun ref-tar-cold "$TAR_SH" "$CORPUS"
+    REF[tarcold]=$WALL REF[bytes]=$OUT
+    mrow "d tar cold" original "$WALL" "$(mbps "$OUT" "$WALL")" - "$OUT" "bytes$(err_note ref-tar-cold)"
+    mrun ref-tar-warm "$TAR_SH" "$CORPUS"
+    REF[tarwarm]=$WALL
+    mrow "d tar warm" original "$WALL" "$(mbps "$OUT" "$WALL")" - "$OUT" "bytes$(err_note ref-tar-warm)"
+
+    VPOINT=
+    [ "${OK[vaultfs]}" = 1 ] && VPOINT=$(vfs_point || true)
+    [ -n "$VPOINT" ] || VPOINT=latest
+
+    for tool in "${TOOLS[@]}"; do
+        if [ "${OK[$tool]}" != 1 ]; then
+            mrow "a listable" "$tool" - - - - "skipped (no backup)"
+            continue
+        fi
+        mnt=$T/mnt-$tool
+        mkdir -p "$mnt"
+        peak=- SESSION_PIDS=
+        # ---- session 1: listable, find cold, ls -lR warm
+        say "read side: $tool session 1 (listable, find cold, ls -lR warm)"
+        if ! mount_session "$tool" "$mnt" "$tool-s1"; then
+            unmount "$mnt" || true
+            FAILURES=$((FAILURES + 1))
+            mrow "a listable" "$tool" - - - - "FAILED: mount (log $L/$tool-s1-mount.log)"
+            continue
+        fi
+        listable=$LISTABLE returned=$RETURNED
+        drop_caches
+        mrun "$tool-find" "$FIND_SH" "$PDIR"
+        f_wall=$WALL f_out=$OUT
+        f_note="entries, original ${REF[entries]}$(err_note "$tool-find")"
+        [ "$f_out" = "${REF[entries]}" ] || f_note="$f_note, COUNT DIFFERS"
+        f_ratio=$(ratio "$f_wall" "${REF[find]}")
+        f_note="$f_note; ${f_ratio}x original"
+        [ "$tool" = vaultfs ] && f_note="$f_note, $(target 'target <=2x' "$f_ratio" 2)"
+        mrun "$tool-ls-warm" "$LS_SH" "$PDIR"
+        lw_wall=$WALL
+        lw_ratio=$(ratio "$lw_wall" "${REF[lswarm]}")
+        lw_note="after find; ${lw_ratio}x original$(err_note "$tool-ls-warm")"
+        [ "$tool" = vaultfs ] && lw_note="$lw_note, $(target 'target <=2x' "$lw_ratio" 2)"
+        end_session "$mnt" "$tool"
+        s1_rss=$SESSION_RSS
+        mrow "a listable" "$tool" "$listable" - "$s1_rss" - \
+            "ls $(sed "s|^$mnt|MNT|" <<<"$PDIR")$([ "$returned" = - ] || echo "; the mount command returned after ${returned}s")"
+        mrow "b find cold" "$tool" "$f_wall" - "$s1_rss" "$f_out" "$f_note"
+        mrow "c ls -lR warm" "$tool" "$lw_wall" - "$s1_rss" - "$lw_note"
+
+        # ---- session 2: ls -lR cold
+        say "read side: $tool session 2 (ls -lR cold)"
+        if mount_session "$tool" "$mnt" "$tool-s2"; then
+            drop_caches
+            mrun "$tool-ls-cold" "$LS_SH" "$PDIR"
+            lc_wall=$WALL
+            lc_ratio=$(ratio "$lc_wall" "${REF[lscold]}")
+            lc_note="fresh mount, caches dropped; ${lc_ratio}x original$(err_note "$tool-ls-cold")"
+            [ "$tool" = vaultfs ] && lc_note="$lc_note, $(target 'target <=2x' "$lc_ratio" 2)"
+            end_session "$mnt" "$tool"
+            mrow "c ls -lR cold" "$tool" "$lc_wall" - "$SESSION_RSS" - "$lc_note"
+            s2_rss=$SESSION_RSS
+        else
+            unmount "$mnt" || true
+            FAILURES=$((FAILURES + 1))
+            mrow "c ls -lR cold" "$tool" - - - - "FAILED: mount (log $L/$tool-s2-mount.log)"
+            s2_rss=-
+        fi
+
+        # ---- session 3: tar cold, tar warm
+        say "read side: $tool session 3 (tar cold, tar warm)"
+        if mount_session "$tool" "$mnt" "$tool-s3"; then
+            drop_caches
+            mrun "$tool-tar-cold" "$TAR_SH" "$PDIR"
+            tc_wall=$WALL tc_out=$OUT tc_err=$(err_note "$tool-tar-cold")
+            mrun "$tool-tar-warm" "$TAR_SH" "$PDIR"
+            tw_wall=$WALL tw_out=$OUT tw_err=$(err_note "$tool-tar-warm")
+            end_session "$mnt" "$tool"
+            s3_rss=$SESSION_RSS
+            for v in cold warm; do
+                if [ $v = cold ]; then w=$tc_wall o=$tc_out e=$tc_err; else w=$tw_wall o=$tw_out e=$tw_err; fi
+                dev=$(awk -v a="$o" -v b="${REF[bytes]}" 'BEGIN {if (b > 0 && a != "") printf "%+.2f%%", (a - b) * 100 / b; else print "?"}')
+                n="bytes, ${dev} vs original$e"
+                awk -v a="$o" -v b="${REF[bytes]}" 'BEGIN {d = (a - b) / b; exit !(a == "" || d > 0.03 || d < -0.03)}' &&
+                    n="$n (MORE THAN 3% OFF)"
+                sp=$(ratio "$(mbps "${REF[bytes]}" "${REF[tar$v]}")" "$(mbps "$o" "$w")")
+                n="$n; original is ${sp}x as fast"
+                if [ "$tool" = vaultfs ] && [ $v = cold ]; then
+                    n="$n, $(target 'target >= original' "$sp" 1)"
+                fi
+                mrow "d tar $v" "$tool" "$w" "$(mbps "$o" "$w")" "$s3_rss" "$o" "$n"
+                [ $v = cold ] && TARB[$tool]=$o
+            done
+        else
+            unmount "$mnt" || true
+            FAILURES=$((FAILURES + 1))
+            mrow "d tar cold" "$tool" - - - - "FAILED: mount (log $L/$tool-s3-mount.log)"
+            s3_rss=-
+        fi
+        peak=$(printf '%s\n' "$s1_rss" "$s2_rss" "$s3_rss" | grep -v '^-$' | sort -n | tail -n1)
+        mrow "e peak RSS" "$tool" - - "${peak:--}" - \
+            "VmHWM at the end of sessions 1/2/3: $s1_rss/$s2_rss/$s3_rss MiB (pids $SESSION_PIDS)"
+        rmdir "$mnt" 2>/dev/null || true
+    done
+    if [ -f "${REPO[vaultfs]}/daemon.log" ] && grep -qiE 'error|warn|damaged' "${REPO[vaultfs]}/daemon.log"; then
+        say "the vaultfs daemon log has warnings or errors:"
+        grep -iE 'error|warn|damaged' "${REPO[vaultfs]}/daemon.log" | head -n 20 >&2
+        cp "${REPO[vaultfs]}/daemon.log" "$L/vaultfs-daemon.log"
+        VFS_DAEMON_ERRS=$(grep -ciE 'error|warn|damaged' "${REPO[vaultfs]}/daemon.log")
+    fi
+    # ---- summary: do the tar byte counts agree, is everything unmounted and gone
+    MOUNT_SUMMARY="tar bytes (cold): original ${REF[bytes]}"
+    for tool in "${TOOLS[@]}"; do
+        [ -n "${TARB[$tool]:-}" ] || continue
+        MOUNT_SUMMARY="$MOUNT_SUMMARY; $tool ${TARB[$tool]} ($(awk -v a="${TARB[$tool]}" -v b="${REF[bytes]}" 'BEGIN {printf "%+.3f%%", (a - b) * 100 / b}'))"
+    done
+    if [ "${#TARB[@]}" -gt 1 ]; then
+        MOUNT_SUMMARY="$MOUNT_SUMMARY; spread between the tools $(printf '%s\n' "${TARB[@]}" | sort -n |
+            awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.3f%%", (hi - lo) * 100 / lo}')"
+    fi
+    left_mounts=$(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/self/mounts)
+    left_pids=
+    for p in $ALL_PIDS; do pid_alive "$p" && left_pids="$left_pids $p"; done
+    if [ -z "$left_mounts" ] && [ -z "$left_pids" ]; then
+        MOUNT_SUMMARY="$MOUNT_SUMMARY
+after the read side: nothing mounted under the scratch directory, none of the mount processes ($(echo $ALL_PIDS | tr ' ' ',')) running"
+    else
+        FAILURES=$((FAILURES + 1))
+        MOUNT_SUMMARY="$MOUNT_SUMMARY
+after the read side: LEFT MOUNTED: ${left_mounts:-none}; STILL RUNNING:${left_pids:- none}"
+    fi
+    [ -z "$UMOUNT_NOTES" ] || MOUNT_SUMMARY="$MOUNT_SUMMARY
+unmounting went wrong for:$UMOUNT_TROUBLE (log $L/umount.log)$UMOUNT_NOTES"
+    [ "$VFS_DAEMON_ERRS" -eq 0 ] || MOUNT_SUMMARY="$MOUNT_SUMMARY
+vaultfs daemon log: $VFS_DAEMON_ERRS warning/error lines ($L/vaultfs-daemon.log)"
+fi
 
 # ---------------------------------------------------------------- row 4: index with ~1M chunks
-if [ "${BENCH_SKIP_INDEX:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_INDEX:-0}" != 1 ] && [ "$ONLY_MOUNT" != 1 ]; then
     say "row 4: vaultfs vault with ~1M chunks (--chunk-avg 256, ${INDEX_MIB} MiB random file)"
     V2=$T/repo-vaultfs-index
     mkdir -p "$T/random"
@@ -362,23 +768,11 @@ if [ "${BENCH_SKIP_INDEX:-0}" != 1 ]; then
 fi
 
 # ---------------------------------------------------------------- report
-report() {
-    echo "vaultfs bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(hostname)"
-    echo "machine:  nproc $(nproc), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)," \
-        "$(awk '/^MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)," \
-        "Debian $(cat /etc/debian_version 2>/dev/null || echo '?')"
-    echo "scratch:  $(df -PTh "$T" | awk 'NR == 2 {print $2 " on " $1 " (" $7 ")"}'), page cache dropped before each measured command: $DROPPED"
-    echo "corpus:   $CORPUS_DESC"
-    echo "          $CORPUS_BYTES bytes in $CORPUS_FILES files, $CORPUS_DIRS dirs, $CORPUS_LINKS symlinks"
-    echo "tools:    $("$VFS" --version 2>&1 | head -n1) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty'))," \
-        "$(restic version 2>&1 | awk '{print $1, $2}'), $(borg --version 2>&1)"
-    echo "settings: vaultfs defaults (1 MiB avg chunks, zstd 3, argon2id); restic repo v2 (zstd auto);" \
-        "borg repokey-blake2, zstd,3"
-    echo "MB/s = corpus bytes / wall (row 4: random file bytes / wall); peak RSS from /usr/bin/time %M"
-    echo
+# render_table HEADER FILE: tab-separated rows as an aligned table, columns 3-6 right-aligned
+render_table() {
     {
-        printf 'row\ttool\twall s\tMB/s\tpeak RSS MiB\trepo MiB\tnote\n'
-        cat "$ROWS"
+        printf '%b\n' "$1"
+        cat "$2"
     } | awk -F'\t' '
         { n = NR; for (i = 1; i <= NF; i++) { c[n, i] = $i; if (length($i) > w[i]) w[i] = length($i) } nf = NF }
         END {
@@ -399,6 +793,38 @@ report() {
                 }
             }
         }'
+}
+report() {
+    echo "vaultfs bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(hostname)"
+    echo "machine:  nproc $(nproc), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)," \
+        "$(awk '/^MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)," \
+        "Debian $(cat /etc/debian_version 2>/dev/null || echo '?')"
+    echo "scratch:  $(df -PTh "$T" | awk 'NR == 2 {print $2 " on " $1 " (" $7 ")"}'), page cache dropped before each measured command: $DROPPED"
+    echo "corpus:   $CORPUS_DESC"
+    echo "          $CORPUS_BYTES bytes in $CORPUS_FILES files, $CORPUS_DIRS dirs, $CORPUS_LINKS symlinks"
+    echo "tools:    $("$VFS" --version 2>&1 | head -n1) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty'))," \
+        "$(restic version 2>&1 | awk '{print $1, $2}'), $(borg --version 2>&1)"
+    echo "settings: vaultfs defaults (1 MiB avg chunks, zstd 5, argon2id); restic repo v2 (zstd auto);" \
+        "borg repokey-blake2, zstd,3"
+    echo "MB/s = corpus bytes / wall (row 4: random file bytes / wall); peak RSS from /usr/bin/time %M"
+    echo
+    render_table 'row\ttool\twall s\tMB/s\tpeak RSS MiB\trepo MiB\tnote' "$ROWS"
+    if [ "$SKIP_MOUNT" != 1 ]; then
+        echo
+        echo "read side: the latest snapshot mounted with vaultfs mount / restic mount / borg mount;"
+        echo "  PDIR = the corpus root inside it (vaultfs MNT/points/kernel/$VPOINT, restic"
+        echo "  MNT/snapshots/latest/CORPUS, borg MNT/$BORG_LAST/CORPUS); 'original' = the corpus itself."
+        echo "  find: \`find PDIR | wc -l\`; ls: \`ls -lR PDIR >/dev/null\`; tar: \`tar -C PDIR -cf - . | wc -c\`."
+        echo "  cold = fresh mount, page cache and dentries dropped before and after mounting (the daemons'"
+        echo "  own caches start empty only because the mount is fresh); warm = again in the same mount."
+        echo "  Order per tool: [mount, find cold, ls warm, umount] [mount, ls cold, umount]"
+        echo "  [mount, tar cold, tar warm, umount]. MB/s = tar bytes / wall. mount RSS = VmHWM of the"
+        echo "  mount process at the end of the session the row was measured in."
+        echo
+        render_table 'row\ttool\twall s\tMB/s\tmount RSS MiB\toutput\tnote' "$MROWS"
+        echo
+        echo "$MOUNT_SUMMARY"
+    fi
     if [ "$FAILURES" -gt 0 ]; then
         echo
         echo "$FAILURES failure(s); logs kept in $L"

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         // Chunk-sized buffers (1-4 MiB) from the heap, not a fresh mmap each: every mmap'd
         // buffer is page-faulted in again, which cost more system time than compression.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
     }
     std::panic::set_hook(Box::new(|info| {
         let loc = info

@@ -78,7 +78,7 @@ impl Chunker {
                 while end < cap {
                     // Grow on demand: small files never touch the whole 2 × max buffer.
                     if end == self.buf.len() {
-                        let len = (self.buf.len() * 2).clamp(64 << 10, cap);
+                        let len = (self.buf.len() * 2).max(64 << 10).min(cap);
                         self.buf.resize(len, 0);
                     }
                     match reader.read(&mut self.buf[end..]) {
@@ -198,6 +198,27 @@ mod tests {
             .map(|c| c.len())
             .collect();
         assert_eq!(lens, again);
+    }
+
+    #[test]
+    fn smallest_chunk_sizes_work() {
+        // The buffer must not grow past 2 × max when max is below the 64 KiB growth step.
+        let p = ChunkerParams {
+            min_bytes: 64,
+            avg_bytes: 256,
+            max_bytes: 1024,
+            seed: 1,
+        };
+        let data = pseudo_random(200_000, 4);
+        let mut out = Vec::new();
+        Chunker::new(p)
+            .split::<_, io::Error>(&data[..], |c| {
+                out.push(c.len());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(out.iter().sum::<usize>(), data.len());
+        assert!(out.iter().all(|l| *l <= 1024));
     }
 
     #[test]
