@@ -118,7 +118,13 @@ pub fn serve(
     let (tx, rx) = mpsc::channel::<Stop>();
     let mountpoint = opts.mountpoint.clone();
 
-    let fs = Arc::new(VaultFs::new(vault.clone(), opts.cache_bytes));
+    let fs = match VaultFs::new(vault.clone(), opts.cache_bytes) {
+        Ok(fs) => Arc::new(fs),
+        Err(e) => {
+            ready(Err(e.to_string()));
+            return Err(e);
+        }
+    };
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(vault.dir().display().to_string()),

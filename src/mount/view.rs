@@ -23,6 +23,10 @@ use crate::vault::{Vault, VaultError};
 
 /// Chunks fetched ahead of a sequential reader.
 const READAHEAD_CHUNKS: usize = 2;
+/// Threads fetching ahead.
+const PREFETCH_THREADS: usize = 6;
+/// Files after an opened one whose first chunk is fetched ahead.
+const READAHEAD_FILES: usize = 8;
 /// Share of the cache budget given to trees; the rest holds chunks.
 const TREE_CACHE_SHARE: usize = 8;
 
@@ -58,6 +62,8 @@ pub struct VaultFs {
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
+    /// Read-ahead threads: mostly waiting on the disk, so more of them than cores.
+    prefetcher: rayon::ThreadPool,
     mounted_at: SystemTime,
     usage: Mutex<Option<(Instant, u64)>>,
 }
@@ -91,8 +97,13 @@ fn tree_weight(t: &Tree) -> usize {
 }
 
 impl VaultFs {
-    pub fn new(vault: Arc<Vault>, cache_bytes: usize) -> VaultFs {
-        VaultFs {
+    pub fn new(vault: Arc<Vault>, cache_bytes: usize) -> Result<VaultFs, VaultError> {
+        let prefetcher = rayon::ThreadPoolBuilder::new()
+            .num_threads(PREFETCH_THREADS)
+            .thread_name(|i| format!("prefetch-{i}"))
+            .build()
+            .map_err(|e| VaultError::Failed(format!("cannot start read-ahead threads: {e}")))?;
+        Ok(VaultFs {
             vault,
             inodes: InodeTable::default(),
             trees: WeightedCache::new(cache_bytes / TREE_CACHE_SHARE),
@@ -101,9 +112,10 @@ impl VaultFs {
             )),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            prefetcher,
             mounted_at: SystemTime::now(),
             usage: Mutex::new(None),
-        }
+        })
     }
 
     /// True for inodes inside a point (immutable), false for the listings above them.
@@ -517,6 +529,14 @@ impl VaultFs {
             starts.push(pos);
             pos += c.len as u64;
         }
+        // Whoever reads files one after another (tar, cp -r, rsync) reads them in listing
+        // order: fetch the first chunk of the next few files while this one is being read.
+        let next_files = tree.nodes[*idx + 1..]
+            .iter()
+            .filter(|n| n.kind == NodeKind::File)
+            .filter_map(|n| n.chunks.first())
+            .take(READAHEAD_FILES);
+        self.prefetch(next_files);
         let file = OpenFile {
             point: point.clone(),
             path: self.path_of(&entry),
@@ -591,12 +611,17 @@ impl VaultFs {
 
     /// Fetch the chunks after `next` in the background.
     fn read_ahead(&self, file: &OpenFile, next: usize) {
-        for c in file.chunks.iter().skip(next).take(READAHEAD_CHUNKS) {
+        self.prefetch(file.chunks.iter().skip(next).take(READAHEAD_CHUNKS));
+    }
+
+    /// Load chunks into the cache in the background (rayon's pool), skipping cached ones.
+    fn prefetch<'a>(&self, chunks: impl Iterator<Item = &'a ChunkRef>) {
+        for c in chunks {
             if self.chunks.contains(&c.id) {
                 continue;
             }
             let (cache, vault, c) = (self.chunks.clone(), self.vault.clone(), *c);
-            rayon::spawn(move || {
+            self.prefetcher.spawn(move || {
                 let _ = Self::load_chunk(&cache, &vault, c);
             });
         }
