@@ -391,10 +391,26 @@ impl Vault {
             deleted_at_ns: None,
             revision: 1,
         };
-        if existing.is_none() {
+        self.record(
+            existing.is_none().then_some(&item_rec),
+            &rec,
+            failures_before,
+        )?;
+        Ok(rec)
+    }
+
+    /// Write a point record (and a new item's record) in the order of DESIGN §4: meta blobs,
+    /// flush (every pack durable), failure check, catalog, sled flush.
+    fn record(
+        &self,
+        new_item: Option<&ItemRecord>,
+        rec: &PointRecord,
+        failures_before: u64,
+    ) -> Result<()> {
+        if let Some(item) = new_item {
             self.store.put(
                 BlobKind::Meta,
-                &format::encode(&MetaRecord::Item(item_rec.clone())),
+                &format::encode(&MetaRecord::Item(item.clone())),
             )?;
         }
         self.store.put(
@@ -403,12 +419,12 @@ impl Vault {
         )?;
         self.store.flush()?;
         self.check_no_failures(failures_before)?;
-        if existing.is_none() {
-            self.catalog.put_item(self.store.codec(), &item_rec)?;
+        if let Some(item) = new_item {
+            self.catalog.put_item(self.store.codec(), item)?;
         }
-        self.catalog.put_point(self.store.codec(), &rec)?;
+        self.catalog.put_point(self.store.codec(), rec)?;
         self.store.db().flush()?;
-        Ok(rec)
+        Ok(())
     }
 
     /// Refuse to commit if a pack write failed since `failures_before`: a blob this session
@@ -441,14 +457,7 @@ impl Vault {
         }
         rec.deleted_at_ns = deleted.then(now_ns);
         rec.revision += 1;
-        self.store.put(
-            BlobKind::Meta,
-            &format::encode(&MetaRecord::Point(Box::new(rec.clone()))),
-        )?;
-        self.store.flush()?;
-        self.check_no_failures(failures_before)?;
-        self.catalog.put_point(self.store.codec(), &rec)?;
-        self.store.db().flush()?;
+        self.record(None, &rec, failures_before)?;
         Ok(rec)
     }
 
