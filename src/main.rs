@@ -10,16 +10,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // One malloc arena: with rayon, sled and FUSE threads, glibc's per-thread arenas held a
-    // backup of 1M small chunks at 440 MiB instead of 285 MiB (DESIGN.md, "Memory").
-    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        // Chunk-sized buffers (1-4 MiB) from the heap, not a fresh mmap each: every mmap'd
-        // buffer is page-faulted in again, which cost more system time than compression.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
-    }
     std::panic::set_hook(Box::new(|info| {
         let loc = info
             .location()
@@ -54,6 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    tune_allocator(matches!(cli.command, vaultfs::cli::Command::Mount(_)));
     // sled logs its own view of a damaged database; vaultfs reports that as one error line.
     let mut directives = cli.log.clone();
     // The mount daemon's log records mounts, unmounts, soft deletes and damaged reads.
@@ -77,5 +68,26 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::run(cli.command, &env))) {
         Ok(result) => ExitCode::from(cmd::finish(result, &env) as u8),
         Err(_) => ExitCode::from(70),
+    }
+}
+
+/// glibc malloc settings, measured with scripts/bench.sh (DESIGN.md, "Memory"). Called before
+/// any other thread exists.
+fn tune_allocator(daemon: bool) {
+    // SAFETY: mallopt only tunes the allocator.
+    unsafe {
+        // One arena: with rayon, sled and FUSE threads, per-thread arenas held a backup of 1M
+        // small chunks at 440 MiB instead of 290 MiB.
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        if daemon {
+            // The mount daemon caches chunks of all sizes and drops them in LRU order: from the
+            // heap they fragment it (a 64 MiB cache held ~200 MiB); mmap'd they return at once.
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        } else {
+            // Commands: chunk-sized buffers (1-4 MiB) from the heap, not a fresh mmap each,
+            // page-faulted in again per blob (more system time than compression took).
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+        }
     }
 }
