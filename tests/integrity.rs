@@ -21,18 +21,8 @@ fn s(p: &Path) -> &str {
 
 /// `vaultfs init` with cheap key derivation and the given chunk/pack sizes.
 fn init_sized(vault: &Path, pack_mib: u32, chunk_avg: u32) {
-    ok(&[
-        "init",
-        s(vault),
-        "--kdf-memory-kib",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--pack-size-mib",
-        &pack_mib.to_string(),
-        "--chunk-avg",
-        &chunk_avg.to_string(),
-    ]);
+    let (pack, chunk) = (pack_mib.to_string(), chunk_avg.to_string());
+    init_vault_with(vault, &["--pack-size-mib", &pack, "--chunk-avg", &chunk]);
 }
 
 /// `vaultfs backup`; returns (point name, summary line).

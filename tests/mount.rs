@@ -61,21 +61,6 @@ impl Fixture {
     }
 }
 
-/// `vaultfs init` with cheap key derivation and the given pack size (`init_vault_with` cannot
-/// override `--pack-size-mib`: clap refuses the option twice).
-fn init_with_pack_size(vault: &Path, pack_mib: u32) {
-    ok(&[
-        "init",
-        s(vault),
-        "--kdf-memory-kib",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--pack-size-mib",
-        &pack_mib.to_string(),
-    ]);
-}
-
 /// `vaultfs backup VAULT ITEM SRC`; returns the new point's name.
 fn backup(vault: &Path, item: &str, src: &Path) -> String {
     let out = ok(&["backup", s(vault), item, s(src)]);
@@ -937,7 +922,7 @@ fn soft_delete_and_undelete_through_mv_and_the_cli() {
 
 #[test]
 fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
-    let f = Fixture::with_init(|v| init_with_pack_size(v, 1));
+    let f = Fixture::with_init(|v| init_vault_with(v, &["--pack-size-mib", "1"]));
     fs::create_dir_all(&f.src).unwrap();
     let names: Vec<String> = (1..=6).map(|i| format!("file{i}.bin")).collect();
     for (i, n) in names.iter().enumerate() {
