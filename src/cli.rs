@@ -36,8 +36,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Rebuild the index and catalog from the packs alone
     Repair(VaultArg),
-    /// Mount a vault: points/ITEM/POINT read-only, .deleted/ for soft-deleted points
+    /// Mount a vault: incoming/ITEM writable, points/ITEM/POINT read-only, .deleted/ for
+    /// soft-deleted points
     Mount(MountArgs),
+    /// Freeze incoming/ITEM of a mounted vault into a new recovery point; prints its name
+    Snapshot(SnapshotArgs),
     /// Unmount a mounted vault cleanly (finishes pending work first)
     Umount(UmountArgs),
     /// Soft-delete a point: it moves to .deleted/ and is purged after the soft-delete period
@@ -52,6 +55,14 @@ pub enum Command {
 pub struct VaultArg {
     /// Path of the vault directory
     pub vault: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The vault directory, or the directory it is mounted on
+    pub vault: PathBuf,
+    /// The item whose incoming/ITEM tree becomes a point
+    pub item: String,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +92,10 @@ pub struct MountArgs {
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,
+    /// Where data written into incoming/ waits (plaintext, mode 0700) until it is sealed into
+    /// the vault; a directory vaultfs-<vault id> is made in it
+    #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
+    pub staging_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +136,7 @@ impl Command {
             Command::Check(a) => Some(&a.vault),
             Command::Repair(a) => Some(&a.vault),
             Command::Mount(a) => Some(&a.vault),
+            Command::Snapshot(a) => Some(&a.vault),
             Command::Delete(a) | Command::Undelete(a) => Some(&a.vault),
             Command::Init(_) | Command::Umount(_) | Command::Completions(_) => None,
         }

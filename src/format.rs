@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::store::BlobId;
 
 /// The vault format this build reads and writes. Bump on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version this build opens. A version-1 vault is upgraded in place when opened: v2 only
+/// adds the incoming record (a new meta record kind and catalog tree), so nothing is rewritten.
+pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Value of the `format` field in the config file; tells a vault from any other JSON file.
 pub const FORMAT_NAME: &str = "vaultfs";
 
@@ -140,11 +143,25 @@ impl PointRecord {
     }
 }
 
-/// A meta blob: how item and point records live in the packs, so `repair` can rebuild the catalog.
+/// The saved state of an item's writable `incoming/ITEM/` tree (format v2). The mount daemon
+/// writes a new revision on fsync, on snapshot and every few seconds while it changes; after a
+/// crash, the mount shows incoming as of the newest revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingRecord {
+    pub item: String,
+    /// The item directory itself; `root.subtree` is its tree.
+    pub root: Node,
+    pub saved_ns: i64,
+    pub revision: u64,
+}
+
+/// A meta blob: how item, point and incoming records live in the packs, so `repair` can rebuild
+/// the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaRecord {
     Item(ItemRecord),
     Point(Box<PointRecord>),
+    Incoming(Box<IncomingRecord>),
 }
 
 /// Encode with postcard. Encoding in-memory structures cannot fail except on allocation.

@@ -12,6 +12,7 @@ mod mount;
 mod points;
 mod repair;
 mod restore;
+mod snapshot;
 mod umount;
 
 use std::io::IsTerminal;
@@ -192,6 +193,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Repair(a) => repair::run(a, env),
         Command::Mount(a) => mount::run(a, env),
         Command::Umount(a) => umount::run(a, env),
+        Command::Snapshot(a) => snapshot::run(a, env),
         Command::Delete(a) => delete::run(a, env, true),
         Command::Undelete(a) => delete::run(a, env, false),
         Command::Completions(a) => completions::run(a),
@@ -231,7 +233,10 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 /// If a daemon holds the command's vault, run the command there. `None`: run it here.
 pub fn forward(cli: &Cli) -> Option<i32> {
-    let vault = cli.command.vault_path()?;
+    let given = cli.command.vault_path()?;
+    // A mount point stands for the vault mounted on it.
+    let resolved = vaultfs::mount::daemon::vault_of_mount(given);
+    let vault = resolved.as_deref().unwrap_or(given);
     let stream = control::connect(vault)?;
     let env = Env::local(cli.passphrase_file.clone());
     let pass = match env.passphrase(vault, false) {

@@ -62,6 +62,7 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         allow_other: a.allow_other,
         cache_bytes: a.cache_size.clamp(16 << 20, 64 << 30) as usize,
         threads: a.threads.clamp(1, 64),
+        staging: env.path(&a.staging_dir),
     };
     if a.foreground {
         return daemon_main(&vault, &opts, key, None).map(|_| Outcome::Ok);

@@ -26,6 +26,8 @@ pub struct MountOptions {
     pub allow_other: bool,
     pub cache_bytes: usize,
     pub threads: usize,
+    /// Where staging directories for data written into `incoming/` go.
+    pub staging: PathBuf,
 }
 
 enum Stop {
@@ -59,6 +61,17 @@ pub fn mounts() -> Vec<(String, PathBuf, String)> {
             Some((unescape(src), PathBuf::from(unescape(dst)), ty.to_string()))
         })
         .collect()
+}
+
+/// The vault directory mounted on `path`, if `path` is a vaultfs mount point.
+pub fn vault_of_mount(path: &Path) -> Option<PathBuf> {
+    let mnt = path.canonicalize().ok()?;
+    mounts()
+        .into_iter()
+        .find(|(src, p, ty)| {
+            *p == mnt && ty.starts_with("fuse") && Path::new(src).join("config").is_file()
+        })
+        .map(|(src, _, _)| PathBuf::from(src))
 }
 
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
@@ -118,7 +131,7 @@ pub fn serve(
     let (tx, rx) = mpsc::channel::<Stop>();
     let mountpoint = opts.mountpoint.clone();
 
-    let fs = match VaultFs::new(vault.clone(), opts.cache_bytes) {
+    let fs = match VaultFs::new(vault.clone(), opts.cache_bytes, &opts.staging) {
         Ok(fs) => Arc::new(fs),
         Err(e) => {
             ready(Err(e.to_string()));
@@ -141,7 +154,7 @@ pub fn serve(
     };
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
-    let mut session = match Session::new(FuseFs::new(fs), &mountpoint, &config) {
+    let mut session = match Session::new(FuseFs::new(fs.clone()), &mountpoint, &config) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot mount {}: {e}", mountpoint.display());
@@ -150,6 +163,7 @@ pub fn serve(
         }
     };
     let mut unmounter = session.unmount_callable();
+    fs.incoming().set_notifier(session.notifier());
 
     let control_tx = std::sync::Mutex::new(tx.clone());
     // Commands running through the socket (a backup, say) finish before the daemon exits.
@@ -248,7 +262,12 @@ pub fn serve(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let flushed = vault.store().flush();
+    // Files still waiting in staging are stored and the incoming trees saved.
+    let saved = fs.incoming().shutdown();
+    if let Err(e) = &saved {
+        tracing::error!("saving incoming at unmount failed: {e}");
+    }
+    let flushed = vault.store().flush().map_err(VaultError::from).and(saved);
     let _ = std::fs::remove_file(control::socket_path(vault.dir()));
     tracing::info!("unmounted {}", mountpoint.display());
     for w in waiters {
@@ -257,5 +276,5 @@ pub fn serve(
             let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(5));
         }
     }
-    flushed.map_err(VaultError::from)
+    flushed
 }

@@ -1,8 +1,8 @@
 //! The only place where a failure becomes an errno. Policy:
 //! - damaged or missing stored data (authentication failure, missing blob or pack, truncated
 //!   pack) → `EIO`, and the caller logs the item, point and path;
-//! - any change under `points/` or `.deleted/` (and, until incoming is writable, `incoming/`)
-//!   → `EROFS`;
+//! - any change under `points/` or `.deleted/` → `EROFS`;
+//! - a vault or staging area without room → `ENOSPC`;
 //! - a name that does not exist → `ENOENT`; an xattr that does not exist → `ENODATA`;
 //! - a local I/O error keeps its own errno (e.g. `ENOSPC`); anything else → `EIO`.
 //!
@@ -27,6 +27,8 @@ pub enum FsError {
     BadHandle,
     Exists,
     NotEmpty,
+    NotPermitted,
+    CrossDevice,
     /// Damaged or missing data; the message names what was hit.
     Damaged(String),
     Vault(VaultError),
@@ -59,6 +61,8 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::BadHandle => Errno::EBADF,
         FsError::Exists => Errno::EEXIST,
         FsError::NotEmpty => Errno::ENOTEMPTY,
+        FsError::NotPermitted => Errno::EPERM,
+        FsError::CrossDevice => Errno::EXDEV,
         FsError::Damaged(_) => Errno::EIO,
         FsError::Vault(v) => vault_errno(v),
     }
@@ -70,6 +74,7 @@ fn vault_errno(e: &VaultError) -> Errno {
             Errno::ENOENT
         }
         VaultError::BadItemName(_) | VaultError::BadPointName(_) => Errno::EINVAL,
+        VaultError::HasPoints(_) => Errno::EBUSY,
         VaultError::Io { source, .. } => source
             .raw_os_error()
             .map(Errno::from_i32)

@@ -13,7 +13,8 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::errno::{FsError, errno};
+use super::errno::{FsError, FsResult, errno};
+use super::incoming::{self, Incoming, Owner, SetAttr};
 use super::inodes::{self, Entry};
 use super::view::VaultFs;
 
@@ -42,7 +43,48 @@ fn ttl_for(ino: u64, kind_is_point_content: bool) -> Duration {
     }
 }
 
+fn owner(req: &Request) -> Owner {
+    Owner {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn time_ns(t: TimeOrNow) -> i64 {
+    let t = match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    };
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, r: FsResult<fuser::FileAttr>) {
+    match r {
+        Ok(attr) => reply.entry(&TTL_LISTING, &attr, Generation(0)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: FsResult<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
 impl FuseFs {
+    /// The incoming trees, if `ino` is theirs; writes anywhere else are refused.
+    fn writable(&self, ino: u64) -> FsResult<&Incoming> {
+        if incoming::owns(ino) {
+            Ok(self.fs.incoming())
+        } else {
+            Err(FsError::ReadOnly)
+        }
+    }
+
     fn ttl(&self, ino: u64) -> Duration {
         let immutable = matches!(self.fs_entry_kind(ino), Some(true));
         ttl_for(ino, immutable)
@@ -84,14 +126,14 @@ impl Filesystem for FuseFs {
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -99,7 +141,22 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(errno(&FsError::ReadOnly));
+        let change = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime_ns: atime.map(time_ns),
+            mtime_ns: mtime.map(time_ns),
+            ctime_ns: ctime.map(|t| time_ns(TimeOrNow::SpecificTime(t))),
+        };
+        match self
+            .writable(ino.0)
+            .and_then(|inc| inc.setattr(ino.0, change))
+        {
+            Ok(attr) => reply.attr(&TTL_LISTING, &attr),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -111,31 +168,62 @@ impl Filesystem for FuseFs {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _r: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(&FsError::ReadOnly));
+        let r = self
+            .writable(parent.0)
+            .and_then(|inc| inc.mknod(parent.0, name, mode, rdev, owner(req)));
+        reply_entry(reply, r);
     }
 
-    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(errno(&FsError::ReadOnly));
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .writable(parent.0)
+            .and_then(|inc| inc.mkdir(parent.0, name, mode, owner(req)));
+        reply_entry(reply, r);
     }
 
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(&FsError::ReadOnly));
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self
+            .writable(parent.0)
+            .and_then(|inc| inc.unlink(parent.0, name));
+        reply_empty(reply, r);
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(&FsError::ReadOnly));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self
+            .writable(parent.0)
+            .and_then(|inc| inc.rmdir(parent.0, name));
+        reply_empty(reply, r);
     }
 
-    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
-        reply.error(errno(&FsError::ReadOnly));
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
+        let r = self
+            .writable(parent.0)
+            .and_then(|inc| inc.symlink(parent.0, name, target, owner(req)));
+        reply_entry(reply, r);
     }
 
     fn rename(
@@ -148,6 +236,20 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let into = (incoming::owns(parent.0), incoming::owns(newparent.0));
+        if into != (false, false) {
+            let r = if into != (true, true) {
+                Err(FsError::CrossDevice)
+            } else if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
+                Err(FsError::Invalid)
+            } else {
+                self.fs
+                    .incoming()
+                    .rename(parent.0, name, newparent.0, newname, noreplace)
+            };
+            return reply_empty(reply, r);
+        }
         // Moving a point never replaces anything, so NOREPLACE (what mv asks for) is fine.
         if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
             return reply.error(errno(&FsError::ReadOnly));
@@ -158,14 +260,34 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn link(&self, _req: &Request, _i: INodeNo, _p: INodeNo, _n: &OsStr, reply: ReplyEntry) {
-        reply.error(errno(&FsError::ReadOnly));
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = match (incoming::owns(ino.0), incoming::owns(newparent.0)) {
+            (true, true) => self.fs.incoming().link(ino.0, newparent.0, newname),
+            (false, false) => Err(FsError::ReadOnly),
+            _ => Err(FsError::CrossDevice),
+        };
+        reply_entry(reply, r);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        match self.fs.open(ino.0, write) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        // Points never change: keep their pages. Incoming files change only through this
+        // mount, but keep-cache would also keep pages across a truncate by another handle.
+        let keep = if incoming::owns(ino.0) {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        };
+        match self.fs.open(ino.0, write, truncate) {
+            Ok(fh) => reply.opened(FileHandle(fh), keep),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -190,16 +312,22 @@ impl Filesystem for FuseFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(errno(&FsError::ReadOnly));
+        let r = self
+            .writable(ino.0)
+            .and_then(|inc| inc.write(fh.0, offset, data));
+        match r {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn flush(
@@ -232,12 +360,34 @@ impl Filesystem for FuseFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Points are durable already; an incoming file is stored and its tree saved.
+        let r = if incoming::owns(ino.0) {
+            self.fs.incoming().fsync(Some(fh.0))
+        } else {
+            Ok(())
+        };
+        reply_empty(reply, r);
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let r = if incoming::owns(ino.0) {
+            self.fs.incoming().fsync(None)
+        } else {
+            Ok(())
+        };
+        reply_empty(reply, r);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -305,7 +455,7 @@ impl Filesystem for FuseFs {
                 Ok(x) => x,
                 Err(err) => return reply.error(errno(&err)),
             };
-            let ttl = if matches!(entry, Some(Entry::Node { .. })) {
+            let ttl = if matches!(entry, Some(Some(Entry::Node { .. }))) {
                 TTL_IMMUTABLE
             } else {
                 TTL_LISTING
@@ -351,14 +501,17 @@ impl Filesystem for FuseFs {
     fn setxattr(
         &self,
         _req: &Request,
-        _i: INodeNo,
-        _n: &OsStr,
-        _v: &[u8],
-        _f: i32,
-        _p: u32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(&FsError::ReadOnly));
+        let r = self
+            .writable(ino.0)
+            .and_then(|inc| inc.setxattr(ino.0, name, value, flags));
+        reply_empty(reply, r);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -375,8 +528,11 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn removexattr(&self, _req: &Request, _i: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(&FsError::ReadOnly));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = self
+            .writable(ino.0)
+            .and_then(|inc| inc.removexattr(ino.0, name));
+        reply_empty(reply, r);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -385,15 +541,27 @@ impl Filesystem for FuseFs {
 
     fn create(
         &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _f: i32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(errno(&FsError::ReadOnly));
+        let r = self
+            .writable(parent.0)
+            .and_then(|inc| inc.create(parent.0, name, mode, owner(req)));
+        match r {
+            Ok((attr, fh)) => reply.created(
+                &TTL_LISTING,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 }
 

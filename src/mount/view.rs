@@ -16,6 +16,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 
 use super::cache::WeightedCache;
 use super::errno::{FsError, FsResult};
+use super::incoming::{self, Incoming};
 use super::inodes::{self, Area, Entry, InodeTable, PointCtx};
 use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, BlobKind};
@@ -57,6 +58,7 @@ enum Handle {
 
 pub struct VaultFs {
     vault: Arc<Vault>,
+    incoming: Arc<Incoming>,
     inodes: InodeTable,
     trees: WeightedCache<BlobId, Tree>,
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
@@ -68,7 +70,7 @@ pub struct VaultFs {
     usage: Mutex<Option<(Instant, u64)>>,
 }
 
-fn to_time(ns: i64) -> SystemTime {
+pub(super) fn to_time(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
@@ -76,7 +78,7 @@ fn to_time(ns: i64) -> SystemTime {
     }
 }
 
-fn file_type(kind: NodeKind) -> FileType {
+pub(super) fn file_type(kind: NodeKind) -> FileType {
     match kind {
         NodeKind::File => FileType::RegularFile,
         NodeKind::Dir => FileType::Directory,
@@ -97,7 +99,15 @@ fn tree_weight(t: &Tree) -> usize {
 }
 
 impl VaultFs {
-    pub fn new(vault: Arc<Vault>, cache_bytes: usize) -> Result<VaultFs, VaultError> {
+    pub fn new(
+        vault: Arc<Vault>,
+        cache_bytes: usize,
+        staging_base: &std::path::Path,
+    ) -> Result<VaultFs, VaultError> {
+        let chunks = Arc::new(WeightedCache::new(
+            cache_bytes - cache_bytes / TREE_CACHE_SHARE,
+        ));
+        let incoming = Incoming::new(vault.clone(), chunks.clone(), staging_base)?;
         let prefetcher = rayon::ThreadPoolBuilder::new()
             .num_threads(PREFETCH_THREADS)
             .thread_name(|i| format!("prefetch-{i}"))
@@ -105,11 +115,10 @@ impl VaultFs {
             .map_err(|e| VaultError::Failed(format!("cannot start read-ahead threads: {e}")))?;
         Ok(VaultFs {
             vault,
+            incoming,
             inodes: InodeTable::default(),
             trees: WeightedCache::new(cache_bytes / TREE_CACHE_SHARE),
-            chunks: Arc::new(WeightedCache::new(
-                cache_bytes - cache_bytes / TREE_CACHE_SHARE,
-            )),
+            chunks,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             prefetcher,
@@ -127,6 +136,11 @@ impl VaultFs {
 
     pub fn vault(&self) -> &Arc<Vault> {
         &self.vault
+    }
+
+    /// The writable `incoming/` trees, for inodes where [`incoming::owns`] holds.
+    pub fn incoming(&self) -> &Incoming {
+        &self.incoming
     }
 
     fn entry(&self, ino: u64) -> FsResult<Entry> {
@@ -239,6 +253,9 @@ impl VaultFs {
 
     /// Attributes of a known inode.
     pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+        if ino != inodes::INCOMING && incoming::owns(ino) {
+            return self.incoming.getattr(ino);
+        }
         let entry = self.entry(ino)?;
         self.attr_of(ino, &entry)
     }
@@ -361,19 +378,28 @@ impl VaultFs {
 
     /// Attributes of `name` in `parent`, without registering it (for readdirplus, which
     /// registers only the entries that fit in the reply).
-    pub fn peek(&self, parent: u64, name: &[u8]) -> FsResult<(Entry, FileAttr)> {
+    pub fn peek(&self, parent: u64, name: &[u8]) -> FsResult<(Option<Entry>, FileAttr)> {
+        if incoming::owns(parent) {
+            return Ok((None, self.incoming.peek(parent, name)?));
+        }
         let (ino, entry) = self.find(parent, name)?;
         let attr = self.attr_of(ino, &entry)?;
-        Ok((entry, attr))
+        Ok((Some(entry), attr))
     }
 
     /// Register one kernel reference to an entry returned by [`VaultFs::peek`].
-    pub fn remember(&self, ino: u64, entry: Entry) {
-        self.inodes.remember(ino, entry);
+    pub fn remember(&self, ino: u64, entry: Option<Entry>) {
+        match entry {
+            Some(e) => self.inodes.remember(ino, e),
+            None => self.incoming.remember(ino),
+        }
     }
 
     /// Look up `name` in `parent` and register one kernel reference to it.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
+        if incoming::owns(parent) {
+            return self.incoming.lookup(parent, name);
+        }
         let (ino, entry) = self.find(parent, name.as_bytes())?;
         let attr = self.attr_of(ino, &entry)?;
         self.inodes.remember(ino, entry);
@@ -381,10 +407,16 @@ impl VaultFs {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
+        if ino & incoming::BIT != 0 {
+            return self.incoming.forget(ino, n);
+        }
         self.inodes.forget(ino, n);
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        if incoming::owns(ino) {
+            return self.incoming.readlink(ino);
+        }
         match self.entry(ino)? {
             Entry::Latest { item } => Ok(self
                 .latest_name(&item)?
@@ -399,6 +431,27 @@ impl VaultFs {
 
     /// Snapshot a directory's listing into a handle.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if incoming::owns(ino) {
+            let parent = if ino == inodes::INCOMING {
+                inodes::ROOT
+            } else {
+                self.incoming.parent(ino)
+            };
+            let mut list = vec![
+                DirEntry {
+                    ino,
+                    kind: FileType::Directory,
+                    name: b".".to_vec(),
+                },
+                DirEntry {
+                    ino: parent,
+                    kind: FileType::Directory,
+                    name: b"..".to_vec(),
+                },
+            ];
+            list.extend(self.incoming.list(ino)?);
+            return Ok(self.add_handle(Handle::Dir(Arc::new(list))));
+        }
         let entry = self.entry(ino)?;
         let mut list = vec![
             DirEntry {
@@ -500,11 +553,17 @@ impl VaultFs {
     }
 
     pub fn release(&self, fh: u64) {
+        if incoming::owns_handle(fh) {
+            return self.incoming.release(fh);
+        }
         self.handles.lock().expect("handles lock").remove(&fh);
     }
 
     /// Open a file for reading; any write access is refused.
-    pub fn open(&self, ino: u64, write: bool) -> FsResult<u64> {
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> FsResult<u64> {
+        if incoming::owns(ino) {
+            return self.incoming.open(ino, truncate);
+        }
         let entry = self.entry(ino)?;
         let Entry::Node {
             point, tree, idx, ..
@@ -548,33 +607,10 @@ impl VaultFs {
         Ok(self.add_handle(Handle::File(Arc::new(file))))
     }
 
-    fn load_chunk(
-        cache: &WeightedCache<BlobId, Vec<u8>>,
-        vault: &Vault,
-        c: ChunkRef,
-    ) -> Result<Arc<Vec<u8>>, String> {
-        cache.get_or_load(
-            &c.id,
-            |v| v.capacity(),
-            || {
-                let data = vault
-                    .store()
-                    .get(BlobKind::Data, &c.id)
-                    .map_err(|e| e.to_string())?;
-                if data.len() != c.len as usize {
-                    return Err(format!(
-                        "chunk {} has {} bytes, the tree says {}",
-                        c.id,
-                        data.len(),
-                        c.len
-                    ));
-                }
-                Ok(data)
-            },
-        )
-    }
-
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        if incoming::owns_handle(fh) {
+            return self.incoming.read(fh, offset, size);
+        }
         let file = match self.handles.lock().expect("handles lock").get(&fh) {
             Some(Handle::File(f)) => f.clone(),
             _ => return Err(FsError::BadHandle),
@@ -587,16 +623,15 @@ impl VaultFs {
         let mut i = file.starts.partition_point(|s| *s <= offset) - 1;
         let mut pos = offset;
         while pos < end {
-            let data =
-                Self::load_chunk(&self.chunks, &self.vault, file.chunks[i]).map_err(|why| {
-                    tracing::error!(
-                        "EIO: {}/{}:{}: {why}",
-                        file.point.item,
-                        file.point.name,
-                        file.path
-                    );
-                    FsError::Damaged(why)
-                })?;
+            let data = load_chunk(&self.chunks, &self.vault, file.chunks[i]).map_err(|why| {
+                tracing::error!(
+                    "EIO: {}/{}:{}: {why}",
+                    file.point.item,
+                    file.point.name,
+                    file.path
+                );
+                FsError::Damaged(why)
+            })?;
             let from = (pos - file.starts[i]) as usize;
             let to = ((end - file.starts[i]) as usize).min(data.len());
             out.extend_from_slice(&data[from..to]);
@@ -622,12 +657,15 @@ impl VaultFs {
             }
             let (cache, vault, c) = (self.chunks.clone(), self.vault.clone(), *c);
             self.prefetcher.spawn(move || {
-                let _ = Self::load_chunk(&cache, &vault, c);
+                let _ = load_chunk(&cache, &vault, c);
             });
         }
     }
 
     fn xattrs_of(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        if ino == inodes::INCOMING {
+            return Ok(Vec::new());
+        }
         Ok(self
             .entry(ino)?
             .node()
@@ -636,6 +674,9 @@ impl VaultFs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        if ino != inodes::INCOMING && incoming::owns(ino) {
+            return self.incoming.getxattr(ino, name);
+        }
         self.xattrs_of(ino)?
             .into_iter()
             .find(|(k, _)| k == name.as_bytes())
@@ -645,6 +686,9 @@ impl VaultFs {
 
     /// NUL-terminated names, as listxattr(2) returns them.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        if ino != inodes::INCOMING && incoming::owns(ino) {
+            return self.incoming.listxattr(ino);
+        }
         let mut out = Vec::new();
         for (k, _) in self.xattrs_of(ino)? {
             out.extend_from_slice(&k);
@@ -719,6 +763,33 @@ impl VaultFs {
         *usage = Some((Instant::now(), bytes));
         bytes
     }
+}
+
+/// A chunk through the cache, checked against the length its tree gives.
+pub(super) fn load_chunk(
+    cache: &WeightedCache<BlobId, Vec<u8>>,
+    vault: &Vault,
+    c: ChunkRef,
+) -> Result<Arc<Vec<u8>>, String> {
+    cache.get_or_load(
+        &c.id,
+        |v| v.capacity(),
+        || {
+            let data = vault
+                .store()
+                .get(BlobKind::Data, &c.id)
+                .map_err(|e| e.to_string())?;
+            if data.len() != c.len as usize {
+                return Err(format!(
+                    "chunk {} has {} bytes, the tree says {}",
+                    c.id,
+                    data.len(),
+                    c.len
+                ));
+            }
+            Ok(data)
+        },
+    )
 }
 
 fn point_of(entry: &Entry) -> Option<&Arc<PointCtx>> {

@@ -6,7 +6,6 @@
 //! flight holds one chunker buffer (2 × max chunk) and one batch (≤ BATCH_BYTES). Files whose
 //! size, mtime, ctime and inode match the item's previous point keep their chunk lists unread.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
@@ -20,13 +19,10 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
-use crate::store::chunker::Chunker;
-use crate::store::{BlobId, BlobKind};
+use crate::store::BlobId;
 
+use super::ingest::{self, FileError};
 use super::{Result, Vault, VaultError, fsmeta, names, now_ns, tree};
-
-/// Chunks of one file sealed together in parallel.
-const BATCH_BYTES: usize = 8 << 20;
 
 /// Live counters for a progress display.
 #[derive(Debug, Default)]
@@ -58,22 +54,6 @@ struct Ctx<'a> {
     warnings: Mutex<Vec<String>>,
     /// Chunk lists of hard-linked inodes already read in this backup.
     links: Mutex<HashMap<u64, Vec<ChunkRef>>>,
-}
-
-thread_local! {
-    static CHUNKER: RefCell<Option<Chunker>> = const { RefCell::new(None) };
-}
-
-/// Why one file could not be stored: the source failed (skip it) or the vault did (abort).
-enum FileError {
-    Source(io::Error),
-    Vault(VaultError),
-}
-
-impl From<io::Error> for FileError {
-    fn from(e: io::Error) -> Self {
-        FileError::Source(e)
-    }
 }
 
 /// Back up `src` as a new point of `item`.
@@ -283,61 +263,7 @@ fn backup_entry(
 /// Read, chunk and store one file. Returns its chunk ids and the bytes actually read.
 fn store_file(ctx: &Ctx, path: &Path) -> std::result::Result<(Vec<ChunkRef>, u64), FileError> {
     let file = open_source(path)?;
-    // Take the thread's chunker out: rayon may run another file on this thread while we wait.
-    let mut chunker = CHUNKER
-        .with(|c| c.borrow_mut().take())
-        .unwrap_or_else(|| ctx.vault.chunker());
-    let mut chunks = Vec::new();
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut total = 0u64;
-    let result = chunker.split(
-        &file,
-        |piece: &[u8]| -> std::result::Result<(), FileError> {
-            total += piece.len() as u64;
-            batch_bytes += piece.len();
-            batch.push(piece.to_vec());
-            if batch_bytes >= BATCH_BYTES {
-                store_batch(ctx, &mut batch, &mut chunks)?;
-                batch_bytes = 0;
-            }
-            Ok(())
-        },
-    );
-    let result = result.and_then(|_| store_batch(ctx, &mut batch, &mut chunks));
-    CHUNKER.with(|c| *c.borrow_mut() = Some(chunker));
-    result.map(|_| (chunks, total))
-}
-
-fn store_batch(
-    ctx: &Ctx,
-    batch: &mut Vec<Vec<u8>>,
-    chunks: &mut Vec<ChunkRef>,
-) -> std::result::Result<(), FileError> {
-    let store = ctx.vault.store();
-    let ids: Vec<BlobId> = if batch.len() == 1 {
-        vec![
-            store
-                .put(BlobKind::Data, &batch[0])
-                .map_err(|e| FileError::Vault(e.into()))?,
-        ]
-    } else {
-        batch
-            .par_iter()
-            .map(|c| store.put(BlobKind::Data, c))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| FileError::Vault(e.into()))?
-    };
-    let n: usize = batch.iter().map(|c| c.len()).sum();
-    ctx.progress
-        .bytes_read
-        .fetch_add(n as u64, Ordering::Relaxed);
-    chunks.extend(ids.into_iter().zip(batch.iter()).map(|(id, c)| ChunkRef {
-        id,
-        len: c.len() as u32,
-    }));
-    batch.clear();
-    Ok(())
+    ingest::store_stream(ctx.vault, &file, &ctx.progress.bytes_read)
 }
 
 /// Open a source file without updating its atime when we may.

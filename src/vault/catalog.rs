@@ -6,7 +6,7 @@
 //! another key. Every record also lives in the packs as a meta blob; this is a cache that
 //! `repair` can rebuild.
 
-use crate::format::{self, ItemRecord, PointRecord};
+use crate::format::{self, IncomingRecord, ItemRecord, PointRecord};
 use crate::store::codec::Codec;
 use crate::store::index::Db;
 use crate::store::{BlobKind, StoreError};
@@ -15,10 +15,13 @@ use super::{Result, VaultError};
 
 const ITEM_AAD: &[u8] = b"vaultfs catalog item";
 const POINT_AAD: &[u8] = b"vaultfs catalog point";
+const INCOMING_AAD: &[u8] = b"vaultfs catalog incoming";
 
 pub struct Catalog {
     items: sled::Tree,
     points: sled::Tree,
+    /// Key: keyed-hash(item)[..16]; value: the item's newest [`IncomingRecord`] (format v2).
+    incoming: sled::Tree,
 }
 
 fn sled_err(e: sled::Error) -> VaultError {
@@ -40,6 +43,7 @@ impl Catalog {
         Ok(Catalog {
             items: db.tree("items")?,
             points: db.tree("points")?,
+            incoming: db.tree("incoming")?,
         })
     }
 
@@ -135,10 +139,42 @@ impl Catalog {
         Ok(out)
     }
 
+    pub fn put_incoming(&self, codec: &Codec, rec: &IncomingRecord) -> Result<()> {
+        let key = Self::item_key(codec, &rec.item);
+        let v = codec.seal_raw(&format::encode(rec), &aad(INCOMING_AAD, &key))?;
+        self.incoming.insert(key, v).map_err(sled_err)?;
+        Ok(())
+    }
+
+    pub fn incoming(&self, codec: &Codec, item: &str) -> Result<Option<IncomingRecord>> {
+        let key = Self::item_key(codec, item);
+        let Some(v) = self.incoming.get(key).map_err(sled_err)? else {
+            return Ok(None);
+        };
+        let plain = codec
+            .open_raw(&v, &aad(INCOMING_AAD, &key))
+            .map_err(|e| bad("incoming record", e))?;
+        let rec: IncomingRecord =
+            format::decode(&plain, "incoming record").map_err(VaultError::BadCatalog)?;
+        if rec.item != item {
+            return Err(bad("incoming record", "stored under another item's key"));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Forget an item that has no points (and its incoming record).
+    pub fn remove_item(&self, codec: &Codec, item: &str) -> Result<()> {
+        let key = Self::item_key(codec, item);
+        self.incoming.remove(key).map_err(sled_err)?;
+        self.items.remove(key).map_err(sled_err)?;
+        Ok(())
+    }
+
     /// Remove everything (used by `repair` before refilling).
     pub fn clear(&self) -> Result<()> {
         self.items.clear().map_err(sled_err)?;
         self.points.clear().map_err(sled_err)?;
+        self.incoming.clear().map_err(sled_err)?;
         Ok(())
     }
 }

@@ -36,6 +36,8 @@ pub enum VaultError {
     BadItemName(String),
     #[error("invalid point name {0:?}: expected a name like 2026-11-23T23-10-05Z")]
     BadPointName(String),
+    #[error("item {0:?} has recovery points; it cannot be removed")]
+    HasPoints(String),
     #[error("invalid setting: {0}")]
     BadSetting(String),
     #[error("{op} {path}: {source}")]

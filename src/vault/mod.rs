@@ -8,6 +8,8 @@ pub mod catalog;
 pub mod check;
 mod error;
 pub mod fsmeta;
+pub mod incoming;
+pub mod ingest;
 pub mod lock;
 pub mod names;
 pub mod repair;
@@ -21,7 +23,8 @@ use std::path::{Path, PathBuf};
 pub use error::{Result, VaultError};
 
 use crate::format::{
-    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, ItemRecord, MetaRecord, PointRecord, VaultParams,
+    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_OLDEST, IncomingRecord,
+    ItemRecord, MetaRecord, PointRecord, VaultParams,
 };
 use crate::keys::{KdfParams, MasterKey, random_bytes};
 use crate::store::chunker::{Chunker, ChunkerParams};
@@ -75,6 +78,8 @@ pub struct Vault {
     catalog: Catalog,
     /// Serialises commits (point naming and catalog updates) between sessions of a daemon.
     commit_lock: std::sync::Mutex<()>,
+    /// The mount daemon's live incoming trees, when this vault is mounted.
+    live: std::sync::OnceLock<std::sync::Weak<dyn incoming::LiveIncoming>>,
     _lock: VaultLock,
 }
 
@@ -204,7 +209,7 @@ impl Vault {
                 supported: FORMAT_VERSION,
             });
         }
-        if version < FORMAT_VERSION as u64 {
+        if version < FORMAT_VERSION_OLDEST as u64 {
             return Err(VaultError::BadConfig(format!(
                 "unknown format version {version}"
             )));
@@ -226,6 +231,13 @@ impl Vault {
     fn open_with(dir: &Path, secret: Secret) -> Result<Vault> {
         let (config, lock, codec, params) = Self::unlock(dir, secret)?;
         let db = Db::open(&dir.join(INDEX_DIR), &vault_id_bytes(&config)?)?;
+        if config.version < FORMAT_VERSION {
+            // v1 -> v2 adds record kinds only; once a v2 record may exist, an older vaultfs
+            // must refuse the vault instead of misreading it.
+            let mut config = config;
+            config.version = FORMAT_VERSION;
+            write_config(dir, &codec, config, &params)?;
+        }
         Self::assemble(dir, lock, codec, params, db)
     }
 
@@ -274,6 +286,7 @@ impl Vault {
             store,
             catalog,
             commit_lock: std::sync::Mutex::new(()),
+            live: std::sync::OnceLock::new(),
             _lock: lock,
         })
     }
@@ -365,6 +378,20 @@ impl Vault {
         counts: (u64, u64, u64),
         failures_before: u64,
     ) -> Result<PointRecord> {
+        self.commit_point_with(item, created_ns, root, counts, None, failures_before)
+    }
+
+    /// [`Vault::commit_point`], also recording the item's incoming tree in the same commit
+    /// (a snapshot of `incoming/ITEM`).
+    pub(crate) fn commit_point_with(
+        &self,
+        item: &str,
+        created_ns: i64,
+        root: format::Node,
+        counts: (u64, u64, u64),
+        incoming: Option<IncomingRecord>,
+        failures_before: u64,
+    ) -> Result<PointRecord> {
         // One commit at a time: choosing a free name and recording it must not interleave.
         let _commit = self.commit_lock.lock().expect("commit lock");
         let existing = self.catalog.item(self.store.codec(), item)?;
@@ -391,38 +418,34 @@ impl Vault {
             deleted_at_ns: None,
             revision: 1,
         };
-        self.record(
-            existing.is_none().then_some(&item_rec),
-            &rec,
-            failures_before,
-        )?;
+        let mut metas = Vec::new();
+        if existing.is_none() {
+            metas.push(MetaRecord::Item(item_rec));
+        }
+        metas.push(MetaRecord::Point(Box::new(rec.clone())));
+        if let Some(inc) = incoming {
+            metas.push(MetaRecord::Incoming(Box::new(inc)));
+        }
+        self.record(&metas, failures_before)?;
         Ok(rec)
     }
 
-    /// Write a point record (and a new item's record) in the order of DESIGN §4: meta blobs,
-    /// flush (every pack durable), failure check, catalog, sled flush.
-    fn record(
-        &self,
-        new_item: Option<&ItemRecord>,
-        rec: &PointRecord,
-        failures_before: u64,
-    ) -> Result<()> {
-        if let Some(item) = new_item {
-            self.store.put(
-                BlobKind::Meta,
-                &format::encode(&MetaRecord::Item(item.clone())),
-            )?;
+    /// Write records in the order of DESIGN §4: meta blobs, flush (every pack durable),
+    /// failure check, catalog, sled flush.
+    fn record(&self, metas: &[MetaRecord], failures_before: u64) -> Result<()> {
+        for m in metas {
+            self.store.put(BlobKind::Meta, &format::encode(m))?;
         }
-        self.store.put(
-            BlobKind::Meta,
-            &format::encode(&MetaRecord::Point(Box::new(rec.clone()))),
-        )?;
         self.store.flush()?;
         self.check_no_failures(failures_before)?;
-        if let Some(item) = new_item {
-            self.catalog.put_item(self.store.codec(), item)?;
+        let codec = self.store.codec();
+        for m in metas {
+            match m {
+                MetaRecord::Item(it) => self.catalog.put_item(codec, it)?,
+                MetaRecord::Point(p) => self.catalog.put_point(codec, p)?,
+                MetaRecord::Incoming(i) => self.catalog.put_incoming(codec, i)?,
+            }
         }
-        self.catalog.put_point(self.store.codec(), rec)?;
         self.store.db().flush()?;
         Ok(())
     }
@@ -457,7 +480,7 @@ impl Vault {
         }
         rec.deleted_at_ns = deleted.then(now_ns);
         rec.revision += 1;
-        self.record(None, &rec, failures_before)?;
+        self.record(&[MetaRecord::Point(Box::new(rec.clone()))], failures_before)?;
         Ok(rec)
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use crate::format::{self, ItemRecord, MetaRecord, PointRecord};
+use crate::format::{self, IncomingRecord, ItemRecord, MetaRecord, PointRecord};
 use crate::store::BlobKind;
 use crate::store::index::{Db, Location};
 
@@ -35,6 +35,7 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
     let mut report = RepairReport::default();
     let mut items: HashMap<String, ItemRecord> = HashMap::new();
     let mut points: HashMap<(String, String), PointRecord> = HashMap::new();
+    let mut incoming: HashMap<String, IncomingRecord> = HashMap::new();
     for pack in store.list_packs()? {
         let entries = match store.read_pack_header(&pack) {
             Ok(e) => e,
@@ -72,6 +73,14 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
                         points.insert(key, *p);
                     }
                 }
+                Ok(MetaRecord::Incoming(i)) => {
+                    if incoming
+                        .get(&i.item)
+                        .is_none_or(|old| old.revision < i.revision)
+                    {
+                        incoming.insert(i.item.clone(), *i);
+                    }
+                }
                 Err(err) => report
                     .errors
                     .push(format!("meta blob {} in pack {pack}: {err}", e.id)),
@@ -86,6 +95,14 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
             revision: 0,
         });
         catalog.put_point(store.codec(), p)?;
+    }
+    for i in incoming.values() {
+        items.entry(i.item.clone()).or_insert_with(|| ItemRecord {
+            name: i.item.clone(),
+            created_ns: i.saved_ns,
+            revision: 0,
+        });
+        catalog.put_incoming(store.codec(), i)?;
     }
     for it in items.values() {
         catalog.put_item(store.codec(), it)?;
