@@ -18,7 +18,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 use super::cache::WeightedCache;
 use super::errno::{FsError, FsResult};
 use super::inodes;
-use super::staging::{ReadAt, Staged, Staging};
+use super::staging::{Reader, Staged, Staging};
 use super::view::{DirEntry, file_type, load_chunk, to_time};
 use crate::format::{ChunkRef, IncomingRecord, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, StoreError};
@@ -360,7 +359,7 @@ pub struct Incoming {
     me: Weak<Incoming>,
     vault: Arc<Vault>,
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
-    staging: Staging,
+    staging: Arc<Staging>,
     freeze: RwLock<()>,
     /// One save or snapshot at a time: each writes the next record revision.
     save_lock: Mutex<()>,
@@ -1122,17 +1121,8 @@ impl Incoming {
         let end = fsize.min(offset + size as u64);
         if let Some(s) = staged {
             let mut buf = vec![0u8; (end - offset) as usize];
-            let mut done = 0;
-            while done < buf.len() {
-                let n = s
-                    .file
-                    .read_at(&mut buf[done..], offset + done as u64)
-                    .map_err(|e| io_err("read", e))?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
+            let n = s.read_at(&mut buf, offset).map_err(|e| io_err("read", e))?;
+            buf.truncate(n);
             return Ok(buf);
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
@@ -1188,8 +1178,7 @@ impl Incoming {
         self.check_space(data.len() as u64)?;
         let staged = self.stage(ino)?;
         staged
-            .file
-            .write_all_at(data, offset)
+            .write_at(data, offset)
             .map_err(|e| io_err("write", e))?;
         self.waiting_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -1218,10 +1207,7 @@ impl Incoming {
             }
         }
         let staged = self.stage(ino)?;
-        staged
-            .file
-            .set_len(size)
-            .map_err(|e| io_err("truncate", e))?;
+        staged.set_len(size).map_err(|e| io_err("truncate", e))?;
         let mut st = self.lock();
         let f = st.get_mut(ino)?.file_mut()?;
         f.size = size;
@@ -1250,7 +1236,7 @@ impl Incoming {
                 }
                 (f.chunks.clone(), f.version)
             };
-            let staged = self.staging.create().map_err(|e| io_err("create", e))?;
+            let staged = self.staging.create();
             let mut pos = 0u64;
             for c in chunks.iter() {
                 let data = load_chunk(&self.chunks, &self.vault, *c).map_err(|why| {
@@ -1258,12 +1244,10 @@ impl Incoming {
                     FsError::Damaged(why)
                 })?;
                 staged
-                    .file
-                    .write_all_at(&data, pos)
+                    .write_at(&data, pos)
                     .map_err(|e| io_err("write", e))?;
                 pos += c.len as u64;
             }
-            staged.file.set_len(pos).map_err(|e| io_err("write", e))?;
             let mut st = self.lock();
             let f = st.get_mut(ino)?.file_mut()?;
             if f.staged.is_none() && f.version == version {
@@ -1291,8 +1275,8 @@ impl Incoming {
         let counter = AtomicU64::new(0);
         let result = ingest::store_stream(
             &self.vault,
-            ReadAt {
-                file: &staged.file,
+            Reader {
+                staged: &staged,
                 pos: 0,
             },
             &counter,
