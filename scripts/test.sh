@@ -12,8 +12,9 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
-echo "== cargo test"
-cargo test --all-targets 2>&1 | tee /tmp/vaultfs-test.$$.log | grep -E '^(test result|running|error|failures|---- |thread )' || true
+cargo clippy --all-targets --quiet --features test-clock -- -D warnings
+echo "== cargo test (with the test clock: tests move the vault's time)"
+cargo test --all-targets --no-fail-fast --features test-clock 2>&1 | tee /tmp/vaultfs-test.$$.log | grep -E '^(test result|running|error|failures|---- |thread )' || true
 status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then
   echo "== failures (full log: /tmp/vaultfs-test.$$.log)"

@@ -47,8 +47,74 @@ pub enum Command {
     Delete(PointArg),
     /// Bring a soft-deleted point back
     Undelete(PointArg),
+    /// Purge soft-deleted points past their purge time and reclaim unused space
+    Gc(GcArgs),
+    /// Show or change vault settings (soft delete)
+    Settings(SettingsArgs),
+    /// Show or set an item's backup policy (schedule and retention)
+    Policy(PolicyArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Report what would be purged and freed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Purge every soft-deleted point now, not only expired ones (refused when soft delete is
+    /// always-on)
+    #[arg(long)]
+    pub expire_now: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SoftDeleteMode {
+    /// Soft delete can never be turned off again, and its period can only grow
+    AlwaysOn,
+    /// Deleted points may be purged by the next gc (same as --soft-delete-days 0)
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Days a deleted point stays recoverable before gc may purge it (1-180; 0 = off)
+    #[arg(long, value_name = "N")]
+    pub soft_delete_days: Option<u32>,
+    /// always-on (irreversible) or off
+    #[arg(long, value_name = "MODE")]
+    pub soft_delete: Option<SoftDeleteMode>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The item
+    pub item: String,
+    /// When the mount daemon snapshots incoming/ITEM: `hourly`, `every 4h`, `daily 02:00`,
+    /// `weekly sun 03:00` (UTC), or `none`
+    #[arg(long, value_name = "SPEC")]
+    pub schedule: Option<String>,
+    /// Keep the N newest points
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest point of each of the last N days that have points
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest point of each of the last N ISO weeks that have points
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest point of each of the last N months that have points
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest point of each of the last N years that have points
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +204,9 @@ impl Command {
             Command::Mount(a) => Some(&a.vault),
             Command::Snapshot(a) => Some(&a.vault),
             Command::Delete(a) | Command::Undelete(a) => Some(&a.vault),
+            Command::Gc(a) => Some(&a.vault),
+            Command::Settings(a) => Some(&a.vault),
+            Command::Policy(a) => Some(&a.vault),
             Command::Init(_) | Command::Umount(_) | Command::Completions(_) => None,
         }
     }

@@ -155,13 +155,45 @@ pub struct IncomingRecord {
     pub revision: u64,
 }
 
-/// A meta blob: how item, point and incoming records live in the packs, so `repair` can rebuild
-/// the catalog.
+/// When the mount daemon snapshots an item's incoming tree (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Every `hours` hours, at multiples of it since the epoch (`hourly` = 1).
+    EveryHours(u32),
+    /// Every day at `minute` minutes after midnight.
+    Daily(u32),
+    /// Every week on `weekday` (0 = Monday) at `minute` minutes after midnight.
+    Weekly { weekday: u8, minute: u32 },
+}
+
+/// How many points to keep (0: rule unused; all zero: keep everything).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub last: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+/// An item's backup policy (format v2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub item: String,
+    pub schedule: Option<Schedule>,
+    pub retention: Retention,
+    pub set_ns: i64,
+    pub revision: u64,
+}
+
+/// A meta blob: how item, point, incoming and policy records live in the packs, so `repair`
+/// can rebuild the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaRecord {
     Item(ItemRecord),
     Point(Box<PointRecord>),
     Incoming(Box<IncomingRecord>),
+    Policy(PolicyRecord),
 }
 
 /// Encode with postcard. Encoding in-memory structures cannot fail except on allocation.

@@ -54,6 +54,12 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         human_bytes(s.bytes_added),
         s.seconds
     ));
+    for r in vault.apply_retention(&s.point.item)? {
+        env.err(format!(
+            "retired {}/{} (soft-deleted by the item's retention)",
+            r.item, r.name
+        ));
+    }
     if s.warnings.is_empty() {
         Ok(Outcome::Ok)
     } else {

@@ -7,8 +7,6 @@ use vaultfs::vault::names::display_time;
 
 use super::{Env, Outcome};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
 pub fn run(a: PointArg, env: &Env, delete: bool) -> Result<Outcome> {
     let Some((item, point)) = a.point.split_once('/') else {
         bail!("expected ITEM/POINT, got {:?}", a.point);
@@ -17,7 +15,7 @@ pub fn run(a: PointArg, env: &Env, delete: bool) -> Result<Outcome> {
     let rec = vault.set_deleted(item, point, delete)?;
     match rec.deleted_at_ns {
         Some(at) => {
-            let purge = at + vault.params().soft_delete_days as i64 * DAY_NS;
+            let purge = vault.purge_time(at);
             env.out(format!(
                 "deleted {item}/{point}; recoverable until {}",
                 display_time(purge)

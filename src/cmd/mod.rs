@@ -6,12 +6,15 @@ mod backup;
 mod check;
 mod completions;
 mod delete;
+mod gc;
 mod init;
 mod items;
 mod mount;
 mod points;
+mod policy;
 mod repair;
 mod restore;
+mod settings;
 mod snapshot;
 mod umount;
 
@@ -196,6 +199,9 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Snapshot(a) => snapshot::run(a, env),
         Command::Delete(a) => delete::run(a, env, true),
         Command::Undelete(a) => delete::run(a, env, false),
+        Command::Gc(a) => gc::run(a, env),
+        Command::Settings(a) => settings::run(a, env),
+        Command::Policy(a) => policy::run(a, env),
         Command::Completions(a) => completions::run(a),
     }
 }

@@ -8,11 +8,8 @@ use vaultfs::vault::names::display_time;
 
 use super::{Env, Outcome, human_bytes, table};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
 pub fn run(a: PointsArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
-    let days = vault.params().soft_delete_days as i64;
     let points = vault.points(a.item.as_deref(), a.deleted)?;
     if a.json {
         let js: Vec<_> = points
@@ -22,7 +19,7 @@ pub fn run(a: PointsArgs, env: &Env) -> Result<Outcome> {
                     "item": p.item, "point": p.name, "created": display_time(p.created_ns),
                     "created_ns": p.created_ns, "files": p.files, "dirs": p.dirs, "bytes": p.bytes,
                     "deleted_at": p.deleted_at_ns.map(display_time),
-                    "purge_at": p.deleted_at_ns.map(|d| display_time(d + days * DAY_NS)),
+                    "purge_at": p.deleted_at_ns.map(|d| display_time(vault.purge_time(d))),
                 })
             })
             .collect();
@@ -40,7 +37,7 @@ pub fn run(a: PointsArgs, env: &Env) -> Result<Outcome> {
                 human_bytes(p.bytes),
             ];
             if let Some(d) = p.deleted_at_ns {
-                r.push(display_time(d + days * DAY_NS));
+                r.push(display_time(vault.purge_time(d)));
             }
             r
         })

@@ -13,5 +13,11 @@ pub fn run(a: SnapshotArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&dir)?;
     let p = vault.snapshot(&a.item)?;
     env.out(format!("created point {}/{}", p.item, p.name));
+    for r in vault.apply_retention(&p.item)? {
+        env.err(format!(
+            "retired {}/{} (soft-deleted by the item's retention)",
+            r.item, r.name
+        ));
+    }
     Ok(Outcome::Ok)
 }

@@ -230,6 +230,15 @@ pub fn serve(
         .map_err(|e| VaultError::Failed(format!("cannot start the signal thread: {e}")))?;
     drop(tx);
 
+    let sched_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scheduler = {
+        let (v, stop) = (vault.clone(), sched_stop.clone());
+        std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || super::scheduler::run(v, stop))
+            .map_err(|e| VaultError::Failed(format!("cannot start the scheduler: {e}")))?
+    };
+
     // Only now: stat on the mount point is a FUSE request, answered by the session thread.
     raise_readahead(&mountpoint);
     tracing::info!(
@@ -254,6 +263,8 @@ pub fn serve(
     }
     let _ = worker.join();
     signal_handle.close();
+    sched_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = scheduler.join();
     let mut waited = false;
     while running.load(std::sync::atomic::Ordering::SeqCst) > 0 {
         if !waited {

@@ -1593,6 +1593,10 @@ impl LiveIncoming for Incoming {
         tracing::info!("snapshot of incoming/{item}: point {}", p.name);
         Ok(p)
     }
+
+    fn save(&self) -> VResult<()> {
+        Incoming::save(self)
+    }
 }
 
 /// Trees saved by a save or snapshot that failed are not durable: forget their ids.

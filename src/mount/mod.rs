@@ -10,5 +10,6 @@ pub mod errno;
 pub mod fuse;
 pub mod incoming;
 pub mod inodes;
+pub mod scheduler;
 pub mod staging;
 pub mod view;

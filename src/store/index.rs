@@ -145,6 +145,12 @@ impl Index {
         Ok(())
     }
 
+    /// Forget a blob (gc, once nothing refers to it).
+    pub fn remove(&self, id: &BlobId) -> Result<()> {
+        self.tree.remove(id.0).map_err(sled_err)?;
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.tree.len()
     }

@@ -65,6 +65,8 @@ pub struct Store {
     files: Mutex<lru::LruCache<PackId, Arc<File>>>,
     blobs_added: AtomicU64,
     sealed_bytes_added: AtomicU64,
+    /// While gc runs: ids that puts deduplicated against (they are referenced again).
+    gc_touched: Mutex<Option<HashSet<BlobId>>>,
 }
 
 impl Store {
@@ -95,6 +97,7 @@ impl Store {
             )),
             blobs_added: AtomicU64::new(0),
             sealed_bytes_added: AtomicU64::new(0),
+            gc_touched: Mutex::new(None),
         })
     }
 
@@ -139,10 +142,13 @@ impl Store {
     /// deduplicated against a blob another thread is still sealing never commits before that
     /// blob is durable.
     pub fn put_with_id(&self, kind: BlobKind, id: BlobId, plain: &[u8]) -> Result<bool> {
+        let _inflight = self.inflight.read().expect("inflight lock");
         if self.index.contains(&id)? {
+            if let Some(t) = self.gc_touched.lock().expect("gc lock").as_mut() {
+                t.insert(id);
+            }
             return Ok(false);
         }
-        let _inflight = self.inflight.read().expect("inflight lock");
         if !self.pending.lock().expect("pending lock").insert(id) {
             return Ok(false);
         }
@@ -241,7 +247,14 @@ impl Store {
                 loc.kind
             )));
         }
-        self.get_at(id, &loc)
+        match self.get_at(id, &loc) {
+            // gc may have moved the blob and deleted its old pack since the lookup.
+            Err(StoreError::MissingPack(_)) => match self.index.get(id)? {
+                Some(now) if now.pack != loc.pack => self.get_at(id, &now),
+                _ => Err(StoreError::MissingPack(loc.pack)),
+            },
+            other => other,
+        }
     }
 
     /// Read a blob at a known location.
@@ -269,6 +282,74 @@ impl Store {
                 id: *id,
                 pack: loc.pack,
             })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Garbage collection (the plan and its order are in `vault::gc`)
+
+    /// Start recording the blobs puts deduplicate against.
+    pub fn gc_begin(&self) {
+        *self.gc_touched.lock().expect("gc lock") = Some(HashSet::new());
+    }
+
+    pub fn gc_end(&self) {
+        *self.gc_touched.lock().expect("gc lock") = None;
+    }
+
+    /// With every put held off: keep out of `dead` what a put deduplicated against since
+    /// [`Store::gc_begin`], forget the rest in the index, fsync it, and return it. Afterwards a
+    /// put of such content writes a new copy.
+    pub fn gc_forget(&self, mut dead: HashSet<BlobId>) -> Result<HashSet<BlobId>> {
+        let _all = self.inflight.write().expect("inflight lock");
+        if let Some(t) = self.gc_touched.lock().expect("gc lock").as_ref() {
+            dead.retain(|id| !t.contains(id));
+        }
+        for id in &dead {
+            self.index.remove(id)?;
+        }
+        self.db.flush()?;
+        Ok(dead)
+    }
+
+    /// Copy blobs, sealed as they are, from their packs into new packs, durable and indexed.
+    /// Returns the bytes written.
+    pub fn gc_copy(&self, blobs: &[(PackId, PackEntry)]) -> Result<u64> {
+        let mut writer: Option<PackWriter> = None;
+        let mut written = 0;
+        for (pack, e) in blobs {
+            let file = self.pack_file(pack)?;
+            let sealed = pack::read_sealed(&file, pack, e.offset, e.len)?;
+            let w = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(PackWriter::create(&self.tmp_dir)?),
+            };
+            w.append(e.kind, e.id, &sealed)?;
+            written += sealed.len() as u64;
+            if w.size() >= self.pack_target_bytes
+                && let Some(w) = writer.take()
+            {
+                let (id, entries) = w.finish(&self.codec, &self.packs_dir)?;
+                self.index.insert_pack(id, &entries)?;
+            }
+        }
+        if let Some(w) = writer.take() {
+            let (id, entries) = w.finish(&self.codec, &self.packs_dir)?;
+            self.index.insert_pack(id, &entries)?;
+        }
+        self.db.flush()?;
+        Ok(written)
+    }
+
+    /// Delete a pack nothing indexed refers to any more. Returns its size.
+    pub fn gc_delete_pack(&self, pack: &PackId) -> Result<u64> {
+        let path = pack::pack_path(&self.packs_dir, pack);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.files.lock().expect("files lock").pop(pack);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(size),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError::io("remove", &path, e)),
+        }
     }
 
     fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {

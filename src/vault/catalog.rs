@@ -6,7 +6,7 @@
 //! another key. Every record also lives in the packs as a meta blob; this is a cache that
 //! `repair` can rebuild.
 
-use crate::format::{self, IncomingRecord, ItemRecord, PointRecord};
+use crate::format::{self, IncomingRecord, ItemRecord, PointRecord, PolicyRecord};
 use crate::store::codec::Codec;
 use crate::store::index::Db;
 use crate::store::{BlobKind, StoreError};
@@ -16,12 +16,15 @@ use super::{Result, VaultError};
 const ITEM_AAD: &[u8] = b"vaultfs catalog item";
 const POINT_AAD: &[u8] = b"vaultfs catalog point";
 const INCOMING_AAD: &[u8] = b"vaultfs catalog incoming";
+const POLICY_AAD: &[u8] = b"vaultfs catalog policy";
 
 pub struct Catalog {
     items: sled::Tree,
     points: sled::Tree,
     /// Key: keyed-hash(item)[..16]; value: the item's newest [`IncomingRecord`] (format v2).
     incoming: sled::Tree,
+    /// Key: keyed-hash(item)[..16]; value: the item's [`PolicyRecord`] (format v2).
+    policies: sled::Tree,
 }
 
 fn sled_err(e: sled::Error) -> VaultError {
@@ -44,6 +47,7 @@ impl Catalog {
             items: db.tree("items")?,
             points: db.tree("points")?,
             incoming: db.tree("incoming")?,
+            policies: db.tree("policies")?,
         })
     }
 
@@ -162,10 +166,53 @@ impl Catalog {
         Ok(Some(rec))
     }
 
+    pub fn put_policy(&self, codec: &Codec, rec: &PolicyRecord) -> Result<()> {
+        let key = Self::item_key(codec, &rec.item);
+        let v = codec.seal_raw(&format::encode(rec), &aad(POLICY_AAD, &key))?;
+        self.policies.insert(key, v).map_err(sled_err)?;
+        Ok(())
+    }
+
+    pub fn policy(&self, codec: &Codec, item: &str) -> Result<Option<PolicyRecord>> {
+        let key = Self::item_key(codec, item);
+        let Some(v) = self.policies.get(key).map_err(sled_err)? else {
+            return Ok(None);
+        };
+        let plain = codec
+            .open_raw(&v, &aad(POLICY_AAD, &key))
+            .map_err(|e| bad("policy record", e))?;
+        let rec: PolicyRecord =
+            format::decode(&plain, "policy record").map_err(VaultError::BadCatalog)?;
+        if rec.item != item {
+            return Err(bad("policy record", "stored under another item's key"));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Forget a point (gc purge).
+    pub fn remove_point(&self, codec: &Codec, item: &str, name: &str) -> Result<()> {
+        self.points
+            .remove(Self::point_key(codec, item, name))
+            .map_err(sled_err)?;
+        Ok(())
+    }
+
+    /// Every saved incoming record.
+    pub fn incoming_all(&self, codec: &Codec) -> Result<Vec<IncomingRecord>> {
+        let mut out = Vec::new();
+        for it in self.items(codec)? {
+            if let Some(r) = self.incoming(codec, &it.name)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     /// Forget an item that has no points (and its incoming record).
     pub fn remove_item(&self, codec: &Codec, item: &str) -> Result<()> {
         let key = Self::item_key(codec, item);
         self.incoming.remove(key).map_err(sled_err)?;
+        self.policies.remove(key).map_err(sled_err)?;
         self.items.remove(key).map_err(sled_err)?;
         Ok(())
     }
@@ -175,6 +222,7 @@ impl Catalog {
         self.items.clear().map_err(sled_err)?;
         self.points.clear().map_err(sled_err)?;
         self.incoming.clear().map_err(sled_err)?;
+        self.policies.clear().map_err(sled_err)?;
         Ok(())
     }
 }

@@ -17,6 +17,8 @@ use super::{Result, Vault, VaultError, names, now_ns};
 pub trait LiveIncoming: Send + Sync {
     /// Freeze `incoming/ITEM` into a new point.
     fn snapshot(&self, item: &str) -> Result<PointRecord>;
+    /// Save every changed incoming tree now (gc marks from the saved records).
+    fn save(&self) -> Result<()>;
 }
 
 /// Files, directories and bytes under a tree.
@@ -45,7 +47,7 @@ impl Vault {
         let _ = self.live.set(live);
     }
 
-    fn live_incoming(&self) -> Option<Arc<dyn LiveIncoming>> {
+    pub fn live_incoming(&self) -> Option<Arc<dyn LiveIncoming>> {
         self.live.get().and_then(|w| w.upgrade())
     }
 

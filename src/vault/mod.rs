@@ -8,10 +8,12 @@ pub mod catalog;
 pub mod check;
 mod error;
 pub mod fsmeta;
+pub mod gc;
 pub mod incoming;
 pub mod ingest;
 pub mod lock;
 pub mod names;
+pub mod policy;
 pub mod repair;
 pub mod restore;
 pub mod tree;
@@ -73,7 +75,8 @@ pub(crate) enum Secret<'a> {
 
 pub struct Vault {
     dir: PathBuf,
-    params: VaultParams,
+    /// Changed only by `settings` (soft delete), under the commit lock.
+    params: std::sync::RwLock<VaultParams>,
     store: Store,
     catalog: Catalog,
     /// Serialises commits (point naming and catalog updates) between sessions of a daemon.
@@ -83,8 +86,19 @@ pub struct Vault {
     _lock: VaultLock,
 }
 
-/// Nanoseconds since the Unix epoch, now.
+pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Nanoseconds since the Unix epoch, now: the one clock of the vault (names, soft delete,
+/// schedules). A build with the `test-clock` feature reads it from the file named by
+/// `VAULTFS_TEST_CLOCK` when set, so tests can move time forward, also inside a running daemon.
 pub fn now_ns() -> i64 {
+    #[cfg(feature = "test-clock")]
+    if let Some(path) = std::env::var_os("VAULTFS_TEST_CLOCK")
+        && let Ok(text) = fs::read_to_string(path)
+        && let Ok(ns) = text.trim().parse::<i64>()
+    {
+        return ns;
+    }
     jiff::Timestamp::now().as_nanosecond() as i64
 }
 
@@ -282,7 +296,7 @@ impl Vault {
         let store = Store::open(dir, codec, db, params.pack_target_bytes)?;
         Ok(Vault {
             dir: dir.to_path_buf(),
-            params,
+            params: std::sync::RwLock::new(params),
             store,
             catalog,
             commit_lock: std::sync::Mutex::new(()),
@@ -295,8 +309,52 @@ impl Vault {
         &self.dir
     }
 
-    pub fn params(&self) -> &VaultParams {
-        &self.params
+    pub fn params(&self) -> VaultParams {
+        self.params.read().expect("params lock").clone()
+    }
+
+    /// Change the soft-delete settings. `days` 0 turns soft delete off (deleted points may be
+    /// purged at once); `always_on` is irreversible: afterwards soft delete cannot be turned off
+    /// and its period only grows.
+    pub fn set_soft_delete(&self, days: Option<u32>, always_on: bool) -> Result<VaultParams> {
+        let _commit = self.commit_lock.lock().expect("commit lock");
+        let mut p = self.params();
+        if let Some(d) = days {
+            if d > 180 {
+                return Err(VaultError::BadSetting(
+                    "--soft-delete-days must be between 1 and 180 (0 turns soft delete off)".into(),
+                ));
+            }
+            if p.soft_delete_always_on && d == 0 {
+                return Err(VaultError::BadSetting(
+                    "soft delete is always-on for this vault; it cannot be turned off".into(),
+                ));
+            }
+            if p.soft_delete_always_on && d < p.soft_delete_days {
+                return Err(VaultError::BadSetting(format!(
+                    "soft delete is always-on for this vault; its period can only grow (now {} days)",
+                    p.soft_delete_days
+                )));
+            }
+            p.soft_delete_days = d;
+        }
+        if always_on {
+            if p.soft_delete_days == 0 {
+                return Err(VaultError::BadSetting(
+                    "soft delete is off; give --soft-delete-days N with always-on".into(),
+                ));
+            }
+            p.soft_delete_always_on = true;
+        }
+        let config = Self::read_config(&self.dir)?;
+        write_config(&self.dir, self.store.codec(), config, &p)?;
+        *self.params.write().expect("params lock") = p.clone();
+        Ok(p)
+    }
+
+    /// When a point deleted at `deleted_at_ns` may be purged.
+    pub fn purge_time(&self, deleted_at_ns: i64) -> i64 {
+        deleted_at_ns + self.params().soft_delete_days as i64 * DAY_NS
     }
 
     pub fn store(&self) -> &Store {
@@ -304,10 +362,11 @@ impl Vault {
     }
 
     pub fn chunker(&self) -> Chunker {
+        let p = self.params();
         Chunker::new(ChunkerParams {
-            min_bytes: self.params.chunk_min_bytes,
-            avg_bytes: self.params.chunk_avg_bytes,
-            max_bytes: self.params.chunk_max_bytes,
+            min_bytes: p.chunk_min_bytes,
+            avg_bytes: p.chunk_avg_bytes,
+            max_bytes: p.chunk_max_bytes,
             seed: self.store.codec().chunker_seed(),
         })
     }
@@ -444,6 +503,7 @@ impl Vault {
                 MetaRecord::Item(it) => self.catalog.put_item(codec, it)?,
                 MetaRecord::Point(p) => self.catalog.put_point(codec, p)?,
                 MetaRecord::Incoming(i) => self.catalog.put_incoming(codec, i)?,
+                MetaRecord::Policy(p) => self.catalog.put_policy(codec, p)?,
             }
         }
         self.store.db().flush()?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use crate::format::{self, IncomingRecord, ItemRecord, MetaRecord, PointRecord};
+use crate::format::{self, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord};
 use crate::store::BlobKind;
 use crate::store::index::{Db, Location};
 
@@ -36,6 +36,7 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
     let mut items: HashMap<String, ItemRecord> = HashMap::new();
     let mut points: HashMap<(String, String), PointRecord> = HashMap::new();
     let mut incoming: HashMap<String, IncomingRecord> = HashMap::new();
+    let mut policies: HashMap<String, PolicyRecord> = HashMap::new();
     for pack in store.list_packs()? {
         let entries = match store.read_pack_header(&pack) {
             Ok(e) => e,
@@ -81,6 +82,14 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
                         incoming.insert(i.item.clone(), *i);
                     }
                 }
+                Ok(MetaRecord::Policy(p)) => {
+                    if policies
+                        .get(&p.item)
+                        .is_none_or(|old| old.revision < p.revision)
+                    {
+                        policies.insert(p.item.clone(), p);
+                    }
+                }
                 Err(err) => report
                     .errors
                     .push(format!("meta blob {} in pack {pack}: {err}", e.id)),
@@ -103,6 +112,9 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
             revision: 0,
         });
         catalog.put_incoming(store.codec(), i)?;
+    }
+    for p in policies.values().filter(|p| items.contains_key(&p.item)) {
+        catalog.put_policy(store.codec(), p)?;
     }
     for it in items.values() {
         catalog.put_item(store.codec(), it)?;

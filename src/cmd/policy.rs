@@ -1,0 +1,72 @@
+//! `vaultfs policy`
+
+use anyhow::Result;
+
+use vaultfs::cli::PolicyArgs;
+use vaultfs::format::{PolicyRecord, Retention};
+use vaultfs::vault::policy::{parse_schedule, show_schedule};
+
+use super::{Env, Outcome};
+
+pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
+    let vault = env.open(&a.vault)?;
+    let schedule = a.schedule.as_deref().map(parse_schedule).transpose()?;
+    let keeps = [
+        a.keep_last,
+        a.keep_daily,
+        a.keep_weekly,
+        a.keep_monthly,
+        a.keep_yearly,
+    ];
+    let rec = if schedule.is_some() || keeps.iter().any(|k| k.is_some()) {
+        let rec = vault.set_policy(&a.item, schedule, |r: &mut Retention| {
+            let set = |field: &mut u32, v: Option<u32>| {
+                if let Some(v) = v {
+                    *field = v;
+                }
+            };
+            set(&mut r.last, a.keep_last);
+            set(&mut r.daily, a.keep_daily);
+            set(&mut r.weekly, a.keep_weekly);
+            set(&mut r.monthly, a.keep_monthly);
+            set(&mut r.yearly, a.keep_yearly);
+        })?;
+        let retired = vault.apply_retention(&a.item)?;
+        for p in &retired {
+            env.out(format!("retired {}/{} (soft-deleted)", p.item, p.name));
+        }
+        Some(rec)
+    } else {
+        vault.policy(&a.item)?
+    };
+    env.out(describe(&a.item, rec.as_ref()));
+    Ok(Outcome::Ok)
+}
+
+/// One line: `ITEM: schedule hourly; keep last 3, daily 7`.
+pub fn describe(item: &str, rec: Option<&PolicyRecord>) -> String {
+    let Some(rec) = rec else {
+        return format!("{item}: no policy (no schedule, every point kept)");
+    };
+    let r = rec.retention;
+    let keep: Vec<String> = [
+        ("last", r.last),
+        ("daily", r.daily),
+        ("weekly", r.weekly),
+        ("monthly", r.monthly),
+        ("yearly", r.yearly),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| format!("{k} {n}"))
+    .collect();
+    let keep = if keep.is_empty() {
+        "every point".to_string()
+    } else {
+        keep.join(", ")
+    };
+    format!(
+        "{item}: schedule {}; keep {keep}",
+        show_schedule(&rec.schedule)
+    )
+}
