@@ -842,8 +842,8 @@ fn corruption_newer_format_version_is_refused_by_every_command() {
     let cfg_path = vault.join("config");
     let original = std::fs::read(&cfg_path).unwrap();
     let mut cfg: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    assert_eq!(cfg["version"], 1, "config: {cfg}");
-    cfg["version"] = 2.into();
+    assert_eq!(cfg["version"], 2, "config: {cfg}");
+    cfg["version"] = 3.into();
     std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let before = snapshot(&vault);
     let dest = tmp.path().join("dest");
@@ -858,11 +858,15 @@ fn corruption_newer_format_version_is_refused_by_every_command() {
         vec!["backup", s(&vault), "newitem", s(&src)],
         vec!["restore", s(&vault), "ver", s(&dest)],
         vec!["repair", s(&vault)],
+        vec!["gc", s(&vault)],
+        vec!["settings", s(&vault), "--soft-delete-days", "20"],
+        vec!["policy", s(&vault), "ver", "--keep-last", "1"],
+        vec!["snapshot", s(&vault), "ver"],
     ];
     for args in &cmds {
         let line = failed_one_line(&format!("vaultfs {args:?}"), &vaultfs(args));
         assert!(
-            line.contains("version 2") && line.contains("newer"),
+            line.contains("version 3") && line.contains("newer"),
             "{args:?}: error does not mention the newer format version: {line}"
         );
         assert_vault_unchanged(&before, &vault, &format!("{args:?}"));
@@ -871,11 +875,36 @@ fn corruption_newer_format_version_is_refused_by_every_command() {
         !dest.exists(),
         "restore created its destination although it failed"
     );
-    // Put version 1 back: the vault is intact.
+    // Put version 2 back: the vault is intact.
     std::fs::write(&cfg_path, &original).unwrap();
     let out = tmp.path().join("out");
     ok(&["restore", s(&vault), &format!("ver/{point}"), s(&out)]);
     assert_same_tree(&src, &out);
+}
+
+/// A version-1 vault (issue 2's format) opens, is upgraded to version 2 in place, and keeps
+/// every point; version 2 only added record kinds.
+#[test]
+fn version_1_vault_is_upgraded_in_place() {
+    let tmp = tempdir();
+    let vault = tmp.path().join("vault");
+    let src = tmp.path().join("src");
+    write(&src.join("f.txt"), b"old format\n");
+    init_vault(&vault);
+    let (point, _) = backup(&vault, "old", &src);
+    let cfg_path = vault.join("config");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["version"] = 1.into();
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    ok(&["points", s(&vault)]);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["version"], 2, "not upgraded: {cfg}");
+    let out = tmp.path().join("out");
+    ok(&["restore", s(&vault), &format!("old/{point}"), s(&out)]);
+    assert_same_tree(&src, &out);
+    ok(&["check", s(&vault), "--read-data"]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,10 @@ use super::view::VaultFs;
 const TTL_IMMUTABLE: Duration = Duration::from_secs(3600);
 /// Listings of items and points change when points are added or deleted.
 const TTL_LISTING: Duration = Duration::from_secs(1);
+/// Entries in incoming trees change only through this mount, that is through the kernel,
+/// which updates its own caches (the one change it cannot see, a mode set by an ACL, is
+/// notified). Fewer revalidations are fewer round trips per file an rsync writes.
+const TTL_INCOMING: Duration = Duration::from_secs(30);
 /// Largest read the kernel may send and read-ahead we ask for.
 pub const MAX_READ_BYTES: u32 = 1 << 20;
 
@@ -63,7 +67,7 @@ fn time_ns(t: TimeOrNow) -> i64 {
 
 fn reply_entry(reply: ReplyEntry, r: FsResult<fuser::FileAttr>) {
     match r {
-        Ok(attr) => reply.entry(&TTL_LISTING, &attr, Generation(0)),
+        Ok(attr) => reply.entry(&TTL_INCOMING, &attr, Generation(0)),
         Err(e) => reply.error(errno(&e)),
     }
 }
@@ -86,6 +90,9 @@ impl FuseFs {
     }
 
     fn ttl(&self, ino: u64) -> Duration {
+        if ino & incoming::BIT != 0 {
+            return TTL_INCOMING;
+        }
         let immutable = matches!(self.fs_entry_kind(ino), Some(true));
         ttl_for(ino, immutable)
     }
@@ -108,6 +115,13 @@ impl Filesystem for FuseFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name) {
             Ok(attr) => reply.entry(&self.ttl(attr.ino.0), &attr, Generation(0)),
+            // Inside an incoming tree a name appears only through the kernel: let it cache the
+            // absence (node id 0), so rsync's lstat-then-create costs one lookup, not two.
+            Err(FsError::NotFound) if parent.0 & incoming::BIT != 0 => {
+                let mut attr = self.fs.getattr(parent.0).unwrap_or_else(|_| empty_attr());
+                attr.ino = INodeNo(0);
+                reply.entry(&TTL_INCOMING, &attr, Generation(0))
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -154,7 +168,7 @@ impl Filesystem for FuseFs {
             .writable(ino.0)
             .and_then(|inc| inc.setattr(ino.0, change))
         {
-            Ok(attr) => reply.attr(&TTL_LISTING, &attr),
+            Ok(attr) => reply.attr(&TTL_INCOMING, &attr),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -457,6 +471,8 @@ impl Filesystem for FuseFs {
             };
             let ttl = if matches!(entry, Some(Some(Entry::Node { .. }))) {
                 TTL_IMMUTABLE
+            } else if e.ino & incoming::BIT != 0 {
+                TTL_INCOMING
             } else {
                 TTL_LISTING
             };
@@ -554,7 +570,7 @@ impl Filesystem for FuseFs {
             .and_then(|inc| inc.create(parent.0, name, mode, owner(req)));
         match r {
             Ok((attr, fh)) => reply.created(
-                &TTL_LISTING,
+                &TTL_INCOMING,
                 &attr,
                 Generation(0),
                 FileHandle(fh),
@@ -562,6 +578,26 @@ impl Filesystem for FuseFs {
             ),
             Err(e) => reply.error(errno(&e)),
         }
+    }
+}
+
+fn empty_attr() -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }
 
