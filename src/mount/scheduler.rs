@@ -1,17 +1,19 @@
 //! The daemon's policy runner: once a second, snapshot every item whose schedule is due (if
-//! its incoming tree was ever written) and apply its retention. Time is the vault's clock
-//! (`vault::now_ns`), so tests can move it.
+//! its incoming tree was ever written) and apply its retention; once a day, run gc. Time is the
+//! vault's clock (`vault::now_ns`), so tests can move it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::vault::{Vault, now_ns};
+use crate::vault::gc::{self, Purge};
+use crate::vault::{DAY_NS, Vault, now_ns};
 
 const TICK: Duration = Duration::from_secs(1);
 
 /// Run until `stop` is set.
 pub fn run(vault: Arc<Vault>, stop: Arc<AtomicBool>) {
+    let mut last_gc = now_ns();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
         if stop.load(Ordering::Relaxed) {
@@ -19,6 +21,19 @@ pub fn run(vault: Arc<Vault>, stop: Arc<AtomicBool>) {
         }
         if let Err(e) = tick(&vault) {
             tracing::warn!("scheduled snapshots: {e}");
+        }
+        if now_ns() - last_gc >= DAY_NS {
+            last_gc = now_ns();
+            match gc::gc(&vault, false, Purge::Expired) {
+                Ok(r) => tracing::info!(
+                    "daily gc: {} points purged, {} packs deleted, {} rewritten, {} bytes freed",
+                    r.purged.len(),
+                    r.packs_deleted,
+                    r.packs_rewritten,
+                    r.bytes_before.saturating_sub(r.bytes_after)
+                ),
+                Err(e) => tracing::warn!("daily gc failed: {e}"),
+            }
         }
     }
 }
