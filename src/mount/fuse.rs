@@ -186,10 +186,13 @@ impl Filesystem for FuseFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        // The kernel applies the umask already unless told not to (FUSE_DONT_MASK); doing it
+        // again is harmless and keeps this right if that changes.
+        let mode = mode & !umask;
         let r = self
             .writable(parent.0)
             .and_then(|inc| inc.mknod(parent.0, name, mode, rdev, owner(req)));
@@ -202,9 +205,10 @@ impl Filesystem for FuseFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
+        let mode = mode & !umask;
         let r = self
             .writable(parent.0)
             .and_then(|inc| inc.mkdir(parent.0, name, mode, owner(req)));
@@ -561,10 +565,11 @@ impl Filesystem for FuseFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let mode = mode & !umask;
         let r = self
             .writable(parent.0)
             .and_then(|inc| inc.create(parent.0, name, mode, owner(req)));
