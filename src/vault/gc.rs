@@ -3,11 +3,11 @@
 //!
 //! Order (each step durable before the next, so a crash at any point leaves a vault that
 //! `check` passes and every live point restorable):
-//! 1. the daemon's incoming trees are saved, so their records name everything they use;
+//! 1. the store starts recording puts that deduplicate against an existing blob, then the
+//!    daemon's incoming trees are saved, so their records name everything they use;
 //! 2. expired points leave the catalog (sled flush);
 //! 3. mark: meta blobs of current records, and every tree and chunk reachable from live points,
-//!    soft-deleted points and incoming records; puts that deduplicate against an existing blob
-//!    from now on are recorded by the store;
+//!    soft-deleted points and incoming records;
 //! 4. plan: packs with no live blob are deleted; packs whose live share is below
 //!    [`REWRITE_BELOW`] are rewritten (their live blobs copied, sealed as they are, into new
 //!    packs); other packs stay as they are, garbage included;
@@ -60,6 +60,18 @@ pub fn gc(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
                 .into(),
         ));
     }
+    let store = vault.store();
+    if !dry_run {
+        // Before anything is marked: a put that deduplicates against a blob from here on
+        // (an incoming file stored after the save below, say) keeps that blob.
+        store.gc_begin();
+    }
+    let result = purge_and_sweep(vault, dry_run, purge);
+    store.gc_end();
+    result
+}
+
+fn purge_and_sweep(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
     if let Some(live) = vault.live_incoming() {
         live.save()?;
     }
@@ -88,11 +100,8 @@ pub fn gc(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
     }
     if !dry_run {
         store.db().flush()?;
-        store.gc_begin();
     }
-    let result = sweep(vault, dry_run, &keep_points, &mut report);
-    store.gc_end();
-    result?;
+    sweep(vault, dry_run, &keep_points, &mut report)?;
     Ok(report)
 }
 
