@@ -144,9 +144,20 @@ fn sweep(
     for pack in store.list_packs()? {
         let entries = store.read_pack_header(&pack)?;
         let size: u64 = entries.iter().map(|e| e.len as u64).sum();
+        // A live blob counts here only if the index points here (or nowhere): a copy whose
+        // index entry names another pack (left by a gc killed while copying) is a duplicate.
+        let mut here: HashSet<BlobId> = HashSet::new();
+        for e in entries.iter().filter(|e| live.contains(&e.id)) {
+            match store.index().get(&e.id)? {
+                Some(loc) if loc.pack != pack => {}
+                _ => {
+                    here.insert(e.id);
+                }
+            }
+        }
         let live_bytes: u64 = entries
             .iter()
-            .filter(|e| live.contains(&e.id))
+            .filter(|e| here.contains(&e.id))
             .map(|e| e.len as u64)
             .sum();
         let file_bytes = std::fs::metadata(crate::store::pack::pack_path(store.packs_dir(), &pack))
@@ -160,10 +171,12 @@ fn sweep(
         }
         if live_bytes == 0 || (live_bytes as f64) < REWRITE_BELOW * size as f64 {
             for e in &entries {
-                if live.contains(&e.id) {
+                if here.contains(&e.id) {
                     copy.push((pack, *e));
                 } else {
-                    dead.insert(e.id);
+                    if !live.contains(&e.id) {
+                        dead.insert(e.id);
+                    }
                     report.blobs_dropped += 1;
                 }
             }
