@@ -1168,3 +1168,45 @@ fn gc_runs_alongside_rsync_into_incoming_and_a_reader() {
     restores_as(&clock, &v, &f.root, &format!("new/{pn}"), &new_src);
     restores_as(&clock, &v, &f.root, &format!("{ITEM}/{pr}"), &rsrc);
 }
+
+/// Issue 4: data written to incoming and deleted before any snapshot does not stay in the
+/// vault: once the daemon saved incoming without it, `gc` reclaims its space, and what is still
+/// in incoming (and every point) stays intact.
+#[test]
+fn gc_reclaims_incoming_data_deleted_before_any_snapshot() {
+    let tmp = tempdir();
+    let root = tmp.path().canonicalize().unwrap();
+    let (vault, mnt) = (root.join("vault"), root.join("mnt"));
+    fs::create_dir(&mnt).unwrap();
+    let clock = Clock::new(&root, ts("2027-03-01T10:00:00Z"));
+    init_vault(&vault);
+    let m = mount(&clock, &vault, &mnt);
+    let inc = mnt.join("incoming").join(ITEM);
+    fs::create_dir(&inc).unwrap();
+    let keep = noise(2 * MIB, 41);
+    fs::write(inc.join("keep.bin"), &keep).unwrap();
+    clock.ok(&["snapshot", s(&vault), ITEM]);
+    // 8 MiB of incompressible data, stored (fsync makes it durable), then deleted.
+    let junk = inc.join("junk.bin");
+    fs::write(&junk, noise(8 * MIB, 42)).unwrap();
+    fs::File::open(&junk).unwrap().sync_all().unwrap();
+    let packs = vault.join("packs");
+    let with_junk = dir_bytes(&packs);
+    fs::remove_file(&junk).unwrap();
+    // The directory is saved without it (fsyncdir saves incoming).
+    fs::File::open(&inc).unwrap().sync_all().unwrap();
+    let out = clock.ok(&["gc", s(&vault)]);
+    let after = dir_bytes(&packs);
+    assert!(
+        with_junk - after >= 7 * MIB as u64,
+        "gc freed only {} bytes of 8 MiB deleted from incoming ({with_junk} -> {after}): {out}",
+        with_junk.saturating_sub(after)
+    );
+    assert_eq!(fs::read(inc.join("keep.bin")).unwrap(), keep);
+    assert_eq!(
+        fs::read(mnt.join("points").join(ITEM).join("latest/keep.bin")).unwrap(),
+        keep
+    );
+    drop(m);
+    check(&clock, &vault, "after gc of deleted incoming data");
+}
