@@ -2,6 +2,8 @@
 //! directories in private temp dirs.
 #![allow(dead_code)]
 
+pub mod mnt;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -158,13 +160,25 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
             .collect()
     };
     let (la, lb) = (list(a), list(b));
-    assert_eq!(
-        la,
-        lb,
-        "different entries under {} and {}",
-        a.display(),
-        b.display()
-    );
+    if la != lb {
+        let only = |x: &[PathBuf], y: &[PathBuf]| -> Vec<PathBuf> {
+            let y: std::collections::HashSet<&PathBuf> = y.iter().collect();
+            x.iter()
+                .filter(|p| !y.contains(p))
+                .take(20)
+                .cloned()
+                .collect()
+        };
+        panic!(
+            "different entries under {} ({}) and {} ({}):\nonly in the first: {:?}\nonly in the second: {:?}",
+            a.display(),
+            la.len(),
+            b.display(),
+            lb.len(),
+            only(&la, &lb),
+            only(&lb, &la)
+        );
+    }
     let mut links_a = std::collections::HashMap::new();
     let mut links_b = std::collections::HashMap::new();
     for rel in &la {
@@ -223,21 +237,51 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(groups(links_a), groups(links_b), "hard-link groups differ");
 }
 
-/// `getfattr -d` style listing of user xattrs, sorted.
+/// Every extended attribute of `p` (not following symlinks) as (name, value), sorted by name:
+/// what `getfattr -h -d -m -` shows, read in-process (spawning getfattr for each entry made
+/// comparing trees of thousands of files take many seconds).
 pub fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
-    let out = Command::new("getfattr")
-        .args(["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
-        .arg(p)
-        .output()
-        .expect("getfattr (package attr) must be installed");
-    let mut v: Vec<(String, Vec<u8>)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains('='))
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap();
-            (k.to_string(), v.as_bytes().to_vec())
-        })
-        .collect();
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 1 << 16];
+    // SAFETY: valid NUL-terminated path; the buffer is live and of the given length.
+    let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ENOTSUP),
+            "llistxattr {}: {e}",
+            p.display()
+        );
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let cname = std::ffi::CString::new(name).unwrap();
+        let mut value = vec![0u8; 1 << 16];
+        // SAFETY: valid NUL-terminated path and name; the buffer is live and of its length.
+        let k = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        assert!(
+            k >= 0,
+            "lgetxattr {} {}: {}",
+            p.display(),
+            String::from_utf8_lossy(name),
+            std::io::Error::last_os_error()
+        );
+        value.truncate(k as usize);
+        v.push((String::from_utf8_lossy(name).into_owned(), value));
+    }
     v.sort();
     v
 }
