@@ -1526,7 +1526,10 @@ impl Incoming {
             cv.notify_all();
         }
         self.commit_all(None).map_err(fs_to_vault)?;
-        self.save()
+        self.save()?;
+        // Everything is stored: the staging directory is not needed until the next mount.
+        let _ = std::fs::remove_dir(self.staging.dir());
+        Ok(())
     }
 
     fn snapshot_item(&self, item: &str) -> VResult<PointRecord> {
