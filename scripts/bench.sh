@@ -14,6 +14,10 @@
 #   BENCH_SKIP_INDEX=1 skip the index row
 #   BENCH_SKIP_MOUNT=1 skip the read side (mounts)
 #   BENCH_ONLY_MOUNT=1 only the first backups (row 1, which the mounts need) and the read side
+#   BENCH_SKIP_INGEST=1 skip the ingest side (rsync into a mounted vault)
+#   BENCH_ONLY_INGEST=1 only the ingest side
+#   BENCH_MUTATE_PCT=P share of the corpus bytes the ingest side changes between its two ingests
+#                      (default 1)
 #
 # Rows (each for vaultfs, restic, borg; the page cache is dropped before every measured command
 # so each tool starts cold, when /proc/sys/vm/drop_caches is writable):
@@ -35,6 +39,21 @@
 #   e peak RSS       VmHWM of the mount process (vaultfs daemon, restic, borg daemon), sampled at
 #                    the end of each of the three mount sessions, before unmounting; the column
 #                    "mount RSS" of rows a-d is that of the session the row was measured in
+# Ingest side (third table), the way a mounted vault is fed, against the same data put into a plain
+# directory and into restic and borg, on a working copy SRC of the corpus (the corpus itself when
+# this script extracted it: the ingest side runs last):
+#   i1 first ingest  plain rsync: `rsync -a --delete SRC/ PLAIN/`, PLAIN a new directory on the
+#                    scratch disk; vaultfs: a fresh vault mounted, `mkdir MNT/incoming/k`, then
+#                    `rsync -a --delete SRC/ MNT/incoming/k/` and `vaultfs snapshot VAULT k`
+#                    (timed each, and their sum, "vaultfs total"); restic: `restic backup SRC`
+#                    into a fresh repository; borg: `borg create` into a fresh repository
+#   i2 after change  the same again after a deterministic change of ~1% of SRC's bytes (half
+#                    of it modified files, a quarter deleted files, a quarter new files), in
+#                    the same mount session, into the same directory/vault/repositories
+#   The vaultfs point is checked against SRC (diff -r and metadata) after each snapshot;
+#   the daemon's peak RSS is its VmHWM, read right after the snapshot (reset before i2 so that
+#   i2 shows the peak during the incremental ingest alone); the unmount at the end ("umount",
+#   which finishes pending work) is timed too. Ratios: vaultfs total / the others' wall time.
 # Stdout gets only the final facts and table; progress goes to stderr, each tool's own output to
 # a log file in the scratch directory (its tail is printed when a command fails).
 set -euo pipefail
@@ -79,8 +98,31 @@ command -v xz >/dev/null || need+=(xz-utils)
 if [ -z "${BENCH_CORPUS:-}" ] && [ ! -f "$KERNEL_TXZ" ]; then need+=(linux-source-6.1); fi
 ONLY_MOUNT=${BENCH_ONLY_MOUNT:-0}
 SKIP_MOUNT=${BENCH_SKIP_MOUNT:-0}
+ONLY_INGEST=${BENCH_ONLY_INGEST:-0}
+SKIP_INGEST=${BENCH_SKIP_INGEST:-0}
+MUTATE_PCT=${BENCH_MUTATE_PCT:-1}
 [ "$ONLY_MOUNT" = 1 ] && [ "$SKIP_MOUNT" = 1 ] && die "BENCH_ONLY_MOUNT=1 and BENCH_SKIP_MOUNT=1 leave nothing to do"
-if [ "$SKIP_MOUNT" != 1 ]; then
+[ "$ONLY_INGEST" = 1 ] && [ "$SKIP_INGEST" = 1 ] && die "BENCH_ONLY_INGEST=1 and BENCH_SKIP_INGEST=1 leave nothing to do"
+[ "$ONLY_INGEST" = 1 ] && [ "$ONLY_MOUNT" = 1 ] && die "BENCH_ONLY_INGEST=1 and BENCH_ONLY_MOUNT=1 contradict each other"
+awk -v p="$MUTATE_PCT" 'BEGIN {exit !(p + 0 > 0 && p + 0 <= 50)}' || die "BENCH_MUTATE_PCT=$MUTATE_PCT: want a number in (0, 50]"
+RUN_READ=1   # the read side (mounts of the latest backups)
+{ [ "$SKIP_MOUNT" = 1 ] || [ "$ONLY_INGEST" = 1 ]; } && RUN_READ=0
+RUN_INGEST=1 # the ingest side (rsync into a mounted vault)
+{ [ "$SKIP_INGEST" = 1 ] || [ "$ONLY_MOUNT" = 1 ]; } && RUN_INGEST=0
+INGEST_SKIPPED=
+if [ "$RUN_INGEST" = 1 ] && { [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; }; then
+    # the ingest side mounts a vault; where that cannot work it is left out unless asked for alone
+    INGEST_SKIPPED="not root or no /dev/fuse"
+    [ "$ONLY_INGEST" = 1 ] && die "the ingest side needs root and /dev/fuse ($INGEST_SKIPPED)"
+    say "skipping the ingest side: $INGEST_SKIPPED (set BENCH_SKIP_INGEST=1 to silence this)"
+    RUN_INGEST=0
+fi
+if [ "$RUN_INGEST" = 1 ]; then
+    command -v rsync >/dev/null || need+=(rsync)
+    command -v fusermount3 >/dev/null || need+=(fuse3)
+    command -v python3 >/dev/null || need+=(python3)
+fi
+if [ "$RUN_READ" = 1 ]; then
     [ "$(id -u)" -eq 0 ] || die "the mount part needs root (or set BENCH_SKIP_MOUNT=1)"
     [ -e /dev/fuse ] || die "no /dev/fuse: the mount part cannot run (set BENCH_SKIP_MOUNT=1)"
     command -v fusermount3 >/dev/null || need+=(fuse3)
@@ -102,6 +144,7 @@ if ! command -v cargo >/dev/null; then
     command -v cargo >/dev/null || die "cargo still not found after rustup"
 fi
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------- scratch directory
 SCRATCH_PARENT=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 T=$(mktemp -d "$SCRATCH_PARENT/vaultfs-bench.XXXXXX")
@@ -229,8 +272,17 @@ if ! (cd "$ROOT" && cargo build --release) >"$L/build.log" 2>&1; then
     log_tail "$L/build.log"
     die "cargo build --release failed"
 fi
-VFS=$ROOT/target/release/vaultfs
-[ -x "$VFS" ] || die "$VFS missing after the build"
+[ -x "$ROOT/target/release/vaultfs" ] || die "$ROOT/target/release/vaultfs missing after the build"
+# measure a copy: a rebuild in the work tree during the run cannot swap the binary under us
+mkdir -p "$T/bin"
+cp "$ROOT/target/release/vaultfs" "$T/bin/vaultfs"
+VFS=$T/bin/vaultfs
+# what was built: the commit, "+dirty" if src/ differed from it at build time ("?" outside git)
+if BUILD_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD -- src || BUILD_REV="$BUILD_REV+dirty"
+else
+    BUILD_REV="?"
+fi
 
 # ---------------------------------------------------------------- corpus
 if [ -n "${BENCH_CORPUS:-}" ]; then
@@ -263,15 +315,16 @@ drop_caches() {
 }
 
 # timed NAME CMD...: run CMD under /usr/bin/time with its output in $L/NAME.log.
-# Sets RC, WALL (seconds) and RSS_KIB (peak resident set of the largest process in the tree).
+# Sets RC, WALL (seconds), RSS_KIB (peak resident set of the largest process in the tree) and
+# USR/SYS (CPU seconds of the tree).
 timed() {
     local name=$1
     shift
     local tf=$L/$name.time
     RC=0
-    /usr/bin/time -f '%e %M' -o "$tf" timeout "$TIMEOUT" "$@" >"$L/$name.log" 2>&1 || RC=$?
-    read -r WALL RSS_KIB < <(tail -n1 "$tf") || true
-    WALL=${WALL:-0} RSS_KIB=${RSS_KIB:-0}
+    /usr/bin/time -f '%e %M %U %S' -o "$tf" timeout "$TIMEOUT" "$@" >"$L/$name.log" 2>&1 || RC=$?
+    read -r WALL RSS_KIB USR SYS < <(tail -n1 "$tf") || true
+    WALL=${WALL:-0} RSS_KIB=${RSS_KIB:-0} USR=${USR:-0} SYS=${SYS:-0}
     if [ "$RC" -ne 0 ]; then
         if [ "$RC" -eq 124 ]; then say "TIMED OUT after ${TIMEOUT}s: $*"; else say "FAILED (exit $RC): $*"; fi
         log_tail "$L/$name.log"
@@ -296,23 +349,23 @@ meta_list() {
     (cd "$1" && find . -mindepth 1 \( -type d -printf '%p\t%y %m %U:%G %T@\n' \) -o \
         -printf '%p\t%y %m %U:%G %s %T@ -> %l\n' | LC_ALL=C sort)
 }
-# verify TOOL DIR: compare a restored tree with the corpus; echoes the note ("FAIL" in it on a
-# content mismatch). Runs in a subshell: it cannot count failures itself.
+# verify TOOL DIR [REF]: compare a restored tree with REF (default: the corpus); echoes the note
+# ("FAIL" in it on a content mismatch). Runs in a subshell: it cannot count failures itself.
 verify() {
-    local tool=$1 got=$2 note ndiff nmeta
+    local tool=$1 got=$2 ref=${3:-$CORPUS} note ndiff nmeta
     if [ ! -d "$got" ]; then
         echo "FAIL: $got missing"
         return
     fi
-    if diff -rq --no-dereference "$CORPUS" "$got" >"$L/diff-$tool.log" 2>&1; then
+    if diff -rq --no-dereference "$ref" "$got" >"$L/diff-$tool.log" 2>&1; then
         note="diff OK"
     else
         ndiff=$(wc -l <"$L/diff-$tool.log")
         note="diff FAIL ($ndiff lines, $L/diff-$tool.log)"
-        say "restore of $tool differs from the corpus:"
+        say "restore of $tool differs from $ref:"
         head -n 10 "$L/diff-$tool.log" >&2
     fi
-    meta_list "$CORPUS" >"$T/meta-corpus"
+    meta_list "$ref" >"$T/meta-corpus"
     meta_list "$got" >"$T/meta-$tool"
     nmeta=$(diff "$T/meta-corpus" "$T/meta-$tool" | grep -c '^<' || true)
     if [ "$nmeta" -eq 0 ]; then
@@ -357,7 +410,7 @@ backup_cmd() { # TOOL N -> the command line, one word per line
 }
 
 # ---------------------------------------------------------------- row 0: cold read reference
-if [ "$ONLY_MOUNT" != 1 ]; then
+if [ "$ONLY_MOUNT" != 1 ] && [ "$ONLY_INGEST" != 1 ]; then
     say "row 0: cold read (tar -cf - | wc -c)"
     drop_caches
     timed tar-read bash -c 'tar -cf - "$1" 2>/dev/null | wc -c' _ "$CORPUS"
@@ -372,6 +425,7 @@ fi
 # ---------------------------------------------------------------- row 1: first backup
 for tool in "${TOOLS[@]}"; do
     OK[$tool]=0
+    [ "$ONLY_INGEST" != 1 ] || continue
     say "row 1: $tool init + first backup"
     RC=0
     init_repo "$tool" >"$L/$tool-init.log" 2>&1 || RC=$?
@@ -396,7 +450,7 @@ for tool in "${TOOLS[@]}"; do
         "repo/corpus $(awk -v r="${SIZE1[$tool]}" -v c="$CORPUS_BYTES" 'BEGIN {printf "%.3f", r / c}')$(index_note "$tool")"
 done
 
-if [ "$ONLY_MOUNT" != 1 ]; then
+if [ "$ONLY_MOUNT" != 1 ] && [ "$ONLY_INGEST" != 1 ]; then
     # ---------------------------------------------------------------- row 2: second backup, unchanged
     for tool in "${TOOLS[@]}"; do
         [ "${OK[$tool]}" = 1 ] || { row "2 second backup" "$tool" - - - - "skipped (first backup failed)"; continue; }
@@ -572,7 +626,7 @@ end_session() { # MNT TOOL: sample the peak RSS into SESSION_RSS, unmount
     fi
 }
 
-if [ "$SKIP_MOUNT" != 1 ]; then
+if [ "$RUN_READ" = 1 ]; then
     UMOUNT_TROUBLE= VFS_DAEMON_ERRS=0 ALL_PIDS=
     declare -A REF TARB
     # ---- reference: the original tree, same order as for the mounts
@@ -725,7 +779,7 @@ vaultfs daemon log: $VFS_DAEMON_ERRS warning/error lines ($L/vaultfs-daemon.log)
 fi
 
 # ---------------------------------------------------------------- row 4: index with ~1M chunks
-if [ "${BENCH_SKIP_INDEX:-0}" != 1 ] && [ "$ONLY_MOUNT" != 1 ]; then
+if [ "${BENCH_SKIP_INDEX:-0}" != 1 ] && [ "$ONLY_MOUNT" != 1 ] && [ "$ONLY_INGEST" != 1 ]; then
     say "row 4: vaultfs vault with ~1M chunks (--chunk-avg 256, ${INDEX_MIB} MiB random file)"
     V2=$T/repo-vaultfs-index
     mkdir -p "$T/random"
@@ -767,6 +821,326 @@ if [ "${BENCH_SKIP_INDEX:-0}" != 1 ] && [ "$ONLY_MOUNT" != 1 ]; then
     rm -rf "$T/random"
 fi
 
+# ---------------------------------------------------------------- ingest side
+IROWS=$T/ingest-rows
+: >"$IROWS"
+INGEST_SUMMARY=
+# irow ROW TOOL WALL MB/s RSS_MiB SIZE_MiB NOTE
+irow() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$IROWS"; }
+sum() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a + b}'; }
+grew() { # BEFORE AFTER: "+1.2 MiB" / "+12.0 KiB"
+    awk -v d=$(($2 - $1)) 'BEGIN {s = d < 0 ? "-" : "+"; if (d < 0) d = -d; if (d < 1048576) printf "%s%.1f KiB", s, d / 1024; else printf "%s%.2f MiB", s, d / 1048576}'
+}
+# cpu_ticks PID: user + system CPU time of a process so far, in clock ticks (0 if gone)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+# timed_sync: how long a `sync` right after the measured command takes (its writeback, not timed)
+timed_sync() {
+    local t0=$EPOCHREALTIME
+    sync
+    SYNC_WALL=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+}
+# mutate DIR PCT: change about PCT% of the bytes of DIR's regular files, the same files in every
+# run (fixed seed over the sorted file list): half of it files modified (a line inserted in the
+# middle), a quarter files deleted, a quarter new files (an existing file's lines reversed, next
+# to it, as NAME.bench-added). Prints one summary line.
+mutate() {
+    python3 - "$1" "$2" <<'PY'
+import os, random, stat, sys
+root, pct = sys.argv[1], float(sys.argv[2])
+files = []
+for dp, dns, fns in os.walk(root):
+    for f in fns:
+        p = os.path.join(dp, f)
+        st = os.lstat(p)
+        if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+            files.append((os.path.relpath(p, root), st.st_size))
+files.sort()
+total = sum(s for _, s in files)
+random.Random(20261124).shuffle(files)
+budget = total * pct / 100
+MARK = b"/* vaultfs bench: an inserted line */\n"
+done = {}
+it = iter(files)
+for kind, share in (("modified", 0.5), ("deleted", 0.25), ("added", 0.25)):
+    want, n, b = budget * share, 0, 0
+    for rel, size in it:
+        if b >= want:
+            break
+        if size > want - b + 65536:  # would overshoot by much: take a smaller one
+            continue
+        p = os.path.join(root, rel)
+        if kind == "modified":
+            with open(p, "rb") as f:
+                data = f.read()
+            mid = data.find(b"\n", len(data) // 2) + 1
+            with open(p, "wb") as f:
+                f.write(data[:mid] + MARK + data[mid:])
+        elif kind == "deleted":
+            os.unlink(p)
+        else:
+            with open(p, "rb") as f:
+                lines = f.read().splitlines(keepends=True)
+            with open(p + ".bench-added", "xb") as f:
+                f.write(b"".join(reversed(lines)))
+        n, b = n + 1, b + size
+    done[kind] = (n, b)
+changed = sum(b for _, b in done.values())
+print("%s; %.2f MiB = %.2f%% of %.1f MiB" % (
+    ", ".join("%s %d files (%.2f MiB)" % (k, n, b / 1048576) for k, (n, b) in done.items()),
+    changed / 1048576, changed * 100 / total, total / 1048576))
+PY
+}
+
+if [ "$RUN_INGEST" = 1 ]; then
+    # SRC: the corpus itself when this script extracted it (nothing after the ingest side reads it),
+    # else a copy (never change the user's BENCH_CORPUS)
+    case $CORPUS in
+    "$T"/*) ISRC=$CORPUS ;;
+    *)
+        say "ingest side: copying the corpus to $T/ingest-src"
+        ISRC=$T/ingest-src
+        cp -a "$CORPUS" "$ISRC" || die "copying $CORPUS to $ISRC failed"
+        ;;
+    esac
+    IPLAIN=$T/ingest-plain IVAULT=$T/ingest-vaultfs IMNT=$T/mnt-ingest
+    IRESTIC=$T/ingest-restic IBORG=$T/ingest-borg
+    RSYNC_OPTS=(-a --delete)
+    declare -A IOK ITOT
+    IOK[plain]=1 IOK[vaultfs]=0 IOK[restic]=0 IOK[borg]=0
+    MUTATION='' IVPID='' ISESSION_NOTE='' hwm_reset=no
+
+    # ---- set up: the empty vault mounted with an item k, empty restic and borg repositories
+    say "ingest side: init and mount a fresh vault, init restic and borg repositories"
+    mkdir -p "$IPLAIN" "$IMNT"
+    if ! "$VFS" init "$IVAULT" >"$L/ingest-vaultfs-init.log" 2>&1; then
+        log_tail "$L/ingest-vaultfs-init.log"
+        ISESSION_NOTE="FAILED: vaultfs init ($L/ingest-vaultfs-init.log)"
+    else
+        MTOOL[$IMNT]=vaultfs
+        MPID[$IMNT]=
+        t0=$EPOCHREALTIME
+        if ! timeout 600 "$VFS" mount "$IVAULT" "$IMNT" >"$L/ingest-vaultfs-mount.log" 2>&1; then
+            log_tail "$L/ingest-vaultfs-mount.log"
+            ISESSION_NOTE="FAILED: vaultfs mount ($L/ingest-vaultfs-mount.log)"
+        else
+            IMOUNT_WALL=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+            IVPID=$(sed -n 's/.*(daemon pid \([0-9]*\),.*/\1/p' "$L/ingest-vaultfs-mount.log")
+            [ -n "$IVPID" ] || IVPID=$(pids_serving "$IMNT" | head -n1)
+            MPID[$IMNT]=$IVPID
+            if ! mkdir "$IMNT/incoming/k" 2>"$L/ingest-vaultfs-mkdir.log"; then
+                log_tail "$L/ingest-vaultfs-mkdir.log"
+                ISESSION_NOTE="FAILED: mkdir MNT/incoming/k ($L/ingest-vaultfs-mkdir.log)"
+            else
+                IOK[vaultfs]=1
+                say "ingest side: vault mounted in ${IMOUNT_WALL}s, daemon pid ${IVPID:-?}"
+            fi
+        fi
+    fi
+    if restic init --repository-version 2 -r "$IRESTIC" >"$L/ingest-restic-init.log" 2>&1; then
+        IOK[restic]=1
+    else
+        log_tail "$L/ingest-restic-init.log"
+    fi
+    if borg init -e repokey-blake2 "$IBORG" >"$L/ingest-borg-init.log" 2>&1; then
+        IOK[borg]=1
+    else
+        log_tail "$L/ingest-borg-init.log"
+    fi
+    for tool in vaultfs restic borg; do [ "${IOK[$tool]}" = 1 ] || FAILURES=$((FAILURES + 1)); done
+
+    for phase in 1 2; do
+        if [ "$phase" = 1 ]; then label="i1 first ingest"; else label="i2 after ${MUTATE_PCT}% change"; fi
+        if [ "$phase" = 2 ]; then
+            say "ingest side: changing ~${MUTATE_PCT}% of $ISRC"
+            MUTATION=$(mutate "$ISRC" "$MUTATE_PCT" 2>"$L/ingest-mutate.log") || {
+                log_tail "$L/ingest-mutate.log"
+                die "changing $ISRC failed"
+            }
+            say "ingest side: $MUTATION"
+            # rsync leaves a directory's mtime alone when it is in the same second as the mtime
+            # its own changes give the copy (plain directories too): let a second pass, so the
+            # changed directories get their mtimes copied and the check compares like with like
+            sleep 1.1
+        fi
+        src_bytes=$(find "$ISRC" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
+
+        # ---- plain rsync into a local directory
+        say "ingest side: $label: plain rsync"
+        drop_caches
+        timed "ingest$phase-plain" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$IPLAIN/"
+        if [ "$RC" -ne 0 ]; then
+            IOK[plain]=0
+            FAILURES=$((FAILURES + 1))
+            irow "$label" "plain rsync" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-plain.log)"
+        else
+            timed_sync
+            ITOT[plain$phase]=$WALL
+            irow "$label" "plain rsync" "$WALL" "$(mbps "$src_bytes" "$WALL")" \
+                "$(mib $((RSS_KIB * 1024)))" "$(mib "$(dir_bytes "$IPLAIN")")" "rsync CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s"
+        fi
+
+        # ---- vaultfs: rsync into incoming, snapshot
+        if [ "${IOK[vaultfs]}" != 1 ]; then
+            irow "$label" "vaultfs total" - - - - "${ISESSION_NOTE:-skipped (an earlier step failed)}"
+        else
+            say "ingest side: $label: vaultfs rsync into incoming"
+            before=$(dir_bytes "$IVAULT")
+            if [ "$phase" = 2 ] && [ -n "$IVPID" ]; then
+                # VmHWM from here on: the peak of the incremental ingest alone
+                { echo 5 >"/proc/$IVPID/clear_refs"; } 2>/dev/null && hwm_reset=yes || hwm_reset=no
+                I2_RSS0=$(awk '/^VmRSS:/ {print $2}' "/proc/$IVPID/status" 2>/dev/null || echo 0)
+            fi
+            drop_caches
+            cpu0=$(cpu_ticks "${IVPID:-0}")
+            timed "ingest$phase-vaultfs-rsync" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$IMNT/incoming/k/"
+            r_wall=$WALL r_rss=$RSS_KIB r_rc=$RC r_cpu="${USR}s user ${SYS}s sys"
+            after_rsync=$(dir_bytes "$IVAULT")
+            if [ "$r_rc" -ne 0 ]; then
+                IOK[vaultfs]=0
+                FAILURES=$((FAILURES + 1))
+                irow "$label" "vaultfs rsync" "$r_wall" - "$(mib $((r_rss * 1024)))" - \
+                    "FAILED: exit $r_rc ($L/ingest$phase-vaultfs-rsync.log)"
+            else
+                ITOT[vrsync$phase]=$r_wall
+                irow "$label" "vaultfs rsync" "$r_wall" "$(mbps "$src_bytes" "$r_wall")" \
+                    "$(mib $((r_rss * 1024)))" "$(mib "$after_rsync")" \
+                    "rsync CPU $r_cpu; vault $(grew "$before" "$after_rsync") during it; RSS: rsync's"
+                say "ingest side: $label: vaultfs snapshot"
+                timed "ingest$phase-vaultfs-snapshot" "$VFS" snapshot "$IVAULT" k
+                s_wall=$WALL s_rss=$RSS_KIB s_rc=$RC
+                if [ "$s_rc" -ne 0 ]; then
+                    IOK[vaultfs]=0
+                    FAILURES=$((FAILURES + 1))
+                    irow "$label" "vaultfs snapshot" "$s_wall" - - - \
+                        "FAILED: exit $s_rc ($L/ingest$phase-vaultfs-snapshot.log)"
+                else
+                    hwm=$(hwm_mib "$IMNT")
+                    dcpu=$(awk -v a="$cpu0" -v b="$(cpu_ticks "${IVPID:-0}")" -v t="$CLK_TCK" 'BEGIN {printf "%.1f", (b - a) / t}')
+                    timed_sync
+                    ipoint=$(sed -n 's/^created point k\/\(.*\)$/\1/p' "$L/ingest$phase-vaultfs-snapshot.log" | tail -n1)
+                    after=$(dir_bytes "$IVAULT")
+                    irow "$label" "vaultfs snapshot" "$s_wall" - "$(mib $((s_rss * 1024)))" "$(mib "$after")" \
+                        "point ${ipoint:-? (no 'created point k/...' line)}; vault $(grew "$after_rsync" "$after") during it; RSS: the CLI's"
+                    tot=$(sum "$r_wall" "$s_wall")
+                    ITOT[vaultfs$phase]=$tot
+                    note="rsync + snapshot; daemon CPU ${dcpu}s; then sync ${SYNC_WALL}s; RSS: the daemon's VmHWM"
+                    if [ "$phase" = 1 ]; then
+                        note="$note since mounting"
+                    elif [ "$hwm_reset" = yes ]; then
+                        note="$note since its reset before i2 (RSS $(mib $((I2_RSS0 * 1024))) MiB then)"
+                    else
+                        note="$note since mounting (could not reset it)"
+                    fi
+                    note="$note; vault/SRC $(awk -v r="$after" -v c="$src_bytes" 'BEGIN {printf "%.3f", r / c}')"
+                    [ "$phase" = 2 ] && note="$note, grew $(grew "$before" "$after")"
+                    irow "$label" "vaultfs total" "$tot" "$(mbps "$src_bytes" "$tot")" "$hwm" "$(mib "$after")" "$note"
+                    # the point must be SRC, exactly (not timed; after the RSS sample)
+                    say "ingest side: $label: checking the point against SRC"
+                    vnote=$(verify "vaultfs-ingest$phase" "$IMNT/points/k/${ipoint:-latest}" "$ISRC")
+                    case $vnote in *FAIL* | *differs*) FAILURES=$((FAILURES + 1)) ;; esac
+                    irow "$label" "vaultfs check" - - - - "point vs SRC: $vnote"
+                fi
+            fi
+        fi
+
+        # ---- restic backup
+        if [ "${IOK[restic]}" = 1 ]; then
+            say "ingest side: $label: restic backup"
+            before=$(dir_bytes "$IRESTIC")
+            drop_caches
+            timed "ingest$phase-restic" restic -r "$IRESTIC" backup "$ISRC"
+            if [ "$RC" -ne 0 ]; then
+                IOK[restic]=0
+                FAILURES=$((FAILURES + 1))
+                irow "$label" restic "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-restic.log)"
+            else
+                timed_sync
+                ITOT[restic$phase]=$WALL
+                after=$(dir_bytes "$IRESTIC")
+                irow "$label" restic "$WALL" "$(mbps "$src_bytes" "$WALL")" "$(mib $((RSS_KIB * 1024)))" \
+                    "$(mib "$after")" "CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s$([ "$phase" = 2 ] && echo "; repo grew $(grew "$before" "$after")")"
+            fi
+        else
+            irow "$label" restic - - - - "skipped (init or an earlier backup failed)"
+        fi
+
+        # ---- borg create
+        if [ "${IOK[borg]}" = 1 ]; then
+            say "ingest side: $label: borg create"
+            before=$(dir_bytes "$IBORG")
+            drop_caches
+            timed "ingest$phase-borg" borg create --stats --compression zstd,3 "$IBORG::i$phase" "$ISRC"
+            if [ "$RC" -ne 0 ]; then
+                IOK[borg]=0
+                FAILURES=$((FAILURES + 1))
+                irow "$label" borg "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-borg.log)"
+            else
+                timed_sync
+                ITOT[borg$phase]=$WALL
+                after=$(dir_bytes "$IBORG")
+                irow "$label" borg "$WALL" "$(mbps "$src_bytes" "$WALL")" "$(mib $((RSS_KIB * 1024)))" \
+                    "$(mib "$after")" "CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s$([ "$phase" = 2 ] && echo "; repo grew $(grew "$before" "$after")")"
+            fi
+        else
+            irow "$label" borg - - - - "skipped (init or an earlier backup failed)"
+        fi
+    done
+
+    # ---- unmount (finishes pending work), timed; the daemon must be gone afterwards
+    if [ -n "${MTOOL[$IMNT]:-}" ]; then
+        say "ingest side: vaultfs umount"
+        t0=$EPOCHREALTIME
+        urc=0
+        unmount "$IMNT" || urc=1
+        u_wall=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+        unote="until the mount is gone and the daemon exited"
+        if [ "$urc" -ne 0 ]; then
+            FAILURES=$((FAILURES + 1))
+            unote="$unote; FORCED: see the notes below"
+        fi
+        [ -n "$IVPID" ] && pid_alive "$IVPID" && { FAILURES=$((FAILURES + 1)); unote="$unote; DAEMON $IVPID STILL RUNNING"; }
+        irow "umount" vaultfs "$u_wall" - - "$(mib "$(dir_bytes "$IVAULT")")" "$unote"
+    fi
+    if [ -f "$IVAULT/daemon.log" ] && grep -qiE 'error|warn|damaged|panic' "$IVAULT/daemon.log"; then
+        cp "$IVAULT/daemon.log" "$L/ingest-vaultfs-daemon.log"
+        n=$(grep -ciE 'error|warn|damaged|panic' "$IVAULT/daemon.log")
+        say "the ingest vault's daemon log has $n warning/error lines:"
+        grep -iE 'error|warn|damaged|panic' "$IVAULT/daemon.log" | head -n 20 >&2
+        INGEST_SUMMARY="${INGEST_SUMMARY}vaultfs daemon log: $n warning/error lines ($L/ingest-vaultfs-daemon.log)
+"
+    fi
+
+    # ---- ratios and targets: vaultfs total against the others
+    for phase in 1 2; do
+        [ -n "${ITOT[vaultfs$phase]:-}" ] || continue
+        line="i$phase vaultfs total ${ITOT[vaultfs$phase]}s:"
+        for o in plain restic borg; do
+            [ -n "${ITOT[$o$phase]:-}" ] || { line="$line $o -;"; continue; }
+            r=$(ratio "${ITOT[vaultfs$phase]}" "${ITOT[$o$phase]}")
+            if [ "$o" = plain ]; then t=$(target 'target <=1.3x' "$r" 1.3); else t=$(target 'target <1x' "$r" 0.9999); fi
+            line="$line vaultfs/$o ${r}x ($t);"
+        done
+        if [ -n "${ITOT[plain$phase]:-}" ]; then
+            line="$line rsync into incoming alone $(ratio "${ITOT[vrsync$phase]}" "${ITOT[plain$phase]}")x plain rsync;"
+        fi
+        INGEST_SUMMARY="$INGEST_SUMMARY${line%;}
+"
+    done
+    [ -z "$MUTATION" ] || INGEST_SUMMARY="${INGEST_SUMMARY}change before i2: $MUTATION
+"
+    left=$(awk -v t="$IMNT" '$2 == t' /proc/self/mounts)
+    if [ -n "$left" ] || { [ -n "$IVPID" ] && pid_alive "$IVPID"; }; then
+        INGEST_SUMMARY="${INGEST_SUMMARY}after the ingest side: LEFT MOUNTED OR RUNNING ($IMNT, daemon ${IVPID:-?})
+"
+    elif [ -n "$IVPID" ]; then
+        INGEST_SUMMARY="${INGEST_SUMMARY}after the ingest side: $IMNT unmounted, daemon $IVPID gone
+"
+    fi
+    [ -z "$UMOUNT_NOTES" ] || INGEST_SUMMARY="${INGEST_SUMMARY}unmount notes:$UMOUNT_NOTES
+"
+fi
+
 # ---------------------------------------------------------------- report
 # render_table HEADER FILE: tab-separated rows as an aligned table, columns 3-6 right-aligned
 render_table() {
@@ -799,17 +1173,20 @@ report() {
     echo "machine:  nproc $(nproc), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)," \
         "$(awk '/^MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)," \
         "Debian $(cat /etc/debian_version 2>/dev/null || echo '?')"
+    echo "load:     load average (1/5/15 min) at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "scratch:  $(df -PTh "$T" | awk 'NR == 2 {print $2 " on " $1 " (" $7 ")"}'), page cache dropped before each measured command: $DROPPED"
     echo "corpus:   $CORPUS_DESC"
     echo "          $CORPUS_BYTES bytes in $CORPUS_FILES files, $CORPUS_DIRS dirs, $CORPUS_LINKS symlinks"
-    echo "tools:    $("$VFS" --version 2>&1 | head -n1) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty'))," \
+    echo "tools:    $("$VFS" --version 2>&1 | head -n1) ($BUILD_REV)," \
         "$(restic version 2>&1 | awk '{print $1, $2}'), $(borg --version 2>&1)"
     echo "settings: vaultfs defaults (1 MiB avg chunks, zstd 5, argon2id); restic repo v2 (zstd auto);" \
         "borg repokey-blake2, zstd,3"
-    echo "MB/s = corpus bytes / wall (row 4: random file bytes / wall); peak RSS from /usr/bin/time %M"
-    echo
-    render_table 'row\ttool\twall s\tMB/s\tpeak RSS MiB\trepo MiB\tnote' "$ROWS"
-    if [ "$SKIP_MOUNT" != 1 ]; then
+    if [ -s "$ROWS" ]; then
+        echo "MB/s = corpus bytes / wall (row 4: random file bytes / wall); peak RSS from /usr/bin/time %M"
+        echo
+        render_table 'row\ttool\twall s\tMB/s\tpeak RSS MiB\trepo MiB\tnote' "$ROWS"
+    fi
+    if [ "$RUN_READ" = 1 ]; then
         echo
         echo "read side: the latest snapshot mounted with vaultfs mount / restic mount / borg mount;"
         echo "  PDIR = the corpus root inside it (vaultfs MNT/points/kernel/$VPOINT, restic"
@@ -824,6 +1201,24 @@ report() {
         render_table 'row\ttool\twall s\tMB/s\tmount RSS MiB\toutput\tnote' "$MROWS"
         echo
         echo "$MOUNT_SUMMARY"
+    fi
+    if [ "$RUN_INGEST" = 1 ]; then
+        echo
+        echo "ingest side: SRC = $ISRC; plain rsync = \`rsync ${RSYNC_OPTS[*]} SRC/ PLAIN/\` into a new directory"
+        echo "  on the scratch disk; vaultfs = \`rsync ${RSYNC_OPTS[*]} SRC/ MNT/incoming/k/\` into a freshly mounted"
+        echo "  empty vault, then \`vaultfs snapshot VAULT k\` (total = both); restic = \`restic backup SRC\`;"
+        echo "  borg = \`borg create --compression zstd,3 REPO::iN SRC\`; i2 = the same again after changing SRC,"
+        echo "  in the same mount and repositories. Page cache dropped before each rsync/backup (not between"
+        echo "  vaultfs rsync and snapshot); 'then sync' = a sync right after, not counted. MB/s = SRC bytes"
+        echo "  / wall. peak RSS: /usr/bin/time %M of the command, for 'vaultfs total' the daemon's VmHWM."
+        echo "  size = PLAIN / vault / repository after the row (du -sb)."
+        echo
+        render_table 'row\ttool\twall s\tMB/s\tpeak RSS MiB\tsize MiB\tnote' "$IROWS"
+        echo
+        printf '%s' "$INGEST_SUMMARY"
+    elif [ -n "$INGEST_SKIPPED" ]; then
+        echo
+        echo "ingest side: skipped ($INGEST_SKIPPED)"
     fi
     if [ "$FAILURES" -gt 0 ]; then
         echo
