@@ -5,8 +5,8 @@
 //! - Inodes are allocated (`1 << 63 | n`), so they never meet the derived numbers of points.
 //!   A directory's entries are loaded from its saved tree the first time it is used.
 //! - A file being written lives in an anonymous staging file outside the vault; when the last
-//!   handle closes (or on fsync or snapshot) it is chunked, sealed and packed on the commit
-//!   pool, and keeps only its chunk list. Reads of committed files go through the chunk cache.
+//!   handle closes (or on fsync or snapshot) it is chunked, sealed and packed by the commit
+//!   workers, and keeps only its chunk list. Reads of committed files go through the chunk cache.
 //! - A directory keeps the id of its saved tree until something in it changes, so saving (every
 //!   few seconds while dirty, on fsync, on snapshot) writes only the changed directories.
 //! - A staging file stays referenced after its commit until the chunks are known durable (the
@@ -83,6 +83,8 @@ struct FileData {
     staged: Option<Arc<Staged>>,
     version: u64,
     committed: u64,
+    /// The settle epoch the last commit finished in (see `Incoming::settle`).
+    committed_epoch: u64,
 }
 
 impl FileData {
@@ -94,6 +96,7 @@ impl FileData {
             staged: None,
             version: 0,
             committed: 0,
+            committed_epoch: 0,
         }
     }
 
@@ -356,7 +359,6 @@ struct Handle {
 }
 
 pub struct Incoming {
-    me: Weak<Incoming>,
     vault: Arc<Vault>,
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
     staging: Arc<Staging>,
@@ -366,7 +368,10 @@ pub struct Incoming {
     state: Mutex<State>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
-    pool: rayon::ThreadPool,
+    /// Closed files waiting to be stored, taken by the commit workers.
+    queue: std::sync::mpsc::Sender<u64>,
+    /// Bumped by each `settle`; a commit records the value it finished under.
+    epoch: AtomicU64,
     /// Bytes written to staging files and not yet committed.
     waiting_bytes: AtomicU64,
     /// (when, free bytes) of the vault's filesystem, refreshed at most every 250 ms.
@@ -406,13 +411,9 @@ impl Incoming {
         let vault_id = Vault::read_config(vault.dir())?.vault_id;
         let staging = Staging::new(staging_base, &vault_id)
             .map_err(|e| VaultError::io("create staging directory in", staging_base, e))?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(COMMIT_THREADS)
-            .thread_name(|i| format!("commit-{i}"))
-            .build()
-            .map_err(|e| VaultError::Failed(format!("cannot start commit threads: {e}")))?;
-        let inc = Arc::new_cyclic(|me| Incoming {
-            me: me.clone(),
+        let (queue, rx) = std::sync::mpsc::channel::<u64>();
+        let rx = Arc::new(Mutex::new(rx));
+        let inc = Arc::new(Incoming {
             vault,
             chunks,
             staging,
@@ -421,7 +422,8 @@ impl Incoming {
             state: Mutex::new(State::default()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            pool,
+            queue,
+            epoch: AtomicU64::new(0),
             waiting_bytes: AtomicU64::new(0),
             space: Mutex::new(None),
             full: AtomicBool::new(false),
@@ -431,6 +433,15 @@ impl Incoming {
         });
         let weak: Weak<dyn LiveIncoming> = Arc::downgrade(&inc) as Weak<dyn LiveIncoming>;
         inc.vault.set_live_incoming(weak);
+        // Plain threads on a channel: an idle rayon pool spins (sched_yield) between files,
+        // which cost as much CPU as compressing them.
+        for i in 0..COMMIT_THREADS {
+            let (me, rx) = (Arc::downgrade(&inc), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("commit-{i}"))
+                .spawn(move || commit_worker(me, rx))
+                .map_err(|e| VaultError::Failed(format!("cannot start commit threads: {e}")))?;
+        }
         let saver = Arc::downgrade(&inc);
         std::thread::Builder::new()
             .name("incoming-saver".into())
@@ -1097,15 +1108,9 @@ impl Incoming {
         st.maybe_drop(ino);
     }
 
-    /// Store a file's staged content on the commit pool.
+    /// Store a file's staged content on a commit worker.
     fn commit_later(&self, ino: u64) {
-        if let Some(me) = self.me.upgrade() {
-            self.pool.spawn(move || {
-                if let Err(e) = me.commit(ino) {
-                    tracing::warn!("storing a closed incoming file failed: {e:?}");
-                }
-            });
-        }
+        let _ = self.queue.send(ino);
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -1305,6 +1310,7 @@ impl Incoming {
         f.chunks = Arc::new(chunks);
         f.committed_size = len;
         f.committed = version;
+        f.committed_epoch = self.epoch.load(Ordering::SeqCst);
         let _ = self
             .waiting_bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
@@ -1314,7 +1320,7 @@ impl Incoming {
         Ok(())
     }
 
-    /// Commit every staged file (of `item`, or all), in parallel on the commit pool.
+    /// Commit every staged file (of `item`, or all), in parallel on rayon's pool.
     fn commit_all(&self, item: Option<&str>) -> FsResult<()> {
         let inos: Vec<u64> = {
             let st = self.lock();
@@ -1325,8 +1331,7 @@ impl Incoming {
                 .collect()
         };
         use rayon::prelude::*;
-        self.pool
-            .install(|| inos.par_iter().try_for_each(|ino| self.commit(*ino)))
+        inos.par_iter().try_for_each(|ino| self.commit(*ino))
     }
 
     pub fn fsync(&self, fh: Option<u64>) -> FsResult<()> {
@@ -1344,6 +1349,8 @@ impl Incoming {
     /// files whose chunks are indexed. A committed file with a chunk missing from the index
     /// (lost in a failed pack write, or a commit racing this flush) is committed again.
     fn settle(&self) -> VResult<()> {
+        // Commits that finish from here on may have put after the flush: not checked now.
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst);
         self.vault.store().flush()?;
         let index = self.vault.store().index();
         let mut st = self.lock();
@@ -1358,7 +1365,7 @@ impl Incoming {
                 continue;
             }
             let Data::File(f) = &mut i.data else { continue };
-            if f.uncommitted() {
+            if f.uncommitted() || f.committed_epoch > epoch {
                 continue;
             }
             let mut durable = true;
@@ -1669,6 +1676,18 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
         return None;
     }
     Some(st.f_bavail * st.f_frsize)
+}
+
+/// Take closed files off the queue and store them, until the incoming trees are gone.
+fn commit_worker(inc: Weak<Incoming>, rx: Arc<Mutex<std::sync::mpsc::Receiver<u64>>>) {
+    loop {
+        let next = rx.lock().expect("commit queue lock").recv();
+        let Ok(ino) = next else { return };
+        let Some(me) = inc.upgrade() else { return };
+        if let Err(e) = me.commit(ino) {
+            tracing::warn!("storing a closed incoming file failed: {e:?}");
+        }
+    }
 }
 
 /// Save changed incoming trees every few seconds until shut down.

@@ -152,6 +152,12 @@ impl Store {
         if !self.pending.lock().expect("pending lock").insert(id) {
             return Ok(false);
         }
+        // A pack holding `id` may have been finished (indexed, then removed from `pending`)
+        // between the index check above and the insert: then it is stored already.
+        if self.index.contains(&id)? {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Ok(false);
+        }
         let full = match self.seal_and_append(kind, id, plain) {
             Ok(full) => full,
             Err(e) => {
