@@ -110,6 +110,9 @@ struct DirData {
     children: Option<BTreeMap<Vec<u8>, u64>>,
     /// The saved tree, while it still describes the directory.
     saved: Option<BlobId>,
+    /// Entries that are directories (for `nlink`; counting them per getattr made rsync's
+    /// create-then-stat-the-parent quadratic in the directory's size).
+    subdirs: u32,
 }
 
 enum Data {
@@ -167,6 +170,7 @@ impl Inode {
                 NodeKind::Dir => Data::Dir(DirData {
                     children: Some(BTreeMap::new()),
                     saved: None,
+                    subdirs: 0,
                 }),
                 _ => Data::Other,
             },
@@ -191,6 +195,7 @@ impl Inode {
                     Some(BTreeMap::new())
                 },
                 saved: n.subtree,
+                subdirs: 0,
             }),
             _ => Data::Other,
         };
@@ -336,8 +341,20 @@ impl State {
     }
 
     /// Remove the entry `name` of `dir` that names `child`.
+    /// One directory entry more (`delta` 1) or less (-1) in `dir` is a directory.
+    fn count_subdir(&mut self, dir: u64, delta: i32) {
+        if let Some(i) = self.nodes.get_mut(&dir)
+            && let Data::Dir(d) = &mut i.data
+        {
+            d.subdirs = d.subdirs.saturating_add_signed(delta);
+        }
+    }
+
     fn unlink_entry(&mut self, dir: u64, name: &[u8], child: u64) -> FsResult<()> {
         self.children_mut(dir)?.remove(name);
+        if self.get(child)?.kind == NodeKind::Dir {
+            self.count_subdir(dir, -1);
+        }
         let c = self.get_mut(child)?;
         c.nlink = c.nlink.saturating_sub(1);
         if let Some(i) = c.parents.iter().position(|p| *p == dir) {
@@ -527,8 +544,10 @@ impl Incoming {
             };
             children.insert(n.name.clone(), child);
         }
+        let subdirs = t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u32;
         if let Data::Dir(d) = &mut st.get_mut(ino)?.data {
             d.children = Some(children);
+            d.subdirs = subdirs;
         }
         Ok(())
     }
@@ -540,15 +559,15 @@ impl Incoming {
         let i = st.get(ino)?;
         let (size, nlink) = match &i.data {
             Data::File(f) => (f.size, i.nlink),
-            Data::Dir(d) => {
-                let subdirs = d.children.as_ref().map(|c| {
-                    c.values()
-                        .filter(|c| st.nodes.get(c).is_some_and(|n| n.kind == NodeKind::Dir))
-                        .count() as u32
-                });
-                // Not loaded yet: 1 means "unknown" to find and friends.
-                (4096, subdirs.map(|s| 2 + s).unwrap_or(1))
-            }
+            // Not loaded yet: 1 means "unknown" to find and friends.
+            Data::Dir(d) => (
+                4096,
+                if d.children.is_some() {
+                    2 + d.subdirs
+                } else {
+                    1
+                },
+            ),
             Data::Other => (i.target.len() as u64, i.nlink),
         };
         let mtime = to_time(i.mtime_ns);
@@ -696,6 +715,9 @@ impl Incoming {
         }
         inode.parents.push(parent);
         inode.lookups = 1;
+        if inode.kind == NodeKind::Dir {
+            st.count_subdir(parent, 1);
+        }
         let ino = st.alloc(inode);
         st.children_mut(parent)?.insert(name.to_vec(), ino);
         st.dir_changed(parent);
@@ -935,6 +957,10 @@ impl Incoming {
         }
         st.children_mut(parent)?.remove(name);
         st.children_mut(newparent)?.insert(newname.to_vec(), src);
+        if src_is_dir {
+            st.count_subdir(parent, -1);
+            st.count_subdir(newparent, 1);
+        }
         let s = st.get_mut(src)?;
         if let Some(i) = s.parents.iter().position(|p| *p == parent) {
             s.parents[i] = newparent;
