@@ -44,6 +44,8 @@ const SAVE_EVERY: Duration = Duration::from_secs(5);
 const RESERVE_BYTES: u64 = 16 << 20;
 /// Threads chunking and sealing closed files.
 const COMMIT_THREADS: usize = 2;
+/// How long an idle commit worker lets closed files gather before it waits for the next.
+const COMMIT_GATHER: Duration = Duration::from_millis(5);
 
 /// True for inode numbers this module answers for.
 pub fn owns(ino: u64) -> bool {
@@ -1706,8 +1708,19 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 
 /// Take closed files off the queue and store them, until the incoming trees are gone.
 fn commit_worker(inc: Weak<Incoming>, rx: Arc<Mutex<std::sync::mpsc::Receiver<u64>>>) {
+    use std::sync::mpsc::TryRecvError;
     loop {
-        let next = rx.lock().expect("commit queue lock").recv();
+        let queued = rx.lock().expect("commit queue lock").try_recv();
+        let next = match queued {
+            Ok(ino) => Ok(ino),
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => {
+                // Let a few closed files gather: one wake-up per batch instead of per file
+                // (context switches were most of the daemon's CPU during an rsync).
+                std::thread::sleep(COMMIT_GATHER);
+                rx.lock().expect("commit queue lock").recv()
+            }
+        };
         let Ok(ino) = next else { return };
         let Some(me) = inc.upgrade() else { return };
         if let Err(e) = me.commit(ino) {
