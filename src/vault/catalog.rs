@@ -143,50 +143,71 @@ impl Catalog {
         Ok(out)
     }
 
-    pub fn put_incoming(&self, codec: &Codec, rec: &IncomingRecord) -> Result<()> {
-        let key = Self::item_key(codec, &rec.item);
-        let v = codec.seal_raw(&format::encode(rec), &aad(INCOMING_AAD, &key))?;
-        self.incoming.insert(key, v).map_err(sled_err)?;
+    /// Seal `rec` under `item`'s key in a per-item tree (incoming records, policies).
+    fn put_per_item<T: serde::Serialize>(
+        tree: &sled::Tree,
+        prefix: &[u8],
+        codec: &Codec,
+        item: &str,
+        rec: &T,
+    ) -> Result<()> {
+        let key = Self::item_key(codec, item);
+        let v = codec.seal_raw(&format::encode(rec), &aad(prefix, &key))?;
+        tree.insert(key, v).map_err(sled_err)?;
         Ok(())
+    }
+
+    /// Open `item`'s record in a per-item tree; `item_of` names the item the record says.
+    fn get_per_item<T: serde::de::DeserializeOwned>(
+        tree: &sled::Tree,
+        prefix: &[u8],
+        codec: &Codec,
+        item: &str,
+        what: &str,
+        item_of: fn(&T) -> &str,
+    ) -> Result<Option<T>> {
+        let key = Self::item_key(codec, item);
+        let Some(v) = tree.get(key).map_err(sled_err)? else {
+            return Ok(None);
+        };
+        let plain = codec
+            .open_raw(&v, &aad(prefix, &key))
+            .map_err(|e| bad(what, e))?;
+        let rec: T = format::decode(&plain, what).map_err(VaultError::BadCatalog)?;
+        if item_of(&rec) != item {
+            return Err(bad(what, "stored under another item's key"));
+        }
+        Ok(Some(rec))
+    }
+
+    pub fn put_incoming(&self, codec: &Codec, rec: &IncomingRecord) -> Result<()> {
+        Self::put_per_item(&self.incoming, INCOMING_AAD, codec, &rec.item, rec)
     }
 
     pub fn incoming(&self, codec: &Codec, item: &str) -> Result<Option<IncomingRecord>> {
-        let key = Self::item_key(codec, item);
-        let Some(v) = self.incoming.get(key).map_err(sled_err)? else {
-            return Ok(None);
-        };
-        let plain = codec
-            .open_raw(&v, &aad(INCOMING_AAD, &key))
-            .map_err(|e| bad("incoming record", e))?;
-        let rec: IncomingRecord =
-            format::decode(&plain, "incoming record").map_err(VaultError::BadCatalog)?;
-        if rec.item != item {
-            return Err(bad("incoming record", "stored under another item's key"));
-        }
-        Ok(Some(rec))
+        Self::get_per_item(
+            &self.incoming,
+            INCOMING_AAD,
+            codec,
+            item,
+            "incoming record",
+            |r: &IncomingRecord| &r.item,
+        )
     }
 
     pub fn put_policy(&self, codec: &Codec, rec: &PolicyRecord) -> Result<()> {
-        let key = Self::item_key(codec, &rec.item);
-        let v = codec.seal_raw(&format::encode(rec), &aad(POLICY_AAD, &key))?;
-        self.policies.insert(key, v).map_err(sled_err)?;
-        Ok(())
+        Self::put_per_item(&self.policies, POLICY_AAD, codec, &rec.item, rec)
     }
 
     pub fn policy(&self, codec: &Codec, item: &str) -> Result<Option<PolicyRecord>> {
-        let key = Self::item_key(codec, item);
-        let Some(v) = self.policies.get(key).map_err(sled_err)? else {
-            return Ok(None);
-        };
-        let plain = codec
-            .open_raw(&v, &aad(POLICY_AAD, &key))
-            .map_err(|e| bad("policy record", e))?;
-        let rec: PolicyRecord =
-            format::decode(&plain, "policy record").map_err(VaultError::BadCatalog)?;
-        if rec.item != item {
-            return Err(bad("policy record", "stored under another item's key"));
-        }
-        Ok(Some(rec))
+        Self::get_per_item(
+            &self.policies,
+            POLICY_AAD,
+            codec,
+            item,
+            "policy record",
+            |r: &PolicyRecord| &r.item,
+        )
     }
 
     /// Forget a point (gc purge).
