@@ -28,6 +28,8 @@ const READAHEAD_CHUNKS: usize = 2;
 const PREFETCH_THREADS: usize = 6;
 /// Files after an opened one whose first chunk is fetched ahead.
 const READAHEAD_FILES: usize = 8;
+/// Subdirectory trees fetched ahead when a directory's tree is first loaded.
+const READAHEAD_TREES: usize = 16;
 /// Share of the cache budget given to trees; the rest holds chunks.
 const TREE_CACHE_SHARE: usize = 8;
 
@@ -60,7 +62,7 @@ pub struct VaultFs {
     vault: Arc<Vault>,
     incoming: Arc<Incoming>,
     inodes: InodeTable,
-    trees: WeightedCache<BlobId, Tree>,
+    trees: Arc<WeightedCache<BlobId, Tree>>,
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
@@ -117,7 +119,7 @@ impl VaultFs {
             vault,
             incoming,
             inodes: InodeTable::default(),
-            trees: WeightedCache::new(cache_bytes / TREE_CACHE_SHARE),
+            trees: Arc::new(WeightedCache::new(cache_bytes / TREE_CACHE_SHARE)),
             chunks,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -149,11 +151,33 @@ impl VaultFs {
 
     fn tree(&self, id: &BlobId) -> FsResult<Arc<Tree>> {
         let store = self.vault.store();
-        self.trees
+        let cached = self.trees.contains(id);
+        let tree = self
+            .trees
             .get_or_load(id, tree_weight, || {
                 crate::vault::tree::load(store, id).map_err(|e| e.to_string())
             })
-            .map_err(FsError::Damaged)
+            .map_err(FsError::Damaged)?;
+        if !cached {
+            // Whoever lists a directory (find, ls -R, tar, rsync) enters its subdirectories
+            // next: fetch their trees while this one is being answered.
+            let subdirs = tree
+                .nodes
+                .iter()
+                .filter(|n| n.kind == NodeKind::Dir)
+                .filter_map(|n| n.subtree)
+                .filter(|id| !self.trees.contains(id))
+                .take(READAHEAD_TREES);
+            for sub in subdirs {
+                let (trees, vault) = (self.trees.clone(), self.vault.clone());
+                self.prefetcher.spawn(move || {
+                    let _ = trees.get_or_load(&sub, tree_weight, || {
+                        crate::vault::tree::load(vault.store(), &sub).map_err(|e| e.to_string())
+                    });
+                });
+            }
+        }
+        Ok(tree)
     }
 
     /// The tree listing a directory entry (a point root or a directory inside a point).
