@@ -241,20 +241,6 @@ fn mount_with(clock: &Clock, vault: &Path, mnt: &Path, extra: &[&str]) -> Mount 
     m
 }
 
-/// Poll `cond` every `every` until it holds or `timeout` passes.
-fn poll(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(every);
-    }
-}
-
 /// A directory of `n` files of `size` bytes of noise (seeds `seed..seed+n`).
 fn noise_tree(root: &Path, n: usize, size: usize, seed: u64) {
     fs::create_dir_all(root).unwrap();

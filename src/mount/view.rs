@@ -461,34 +461,12 @@ impl VaultFs {
             } else {
                 self.incoming.parent(ino)
             };
-            let mut list = vec![
-                DirEntry {
-                    ino,
-                    kind: FileType::Directory,
-                    name: b".".to_vec(),
-                },
-                DirEntry {
-                    ino: parent,
-                    kind: FileType::Directory,
-                    name: b"..".to_vec(),
-                },
-            ];
+            let mut list = dots(ino, parent);
             list.extend(self.incoming.list(ino)?);
             return Ok(self.add_handle(Handle::Dir(Arc::new(list))));
         }
         let entry = self.entry(ino)?;
-        let mut list = vec![
-            DirEntry {
-                ino,
-                kind: FileType::Directory,
-                name: b".".to_vec(),
-            },
-            DirEntry {
-                ino: self.parent_of(ino, &entry),
-                kind: FileType::Directory,
-                name: b"..".to_vec(),
-            },
-        ];
+        let mut list = dots(ino, self.parent_of(ino, &entry));
         let dir = |ino, name: &str| DirEntry {
             ino,
             kind: FileType::Directory,
@@ -787,6 +765,18 @@ impl VaultFs {
         *usage = Some((Instant::now(), bytes));
         bytes
     }
+}
+
+/// The "." and ".." entries every listing starts with.
+fn dots(ino: u64, parent: u64) -> Vec<DirEntry> {
+    [(ino, &b"."[..]), (parent, &b".."[..])]
+        .into_iter()
+        .map(|(ino, name)| DirEntry {
+            ino,
+            kind: FileType::Directory,
+            name: name.to_vec(),
+        })
+        .collect()
 }
 
 /// A chunk through the cache, checked against the length its tree gives.

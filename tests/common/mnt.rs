@@ -105,7 +105,12 @@ pub fn is_vaultfs(pid: i32) -> bool {
 }
 
 /// Wait until `cond` holds or `timeout` passes; returns whether it held.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll(timeout, Duration::from_millis(25), cond)
+}
+
+/// Check `cond` every `every` until it holds or `timeout` passes; returns whether it held.
+pub fn poll(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -114,7 +119,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(every);
     }
 }
 
