@@ -166,39 +166,6 @@ fn set_times(p: &Path, sec: i64, nsec: i64) {
     libc_result(r).unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
 }
 
-/// `lsetxattr(p, name, value)`.
-fn set_xattr(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    set_xattr_flags(p, name, value, 0)
-}
-
-fn set_xattr_flags(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
-    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
-    // SAFETY: valid NUL-terminated path and name; value is a live buffer of its length.
-    let r = unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    };
-    libc_result(r)
-}
-
-/// `lgetxattr(p, name)`.
-fn get_xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: valid NUL-terminated path and name; buf is a live buffer of its length.
-    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(r as usize);
-    Ok(buf)
-}
-
 /// `llistxattr(p)`, sorted.
 fn list_xattrs(p: &Path) -> Vec<String> {
     let c = cpath(p);

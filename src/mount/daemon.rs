@@ -2,9 +2,9 @@
 //! requests on the socket, and unmount cleanly on SIGTERM/SIGINT/SIGHUP, `vaultfs umount`, or an
 //! external `umount`.
 //!
-//! Threads: `n_threads` FUSE workers (fuser, each with its own cloned /dev/fuse fd), rayon's pool
-//! for read-ahead and for commands run through the socket, one thread per control connection,
-//! one signal thread, and the main thread, which only waits for a reason to stop.
+//! Threads: `n_threads` FUSE workers (fuser, each with its own cloned /dev/fuse fd), a pool of
+//! read-ahead threads, rayon's pool for commands run through the socket, one thread per control
+//! connection, one signal thread, and the main thread, which only waits for a reason to stop.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

@@ -20,6 +20,8 @@ pub enum FsError {
     NotFound,
     ReadOnly,
     NoXattr,
+    /// The attribute is not kept here at all (EOPNOTSUPP).
+    Unsupported,
     Range,
     NotDir,
     IsDir,
@@ -54,6 +56,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::NotFound => Errno::ENOENT,
         FsError::ReadOnly => Errno::EROFS,
         FsError::NoXattr => Errno::NO_XATTR,
+        FsError::Unsupported => Errno::EOPNOTSUPP,
         FsError::Range => Errno::ERANGE,
         FsError::NotDir => Errno::ENOTDIR,
         FsError::IsDir => Errno::EISDIR,

@@ -109,6 +109,9 @@ impl Filesystem for FuseFs {
         // Attributes with the listing: `ls -l` and `find -type` need no lookup per entry.
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // A symlink's target never changes (incoming replaces the inode on rename), so the
+        // kernel may keep it: `ls -l` and path walks through links then ask only once.
+        let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
         Ok(())
     }
 
@@ -410,7 +413,16 @@ impl Filesystem for FuseFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => {
+                // A directory inside a point never changes: the kernel may keep its listing
+                // and answer later readdirs itself.
+                let flags = if self.fs.is_point_content(ino.0) == Some(true) {
+                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
+                } else {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                };
+                reply.opened(FileHandle(fh), flags)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -91,8 +91,10 @@ pub fn point_dir_ino(item: &str, point: &str) -> u64 {
     derive(&[b"point", item.as_bytes(), point.as_bytes()])
 }
 
-pub fn latest_ino(item: &str) -> u64 {
-    derive(&[b"latest", item.as_bytes()])
+/// `latest` gets a new number whenever its target changes: the kernel keeps symlink targets
+/// (FUSE_CACHE_SYMLINKS) per inode and is never told they changed.
+pub fn latest_ino(item: &str, target: &str) -> u64 {
+    derive(&[b"latest", item.as_bytes(), target.as_bytes()])
 }
 
 /// Number of `node` found under directory `parent` of point `point_ino`.

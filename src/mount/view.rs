@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,7 @@ use super::cache::WeightedCache;
 use super::errno::{FsError, FsResult};
 use super::incoming::{self, Incoming};
 use super::inodes::{self, Area, Entry, InodeTable, PointCtx};
+use super::pool::Pool;
 use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, BlobKind};
 use crate::vault::{Vault, VaultError};
@@ -32,6 +33,17 @@ const READAHEAD_FILES: usize = 8;
 const READAHEAD_TREES: usize = 16;
 /// Share of the cache budget given to trees; the rest holds chunks.
 const TREE_CACHE_SHARE: usize = 8;
+/// Attributes `ls -l` asks for on every file (SELinux context, ACL marker), with the bit that
+/// says a loaded tree carried one of that kind. A file in a point without one answers "not
+/// supported" until such a tree is seen: ls, cp, rsync, tar and getfacl treat that as "no
+/// label/ACL" (as for a file without it), and ls stops asking for the rest of the mount, which
+/// saves two FUSE requests per listed file. The two ACL names share a bit: ls gives up on ACLs
+/// at the first "not supported" for either.
+const LABEL_XATTRS: [(&[u8], u8); 3] = [
+    (b"security.selinux", 1),
+    (b"system.posix_acl_access", 2),
+    (b"system.posix_acl_default", 2),
+];
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone)]
@@ -63,11 +75,13 @@ pub struct VaultFs {
     incoming: Arc<Incoming>,
     inodes: InodeTable,
     trees: Arc<WeightedCache<BlobId, Tree>>,
+    /// The bits of [`LABEL_XATTRS`] some loaded tree carried.
+    labels_seen: Arc<AtomicU8>,
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
     /// Read-ahead threads: mostly waiting on the disk, so more of them than cores.
-    prefetcher: rayon::ThreadPool,
+    prefetcher: Pool,
     mounted_at: SystemTime,
     usage: Mutex<Option<(Instant, u64)>>,
 }
@@ -110,16 +124,14 @@ impl VaultFs {
             cache_bytes - cache_bytes / TREE_CACHE_SHARE,
         ));
         let incoming = Incoming::new(vault.clone(), chunks.clone(), staging_base)?;
-        let prefetcher = rayon::ThreadPoolBuilder::new()
-            .num_threads(PREFETCH_THREADS)
-            .thread_name(|i| format!("prefetch-{i}"))
-            .build()
+        let prefetcher = Pool::new(PREFETCH_THREADS, "prefetch")
             .map_err(|e| VaultError::Failed(format!("cannot start read-ahead threads: {e}")))?;
         Ok(VaultFs {
             vault,
             incoming,
             inodes: InodeTable::default(),
             trees: Arc::new(WeightedCache::new(cache_bytes / TREE_CACHE_SHARE)),
+            labels_seen: Arc::new(AtomicU8::new(0)),
             chunks,
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -150,12 +162,11 @@ impl VaultFs {
     }
 
     fn tree(&self, id: &BlobId) -> FsResult<Arc<Tree>> {
-        let store = self.vault.store();
         let cached = self.trees.contains(id);
         let tree = self
             .trees
             .get_or_load(id, tree_weight, || {
-                crate::vault::tree::load(store, id).map_err(|e| e.to_string())
+                load_tree(&self.vault, id, &self.labels_seen)
             })
             .map_err(FsError::Damaged)?;
         if !cached {
@@ -170,10 +181,9 @@ impl VaultFs {
                 .take(READAHEAD_TREES);
             for sub in subdirs {
                 let (trees, vault) = (self.trees.clone(), self.vault.clone());
+                let seen = self.labels_seen.clone();
                 self.prefetcher.spawn(move || {
-                    let _ = trees.get_or_load(&sub, tree_weight, || {
-                        crate::vault::tree::load(vault.store(), &sub).map_err(|e| e.to_string())
-                    });
+                    let _ = trees.get_or_load(&sub, tree_weight, || load_tree(&vault, &sub, &seen));
                 });
             }
         }
@@ -357,9 +367,9 @@ impl VaultFs {
             Entry::ItemDir { area, item } => {
                 let name = name_str?;
                 if *area == Area::Points && name == "latest" {
-                    self.latest_name(item)?.ok_or(FsError::NotFound)?;
+                    let target = self.latest_name(item)?.ok_or(FsError::NotFound)?;
                     return Ok((
-                        inodes::latest_ino(item),
+                        inodes::latest_ino(item, &target),
                         Entry::Latest { item: item.clone() },
                     ));
                 }
@@ -491,9 +501,9 @@ impl VaultFs {
             Entry::ItemDir { area, item } => {
                 if *area != Area::Incoming {
                     let pts = self.vault.points(Some(item), *area == Area::Deleted)?;
-                    if *area == Area::Points && !pts.is_empty() {
+                    if let (Area::Points, Some(newest)) = (area, pts.last()) {
                         list.push(DirEntry {
-                            ino: inodes::latest_ino(item),
+                            ino: inodes::latest_ino(item, &newest.name),
                             kind: FileType::Symlink,
                             name: b"latest".to_vec(),
                         });
@@ -651,7 +661,7 @@ impl VaultFs {
         self.prefetch(file.chunks.iter().skip(next).take(READAHEAD_CHUNKS));
     }
 
-    /// Load chunks into the cache in the background (rayon's pool), skipping cached ones.
+    /// Load chunks into the cache in the background (the read-ahead pool), skipping cached ones.
     fn prefetch<'a>(&self, chunks: impl Iterator<Item = &'a ChunkRef>) {
         for c in chunks {
             if self.chunks.contains(&c.id) {
@@ -679,11 +689,16 @@ impl VaultFs {
         if ino != inodes::INCOMING && incoming::owns(ino) {
             return self.incoming.getxattr(ino, name);
         }
-        self.xattrs_of(ino)?
-            .into_iter()
-            .find(|(k, _)| k == name.as_bytes())
-            .map(|(_, v)| v)
-            .ok_or(FsError::NoXattr)
+        let name = name.as_bytes();
+        if let Some((_, v)) = self.xattrs_of(ino)?.into_iter().find(|(k, _)| k == name) {
+            return Ok(v);
+        }
+        match LABEL_XATTRS.iter().find(|(l, _)| *l == name) {
+            Some((_, bit)) if self.labels_seen.load(Ordering::Relaxed) & bit == 0 => {
+                Err(FsError::Unsupported)
+            }
+            _ => Err(FsError::NoXattr),
+        }
     }
 
     /// NUL-terminated names, as listxattr(2) returns them.
@@ -824,4 +839,19 @@ fn dir_size(dir: &std::path::Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Load and decode a tree, noting which of [`LABEL_XATTRS`] its nodes carry.
+fn load_tree(vault: &Vault, id: &BlobId, seen: &AtomicU8) -> Result<Tree, String> {
+    let tree = crate::vault::tree::load(vault.store(), id).map_err(|e| e.to_string())?;
+    let mut bits = 0u8;
+    for (k, _) in tree.nodes.iter().flat_map(|n| n.xattrs.iter()) {
+        if let Some((_, bit)) = LABEL_XATTRS.iter().find(|(l, _)| *l == k.as_slice()) {
+            bits |= bit;
+        }
+    }
+    if bits != 0 {
+        seen.fetch_or(bits, Ordering::Relaxed);
+    }
+    Ok(tree)
 }

@@ -332,3 +332,36 @@ pub fn latest_target(m: &Mount, item: &str) -> Option<String> {
         .ok()
         .map(|t| t.to_string_lossy().into_owned())
 }
+
+/// `lsetxattr(p, name, value)`.
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    set_xattr_flags(p, name, value, 0)
+}
+
+pub fn set_xattr_flags(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated path and name; value is a live buffer of its length.
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    libc_result(r)
+}
+
+/// `lgetxattr(p, name)`.
+pub fn get_xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid NUL-terminated path and name; buf is a live buffer of its length.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
