@@ -153,7 +153,7 @@ pub struct MountArgs {
     pub allow_other: bool,
     /// Memory for cached trees and chunks, e.g. 32M or 1G (the kernel's page cache keeps
     /// file contents too; this cache serves partial reads and directory listings)
-    #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = "16M", value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: u64,
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use lru::LruCache;
 
-/// An LRU bounded by the summed weight of its values, with in-flight deduplication.
+/// An LRU bounded by the summed weight of its values (or by its newest value, if that alone is
+/// heavier), with in-flight deduplication.
 pub struct WeightedCache<K: Hash + Eq + Clone, V> {
     inner: Mutex<Inner<K, V>>,
     capacity_bytes: usize,
@@ -71,16 +72,16 @@ impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
             inner.in_flight.remove(key);
             if let Ok(v) = &result {
                 let w = weight(v);
-                if w <= self.capacity_bytes {
-                    inner.used_bytes += w;
-                    if let Some((_, old)) = inner.lru.put(key.clone(), (v.clone(), w)) {
-                        inner.used_bytes -= old;
-                    }
-                    while inner.used_bytes > self.capacity_bytes {
-                        match inner.lru.pop_lru() {
-                            Some((_, (_, w))) => inner.used_bytes -= w,
-                            None => break,
-                        }
+                inner.used_bytes += w;
+                if let Some((_, old)) = inner.lru.put(key.clone(), (v.clone(), w)) {
+                    inner.used_bytes -= old;
+                }
+                // The newest value stays even when it alone is over budget (a directory of
+                // 100k entries): otherwise every lookup in it would decode it again.
+                while inner.used_bytes > self.capacity_bytes && inner.lru.len() > 1 {
+                    match inner.lru.pop_lru() {
+                        Some((_, (_, w))) => inner.used_bytes -= w,
+                        None => break,
                     }
                 }
             }
@@ -122,6 +123,17 @@ mod tests {
                 .is_err()
         );
         assert!(!c.contains(&4), "errors are not cached");
+    }
+
+    #[test]
+    fn an_oversized_value_stays_until_the_next_one() {
+        let c: WeightedCache<u32, Vec<u8>> = WeightedCache::new(100);
+        c.get_or_load(&1, |v| v.len(), || Ok(vec![0; 40])).unwrap();
+        c.get_or_load(&2, |v| v.len(), || Ok(vec![0; 500])).unwrap();
+        assert!(c.contains(&2) && !c.contains(&1));
+        c.get_or_load(&3, |v| v.len(), || Ok(vec![0; 40])).unwrap();
+        assert!(c.contains(&3) && !c.contains(&2));
+        assert_eq!(c.used_bytes(), 40);
     }
 
     #[test]

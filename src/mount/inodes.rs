@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::format::{Node, Tree};
+use crate::format::Node;
+use crate::store::BlobId;
 
 pub const ROOT: u64 = 1;
 pub const POINTS: u64 = 2;
@@ -53,24 +54,16 @@ pub enum Entry {
     Latest {
         item: Arc<str>,
     },
-    /// An entry inside a point: `tree.nodes[idx]`.
+    /// An entry inside a point: node `idx` of tree `tree` (its directory's listing). The tree
+    /// is fetched through the mount's bounded tree cache when needed, so the table pins no
+    /// trees: after a `find` the kernel holds every inode of a point, and pinned trees were
+    /// the whole point's metadata in memory.
     Node {
         point: Arc<PointCtx>,
-        tree: Arc<Tree>,
-        idx: usize,
+        tree: BlobId,
+        idx: u32,
         parent: u64,
     },
-}
-
-impl Entry {
-    /// The tree node of a `Node` entry, or the root node of a point directory.
-    pub fn node(&self) -> Option<&Node> {
-        match self {
-            Entry::Node { tree, idx, .. } => tree.nodes.get(*idx),
-            Entry::PointDir { point } => Some(&point.root),
-            _ => None,
-        }
-    }
 }
 
 fn derive(parts: &[&[u8]]) -> u64 {

@@ -26,13 +26,13 @@ use crate::vault::{Vault, VaultError};
 /// Chunks fetched ahead of a sequential reader.
 const READAHEAD_CHUNKS: usize = 2;
 /// Threads fetching ahead.
-const PREFETCH_THREADS: usize = 6;
+const PREFETCH_THREADS: usize = 2;
 /// Files after an opened one whose first chunk is fetched ahead.
 const READAHEAD_FILES: usize = 8;
 /// Subdirectory trees fetched ahead when a directory's tree is first loaded.
 const READAHEAD_TREES: usize = 16;
-/// Share of the cache budget given to trees; the rest holds chunks.
-const TREE_CACHE_SHARE: usize = 8;
+/// Trees get 1/TREE_CACHE_SHARE of the cache budget; the rest holds chunks.
+const TREE_CACHE_SHARE: usize = 2;
 /// Attributes `ls -l` asks for on every file (SELinux context, ACL marker), with the bit that
 /// says a loaded tree carried one of that kind. A file in a point without one answers "not
 /// supported" until such a tree is seen: ls, cp, rsync, tar and getfacl treat that as "no
@@ -70,6 +70,22 @@ enum Handle {
     File(Arc<OpenFile>),
 }
 
+/// A node of a point, holding the tree it lives in while in use.
+enum NodeRef {
+    InTree(Arc<Tree>, usize),
+    Root(Arc<PointCtx>),
+}
+
+impl std::ops::Deref for NodeRef {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        match self {
+            NodeRef::InTree(tree, idx) => &tree.nodes[*idx],
+            NodeRef::Root(point) => &point.root,
+        }
+    }
+}
+
 pub struct VaultFs {
     vault: Arc<Vault>,
     incoming: Arc<Incoming>,
@@ -80,7 +96,7 @@ pub struct VaultFs {
     chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
-    /// Read-ahead threads: mostly waiting on the disk, so more of them than cores.
+    /// Read-ahead threads.
     prefetcher: Pool,
     mounted_at: SystemTime,
     usage: Mutex<Option<(Instant, u64)>>,
@@ -106,12 +122,31 @@ pub(super) fn file_type(kind: NodeKind) -> FileType {
     }
 }
 
+/// Bytes a decoded tree holds on the heap, allocator overhead included (the cache budget is
+/// meant as memory, and small allocations cost more than their length).
 fn tree_weight(t: &Tree) -> usize {
-    t.nodes
+    fn alloc(bytes: usize) -> usize {
+        if bytes == 0 {
+            0
+        } else {
+            bytes.next_multiple_of(16) + 16
+        }
+    }
+    let nodes: usize = t
+        .nodes
         .iter()
-        .map(|n| 128 + n.name.len() + n.chunks.len() * 36 + n.target.len())
-        .sum::<usize>()
-        + 64
+        .map(|n| {
+            alloc(n.name.capacity())
+                + alloc(n.chunks.capacity() * std::mem::size_of::<ChunkRef>())
+                + alloc(n.target.capacity())
+                + alloc(n.xattrs.capacity() * std::mem::size_of::<(Vec<u8>, Vec<u8>)>())
+                + n.xattrs
+                    .iter()
+                    .map(|(k, v)| alloc(k.capacity()) + alloc(v.capacity()))
+                    .sum::<usize>()
+        })
+        .sum();
+    alloc(t.nodes.capacity() * std::mem::size_of::<Node>()) + nodes + 64
 }
 
 impl VaultFs {
@@ -190,16 +225,34 @@ impl VaultFs {
         Ok(tree)
     }
 
-    /// The tree listing a directory entry (a point root or a directory inside a point).
-    fn dir_tree(&self, entry: &Entry) -> FsResult<Arc<Tree>> {
-        let node = entry.node().ok_or(FsError::NotDir)?;
+    /// The tree node of a `Node` entry or the root node of a point directory; `None` for the
+    /// listings above the points.
+    fn node(&self, entry: &Entry) -> FsResult<Option<NodeRef>> {
+        match entry {
+            Entry::Node { tree, idx, .. } => {
+                let t = self.tree(tree).inspect_err(|e| self.log_damage(entry, e))?;
+                if *idx as usize >= t.nodes.len() {
+                    return Err(FsError::Damaged(format!("tree {tree} has no entry {idx}")));
+                }
+                Ok(Some(NodeRef::InTree(t, *idx as usize)))
+            }
+            Entry::PointDir { point } => Ok(Some(NodeRef::Root(point.clone()))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The tree listing a directory entry (a point root or a directory inside a point), and
+    /// its id.
+    fn dir_tree(&self, entry: &Entry) -> FsResult<(BlobId, Arc<Tree>)> {
+        let node = self.node(entry)?.ok_or(FsError::NotDir)?;
         if node.kind != NodeKind::Dir {
             return Err(FsError::NotDir);
         }
         let id = node
             .subtree
             .ok_or_else(|| FsError::Damaged("directory without a tree".into()))?;
-        self.tree(&id).inspect_err(|e| self.log_damage(entry, e))
+        let tree = self.tree(&id).inspect_err(|e| self.log_damage(entry, e))?;
+        Ok((id, tree))
     }
 
     /// Path of an entry inside its point, for log lines.
@@ -210,7 +263,16 @@ impl VaultFs {
             tree, idx, parent, ..
         } = &cur
         {
-            parts.push(String::from_utf8_lossy(&tree.nodes[*idx].name).into_owned());
+            let name = match self.trees.get_or_load(tree, tree_weight, || {
+                load_tree(&self.vault, tree, &self.labels_seen)
+            }) {
+                Ok(t) => t
+                    .nodes
+                    .get(*idx as usize)
+                    .map(|n| String::from_utf8_lossy(&n.name).into_owned()),
+                Err(_) => None,
+            };
+            parts.push(name.unwrap_or_else(|| "?".into()));
             match self.inodes.get(*parent) {
                 Some(p) => cur = p,
                 None => break,
@@ -256,7 +318,7 @@ impl VaultFs {
             // A damaged listing gives EIO when the directory is entered, not when it is listed.
             NodeKind::Dir => self
                 .dir_tree(entry)
-                .map(|t| 2 + t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u32)
+                .map(|(_, t)| 2 + t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u32)
                 .unwrap_or(1),
             _ => node.nlink.max(1),
         };
@@ -310,7 +372,10 @@ impl VaultFs {
                 Ok(a)
             }
             Entry::PointDir { point } => self.node_attr(ino, entry, &point.root),
-            Entry::Node { tree, idx, .. } => self.node_attr(ino, entry, &tree.nodes[*idx]),
+            Entry::Node { .. } => {
+                let node = self.node(entry)?.ok_or(FsError::NotFound)?;
+                self.node_attr(ino, entry, &node)
+            }
         }
     }
 
@@ -387,7 +452,7 @@ impl VaultFs {
                 Ok((point.ino, Entry::PointDir { point }))
             }
             Entry::PointDir { .. } | Entry::Node { .. } => {
-                let tree = self.dir_tree(&parent_entry)?;
+                let (tree_id, tree) = self.dir_tree(&parent_entry)?;
                 let idx = tree
                     .nodes
                     .binary_search_by(|n| n.name.as_slice().cmp(name))
@@ -400,8 +465,8 @@ impl VaultFs {
                     ino,
                     Entry::Node {
                         point,
-                        tree,
-                        idx,
+                        tree: tree_id,
+                        idx: idx as u32,
                         parent,
                     },
                 ))
@@ -451,14 +516,15 @@ impl VaultFs {
         if incoming::owns(ino) {
             return self.incoming.readlink(ino);
         }
-        match self.entry(ino)? {
-            Entry::Latest { item } => Ok(self
-                .latest_name(&item)?
+        let entry = self.entry(ino)?;
+        if let Entry::Latest { item } = &entry {
+            return Ok(self
+                .latest_name(item)?
                 .ok_or(FsError::NotFound)?
-                .into_bytes()),
-            Entry::Node { tree, idx, .. } if tree.nodes[idx].kind == NodeKind::Symlink => {
-                Ok(tree.nodes[idx].target.clone())
-            }
+                .into_bytes());
+        }
+        match self.node(&entry)? {
+            Some(n) if n.kind == NodeKind::Symlink => Ok(n.target.clone()),
             _ => Err(FsError::Invalid),
         }
     }
@@ -514,7 +580,7 @@ impl VaultFs {
                 }
             }
             Entry::PointDir { .. } | Entry::Node { .. } => {
-                let tree = self.dir_tree(&entry)?;
+                let (_, tree) = self.dir_tree(&entry)?;
                 let point = point_of(&entry).expect("entries in a point know it");
                 for n in &tree.nodes {
                     list.push(DirEntry {
@@ -577,10 +643,7 @@ impl VaultFs {
             return self.incoming.open(ino, truncate);
         }
         let entry = self.entry(ino)?;
-        let Entry::Node {
-            point, tree, idx, ..
-        } = &entry
-        else {
+        let Entry::Node { point, .. } = &entry else {
             return if write {
                 Err(FsError::ReadOnly)
             } else {
@@ -590,7 +653,10 @@ impl VaultFs {
         if write {
             return Err(FsError::ReadOnly);
         }
-        let node = &tree.nodes[*idx];
+        let Some(NodeRef::InTree(tree, idx)) = self.node(&entry)? else {
+            return Err(FsError::Invalid);
+        };
+        let node = &tree.nodes[idx];
         if node.kind != NodeKind::File {
             return Err(FsError::Invalid);
         }
@@ -602,7 +668,7 @@ impl VaultFs {
         }
         // Whoever reads files one after another (tar, cp -r, rsync) reads them in listing
         // order: fetch the first chunk of the next few files while this one is being read.
-        let next_files = tree.nodes[*idx + 1..]
+        let next_files = tree.nodes[idx + 1..]
             .iter()
             .filter(|n| n.kind == NodeKind::File)
             .filter_map(|n| n.chunks.first())
@@ -679,8 +745,7 @@ impl VaultFs {
             return Ok(Vec::new());
         }
         Ok(self
-            .entry(ino)?
-            .node()
+            .node(&self.entry(ino)?)?
             .map(|n| n.xattrs.clone())
             .unwrap_or_default())
     }
