@@ -67,7 +67,16 @@ struct OpenFile {
 
 enum Handle {
     Dir(Arc<Vec<DirEntry>>),
+    /// A directory inside a point, listed on its first readdir: the kernel keeps such
+    /// listings (FOPEN_CACHE_DIR), and then opens the directory without ever reading it.
+    PointDir(Arc<LazyListing>),
     File(Arc<OpenFile>),
+}
+
+struct LazyListing {
+    ino: u64,
+    entry: Entry,
+    list: Mutex<Option<Arc<Vec<DirEntry>>>>,
 }
 
 /// A node of a point, holding the tree it lives in while in use.
@@ -580,19 +589,31 @@ impl VaultFs {
                 }
             }
             Entry::PointDir { .. } | Entry::Node { .. } => {
-                let (_, tree) = self.dir_tree(&entry)?;
-                let point = point_of(&entry).expect("entries in a point know it");
-                for n in &tree.nodes {
-                    list.push(DirEntry {
-                        ino: inodes::node_ino(point.ino, ino, n),
-                        kind: file_type(n.kind),
-                        name: n.name.clone(),
-                    });
-                }
+                // The kernel sends OPENDIR only for inodes it knows to be directories.
+                return Ok(self.add_handle(Handle::PointDir(Arc::new(LazyListing {
+                    ino,
+                    entry,
+                    list: Mutex::new(None),
+                }))));
             }
             Entry::Latest { .. } => return Err(FsError::NotDir),
         }
         Ok(self.add_handle(Handle::Dir(Arc::new(list))))
+    }
+
+    /// The listing of a directory inside a point, "." and ".." first.
+    fn point_listing(&self, ino: u64, entry: &Entry) -> FsResult<Vec<DirEntry>> {
+        let mut list = dots(ino, self.parent_of(ino, entry));
+        let (_, tree) = self.dir_tree(entry)?;
+        let point = point_of(entry).expect("entries in a point know it");
+        for n in &tree.nodes {
+            list.push(DirEntry {
+                ino: inodes::node_ino(point.ino, ino, n),
+                kind: file_type(n.kind),
+                name: n.name.clone(),
+            });
+        }
+        Ok(list)
     }
 
     fn parent_of(&self, ino: u64, entry: &Entry) -> u64 {
@@ -618,10 +639,16 @@ impl VaultFs {
     /// Entries of an open directory from `offset` on.
     pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
         let _ = offset;
-        match self.handles.lock().expect("handles lock").get(&fh) {
-            Some(Handle::Dir(list)) => Ok(list.clone()),
-            _ => Err(FsError::BadHandle),
+        let lazy = match self.handles.lock().expect("handles lock").get(&fh) {
+            Some(Handle::Dir(list)) => return Ok(list.clone()),
+            Some(Handle::PointDir(lazy)) => lazy.clone(),
+            _ => return Err(FsError::BadHandle),
+        };
+        let mut list = lazy.list.lock().expect("listing lock");
+        if list.is_none() {
+            *list = Some(Arc::new(self.point_listing(lazy.ino, &lazy.entry)?));
         }
+        Ok(list.as_ref().expect("just listed").clone())
     }
 
     fn add_handle(&self, h: Handle) -> u64 {

@@ -267,9 +267,11 @@ impl Store {
     pub fn get_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
         let file = self.pack_file(&loc.pack)?;
         let sealed = pack::read_sealed(&file, &loc.pack, loc.offset, loc.len)?;
-        if loc.len < READ_AHEAD_BYTES {
+        if loc.len < READ_AHEAD_BYTES && loc.kind == BlobKind::Data {
             // Blobs of neighbouring files sit next to each other in a pack (written in walk
             // order): ask the kernel for what follows, so the next small read is not a disk wait.
+            // Not for trees: they are scattered between data blobs, and `find` reading 5k trees
+            // had the kernel read the whole vault ahead of it.
             use std::os::fd::AsRawFd;
             let next = loc.offset as i64 + loc.len as i64;
             // SAFETY: posix_fadvise on an fd we hold open; it is only a hint.
