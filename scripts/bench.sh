@@ -36,6 +36,8 @@
 #   d tar cold/warm  `tar -C PDIR -cf - . | wc -c` in a fresh mount (caches dropped), then again
 #                    in the same mount; `-C PDIR .` so that the archive names, and so the byte
 #                    counts, are the same for every tool
+#   FUSE floor       rows b-d also for the original tree through bindfs (a bare FUSE passthrough:
+#                    no crypto, no compression), to tell what any FUSE mount costs on the machine
 #   e peak RSS       VmHWM of the mount process (vaultfs daemon, restic, borg daemon), sampled at
 #                    the end of each of the three mount sessions, before unmounting; the column
 #                    "mount RSS" of rows a-d is that of the session the row was measured in
@@ -47,6 +49,7 @@
 #                    `rsync -a --delete SRC/ MNT/incoming/k/` and `vaultfs snapshot VAULT k`
 #                    (timed each, and their sum, "vaultfs total"); restic: `restic backup SRC`
 #                    into a fresh repository; borg: `borg create` into a fresh repository
+#   FUSE floor       each ingest also as the same rsync into a new directory behind bindfs
 #   i2 after change  the same again after a deterministic change of ~1% of SRC's bytes (half
 #                    of it modified files, a quarter deleted files, a quarter new files), in
 #                    the same mount session, into the same directory/vault/repositories
@@ -93,6 +96,7 @@ apt_install() {
 need=()
 command -v restic >/dev/null || need+=(restic)
 command -v borg >/dev/null || need+=(borgbackup)
+command -v bindfs >/dev/null || need+=(bindfs)
 [ -x /usr/bin/time ] || need+=(time)
 command -v xz >/dev/null || need+=(xz-utils)
 if [ -z "${BENCH_CORPUS:-}" ] && [ ! -f "$KERNEL_TXZ" ]; then need+=(linux-source-6.1); fi
@@ -650,6 +654,50 @@ if [ "$RUN_READ" = 1 ]; then
     REF[tarwarm]=$WALL
     mrow "d tar warm" original "$WALL" "$(mbps "$OUT" "$WALL")" - "$OUT" "bytes$(err_note ref-tar-warm)"
 
+    # ---- the FUSE floor: the original tree through bindfs, a bare FUSE passthrough (no crypto,
+    # no compression, kernel caching as long as vaultfs's), same sessions as the mounts below
+    BMNT=$T/mnt-bindfs
+    mkdir -p "$BMNT"
+    declare -A FLOOR
+    for session in 1 2 3; do
+        say "read side: bindfs session $session"
+        drop_caches
+        MTOOL[$BMNT]=bindfs
+        if ! bindfs --multithreaded -o entry_timeout=3600,attr_timeout=3600,kernel_cache \
+            "$CORPUS" "$BMNT" >"$L/bindfs-s$session.log" 2>&1; then
+            log_tail "$L/bindfs-s$session.log"
+            FAILURES=$((FAILURES + 1))
+            mrow "b find cold" bindfs - - - - "FAILED: bindfs (log $L/bindfs-s$session.log)"
+            break
+        fi
+        drop_caches
+        case $session in
+        1)
+            mrun bindfs-find "$FIND_SH" "$BMNT"
+            FLOOR[find]=$WALL
+            mrow "b find cold" bindfs "$WALL" - - "$OUT" "FUSE floor; $(ratio "$WALL" "${REF[find]}")x original$(err_note bindfs-find)"
+            mrun bindfs-ls-warm "$LS_SH" "$BMNT"
+            FLOOR[lswarm]=$WALL
+            mrow "c ls -lR warm" bindfs "$WALL" - - - "FUSE floor; $(ratio "$WALL" "${REF[lswarm]}")x original$(err_note bindfs-ls-warm)"
+            ;;
+        2)
+            mrun bindfs-ls-cold "$LS_SH" "$BMNT"
+            FLOOR[lscold]=$WALL
+            mrow "c ls -lR cold" bindfs "$WALL" - - - "FUSE floor; $(ratio "$WALL" "${REF[lscold]}")x original$(err_note bindfs-ls-cold)"
+            ;;
+        3)
+            mrun bindfs-tar-cold "$TAR_SH" "$BMNT"
+            FLOOR[tarcold]=$WALL
+            mrow "d tar cold" bindfs "$WALL" "$(mbps "$OUT" "$WALL")" - "$OUT" "FUSE floor; original is $(ratio "$(mbps "${REF[bytes]}" "${REF[tarcold]}")" "$(mbps "$OUT" "$WALL")")x as fast$(err_note bindfs-tar-cold)"
+            mrun bindfs-tar-warm "$TAR_SH" "$BMNT"
+            FLOOR[tarwarm]=$WALL
+            mrow "d tar warm" bindfs "$WALL" "$(mbps "$OUT" "$WALL")" - "$OUT" "FUSE floor; original is $(ratio "$(mbps "${REF[bytes]}" "${REF[tarwarm]}")" "$(mbps "$OUT" "$WALL")")x as fast$(err_note bindfs-tar-warm)"
+            ;;
+        esac
+        unmount "$BMNT" || FAILURES=$((FAILURES + 1))
+    done
+    rmdir "$BMNT" 2>/dev/null || true
+
     VPOINT=
     [ "${OK[vaultfs]}" = 1 ] && VPOINT=$(vfs_point || true)
     [ -n "$VPOINT" ] || VPOINT=latest
@@ -678,12 +726,12 @@ if [ "$RUN_READ" = 1 ]; then
         [ "$f_out" = "${REF[entries]}" ] || f_note="$f_note, COUNT DIFFERS"
         f_ratio=$(ratio "$f_wall" "${REF[find]}")
         f_note="$f_note; ${f_ratio}x original"
-        [ "$tool" = vaultfs ] && f_note="$f_note, $(target 'target <=2x' "$f_ratio" 2)"
+        [ "$tool" = vaultfs ] && f_note="$f_note, $(target 'target <=2x' "$f_ratio" 2); $(ratio "$f_wall" "${FLOOR[find]:-}")x bindfs"
         mrun "$tool-ls-warm" "$LS_SH" "$PDIR"
         lw_wall=$WALL
         lw_ratio=$(ratio "$lw_wall" "${REF[lswarm]}")
         lw_note="after find; ${lw_ratio}x original$(err_note "$tool-ls-warm")"
-        [ "$tool" = vaultfs ] && lw_note="$lw_note, $(target 'target <=2x' "$lw_ratio" 2)"
+        [ "$tool" = vaultfs ] && lw_note="$lw_note, $(target 'target <=2x' "$lw_ratio" 2); $(ratio "$lw_wall" "${FLOOR[lswarm]:-}")x bindfs"
         end_session "$mnt" "$tool"
         s1_rss=$SESSION_RSS
         mrow "a listable" "$tool" "$listable" - "$s1_rss" - \
@@ -699,7 +747,7 @@ if [ "$RUN_READ" = 1 ]; then
             lc_wall=$WALL
             lc_ratio=$(ratio "$lc_wall" "${REF[lscold]}")
             lc_note="fresh mount, caches dropped; ${lc_ratio}x original$(err_note "$tool-ls-cold")"
-            [ "$tool" = vaultfs ] && lc_note="$lc_note, $(target 'target <=2x' "$lc_ratio" 2)"
+            [ "$tool" = vaultfs ] && lc_note="$lc_note, $(target 'target <=2x' "$lc_ratio" 2); $(ratio "$lc_wall" "${FLOOR[lscold]:-}")x bindfs"
             end_session "$mnt" "$tool"
             mrow "c ls -lR cold" "$tool" "$lc_wall" - "$SESSION_RSS" - "$lc_note"
             s2_rss=$SESSION_RSS
@@ -731,6 +779,7 @@ if [ "$RUN_READ" = 1 ]; then
                 if [ "$tool" = vaultfs ] && [ $v = cold ]; then
                     n="$n, $(target 'target >= original' "$sp" 1)"
                 fi
+                [ "$tool" = vaultfs ] && n="$n; $(ratio "$w" "${FLOOR[tar$v]:-}")x bindfs"
                 mrow "d tar $v" "$tool" "$w" "$(mbps "$o" "$w")" "$s3_rss" "$o" "$n"
                 [ $v = cold ] && TARB[$tool]=$o
             done
@@ -904,15 +953,24 @@ if [ "$RUN_INGEST" = 1 ]; then
         ;;
     esac
     IPLAIN=$T/ingest-plain IVAULT=$T/ingest-vaultfs IMNT=$T/mnt-ingest
+    IBDST=$T/ingest-bindfs IBMNT=$T/mnt-ingest-bindfs
     IRESTIC=$T/ingest-restic IBORG=$T/ingest-borg
     RSYNC_OPTS=(-a --delete)
     declare -A IOK ITOT
-    IOK[plain]=1 IOK[vaultfs]=0 IOK[restic]=0 IOK[borg]=0
+    IOK[plain]=1 IOK[vaultfs]=0 IOK[restic]=0 IOK[borg]=0 IOK[bindfs]=0
     MUTATION='' IVPID='' ISESSION_NOTE='' hwm_reset=no
 
     # ---- set up: the empty vault mounted with an item k, empty restic and borg repositories
     say "ingest side: init and mount a fresh vault, init restic and borg repositories"
-    mkdir -p "$IPLAIN" "$IMNT"
+    mkdir -p "$IPLAIN" "$IMNT" "$IBDST" "$IBMNT"
+    # the FUSE floor: a new directory behind bindfs, a bare FUSE passthrough
+    MTOOL[$IBMNT]=bindfs
+    if bindfs --multithreaded "$IBDST" "$IBMNT" >"$L/ingest-bindfs-mount.log" 2>&1; then
+        IOK[bindfs]=1
+    else
+        log_tail "$L/ingest-bindfs-mount.log"
+        FAILURES=$((FAILURES + 1))
+    fi
     if ! "$VFS" init "$IVAULT" >"$L/ingest-vaultfs-init.log" 2>&1; then
         log_tail "$L/ingest-vaultfs-init.log"
         ISESSION_NOTE="FAILED: vaultfs init ($L/ingest-vaultfs-init.log)"
@@ -978,6 +1036,23 @@ if [ "$RUN_INGEST" = 1 ]; then
             ITOT[plain$phase]=$WALL
             irow "$label" "plain rsync" "$WALL" "$(mbps "$src_bytes" "$WALL")" \
                 "$(mib $((RSS_KIB * 1024)))" "$(mib "$(dir_bytes "$IPLAIN")")" "rsync CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s"
+        fi
+
+        # ---- the same rsync into a directory behind bindfs: what any FUSE file system costs here
+        if [ "${IOK[bindfs]}" = 1 ]; then
+            say "ingest side: $label: rsync through bindfs"
+            drop_caches
+            timed "ingest$phase-bindfs" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$IBMNT/"
+            if [ "$RC" -ne 0 ]; then
+                IOK[bindfs]=0
+                FAILURES=$((FAILURES + 1))
+                irow "$label" "bindfs rsync" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-bindfs.log)"
+            else
+                timed_sync
+                ITOT[bindfs$phase]=$WALL
+                irow "$label" "bindfs rsync" "$WALL" "$(mbps "$src_bytes" "$WALL")" - "$(mib "$(dir_bytes "$IBDST")")" \
+                    "FUSE floor; $(ratio "$WALL" "${ITOT[plain$phase]:-}")x plain rsync; rsync CPU ${USR}s user ${SYS}s sys"
+            fi
         fi
 
         # ---- vaultfs: rsync into incoming, snapshot
@@ -1087,6 +1162,8 @@ if [ "$RUN_INGEST" = 1 ]; then
         fi
     done
 
+    [ -z "${MTOOL[$IBMNT]:-}" ] || unmount "$IBMNT" || FAILURES=$((FAILURES + 1))
+    rm -rf --one-file-system "$IBDST"
     # ---- unmount (finishes pending work), timed; the daemon must be gone afterwards
     if [ -n "${MTOOL[$IMNT]:-}" ]; then
         say "ingest side: vaultfs umount"
@@ -1123,6 +1200,9 @@ if [ "$RUN_INGEST" = 1 ]; then
         done
         if [ -n "${ITOT[plain$phase]:-}" ]; then
             line="$line rsync into incoming alone $(ratio "${ITOT[vrsync$phase]}" "${ITOT[plain$phase]}")x plain rsync;"
+        fi
+        if [ -n "${ITOT[bindfs$phase]:-}" ]; then
+            line="$line vaultfs/bindfs (the FUSE floor) $(ratio "${ITOT[vaultfs$phase]}" "${ITOT[bindfs$phase]}")x, bindfs/plain $(ratio "${ITOT[bindfs$phase]}" "${ITOT[plain$phase]:-}")x;"
         fi
         INGEST_SUMMARY="$INGEST_SUMMARY${line%;}
 "
@@ -1196,7 +1276,9 @@ report() {
         echo "  own caches start empty only because the mount is fresh); warm = again in the same mount."
         echo "  Order per tool: [mount, find cold, ls warm, umount] [mount, ls cold, umount]"
         echo "  [mount, tar cold, tar warm, umount]. MB/s = tar bytes / wall. mount RSS = VmHWM of the"
-        echo "  mount process at the end of the session the row was measured in."
+        echo "  mount process at the end of the session the row was measured in. 'bindfs' = the original"
+        echo "  tree through bindfs --multithreaded (1 h entry/attr timeouts, kernel_cache): a bare FUSE"
+        echo "  passthrough, no crypto or compression, i.e. what any FUSE mount costs on this machine."
         echo
         render_table 'row\ttool\twall s\tMB/s\tmount RSS MiB\toutput\tnote' "$MROWS"
         echo
@@ -1211,7 +1293,8 @@ report() {
         echo "  in the same mount and repositories. Page cache dropped before each rsync/backup (not between"
         echo "  vaultfs rsync and snapshot); 'then sync' = a sync right after, not counted. MB/s = SRC bytes"
         echo "  / wall. peak RSS: /usr/bin/time %M of the command, for 'vaultfs total' the daemon's VmHWM."
-        echo "  size = PLAIN / vault / repository after the row (du -sb)."
+        echo "  size = PLAIN / vault / repository after the row (du -sb). bindfs rsync = the same rsync into"
+        echo "  a new directory behind bindfs --multithreaded, a bare FUSE passthrough (the FUSE floor)."
         echo
         render_table 'row\ttool\twall s\tMB/s\tpeak RSS MiB\tsize MiB\tnote' "$IROWS"
         echo
