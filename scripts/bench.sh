@@ -941,6 +941,29 @@ print("%s; %.2f MiB = %.2f%% of %.1f MiB" % (
 PY
 }
 
+# rsync_into KEY TOOL DEST SIZE_DIR: one timed `rsync SRC/ DEST/` row for TOOL in the current
+# phase (label, phase, src_bytes set by the loop below); its wall time goes to ITOT[KEY<phase>]
+rsync_into() {
+    local key=$1 tool=$2 dest=$3 size_dir=$4 note
+    say "ingest side: $label: $tool"
+    drop_caches
+    timed "ingest$phase-$key" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$dest/"
+    if [ "$RC" -ne 0 ]; then
+        IOK[$key]=0
+        FAILURES=$((FAILURES + 1))
+        irow "$label" "$tool" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-$key.log)"
+        return
+    fi
+    timed_sync
+    ITOT[$key$phase]=$WALL
+    note="rsync CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s"
+    if [ "$key" = bindfs ]; then
+        note="FUSE floor; $(ratio "$WALL" "${ITOT[plain$phase]:-}")x plain rsync; $note"
+    fi
+    irow "$label" "$tool" "$WALL" "$(mbps "$src_bytes" "$WALL")" \
+        "$(mib $((RSS_KIB * 1024)))" "$(mib "$(dir_bytes "$size_dir")")" "$note"
+}
+
 if [ "$RUN_INGEST" = 1 ]; then
     # SRC: the corpus itself when this script extracted it (nothing after the ingest side reads it),
     # else a copy (never change the user's BENCH_CORPUS)
@@ -1023,36 +1046,10 @@ if [ "$RUN_INGEST" = 1 ]; then
         fi
         src_bytes=$(find "$ISRC" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
 
-        # ---- plain rsync into a local directory
-        say "ingest side: $label: plain rsync"
-        drop_caches
-        timed "ingest$phase-plain" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$IPLAIN/"
-        if [ "$RC" -ne 0 ]; then
-            IOK[plain]=0
-            FAILURES=$((FAILURES + 1))
-            irow "$label" "plain rsync" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-plain.log)"
-        else
-            timed_sync
-            ITOT[plain$phase]=$WALL
-            irow "$label" "plain rsync" "$WALL" "$(mbps "$src_bytes" "$WALL")" \
-                "$(mib $((RSS_KIB * 1024)))" "$(mib "$(dir_bytes "$IPLAIN")")" "rsync CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s"
-        fi
-
-        # ---- the same rsync into a directory behind bindfs: what any FUSE file system costs here
+        # ---- plain rsync into a local directory, and the same through bindfs (the FUSE floor)
+        rsync_into plain "plain rsync" "$IPLAIN" "$IPLAIN"
         if [ "${IOK[bindfs]}" = 1 ]; then
-            say "ingest side: $label: rsync through bindfs"
-            drop_caches
-            timed "ingest$phase-bindfs" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$IBMNT/"
-            if [ "$RC" -ne 0 ]; then
-                IOK[bindfs]=0
-                FAILURES=$((FAILURES + 1))
-                irow "$label" "bindfs rsync" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-bindfs.log)"
-            else
-                timed_sync
-                ITOT[bindfs$phase]=$WALL
-                irow "$label" "bindfs rsync" "$WALL" "$(mbps "$src_bytes" "$WALL")" - "$(mib "$(dir_bytes "$IBDST")")" \
-                    "FUSE floor; $(ratio "$WALL" "${ITOT[plain$phase]:-}")x plain rsync; rsync CPU ${USR}s user ${SYS}s sys"
-            fi
+            rsync_into bindfs "bindfs rsync" "$IBMNT" "$IBDST"
         fi
 
         # ---- vaultfs: rsync into incoming, snapshot
