@@ -941,6 +941,33 @@ print("%s; %.2f MiB = %.2f%% of %.1f MiB" % (
 PY
 }
 
+# backup_into TOOL REPO CMD...: one timed backup row for restic or borg in the current phase
+backup_into() {
+    local tool=$1 repo=$2 before after note
+    shift 2
+    if [ "${IOK[$tool]}" != 1 ]; then
+        irow "$label" "$tool" - - - - "skipped (init or an earlier backup failed)"
+        return
+    fi
+    say "ingest side: $label: $tool"
+    before=$(dir_bytes "$repo")
+    drop_caches
+    timed "ingest$phase-$tool" "$@"
+    if [ "$RC" -ne 0 ]; then
+        IOK[$tool]=0
+        FAILURES=$((FAILURES + 1))
+        irow "$label" "$tool" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-$tool.log)"
+        return
+    fi
+    timed_sync
+    ITOT[$tool$phase]=$WALL
+    after=$(dir_bytes "$repo")
+    note="CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s"
+    if [ "$phase" = 2 ]; then note="$note; repo grew $(grew "$before" "$after")"; fi
+    irow "$label" "$tool" "$WALL" "$(mbps "$src_bytes" "$WALL")" "$(mib $((RSS_KIB * 1024)))" \
+        "$(mib "$after")" "$note"
+}
+
 # rsync_into KEY TOOL DEST SIZE_DIR: one timed `rsync SRC/ DEST/` row for TOOL in the current
 # phase (label, phase, src_bytes set by the loop below); its wall time goes to ITOT[KEY<phase>]
 rsync_into() {
@@ -1116,47 +1143,9 @@ if [ "$RUN_INGEST" = 1 ]; then
             fi
         fi
 
-        # ---- restic backup
-        if [ "${IOK[restic]}" = 1 ]; then
-            say "ingest side: $label: restic backup"
-            before=$(dir_bytes "$IRESTIC")
-            drop_caches
-            timed "ingest$phase-restic" restic -r "$IRESTIC" backup "$ISRC"
-            if [ "$RC" -ne 0 ]; then
-                IOK[restic]=0
-                FAILURES=$((FAILURES + 1))
-                irow "$label" restic "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-restic.log)"
-            else
-                timed_sync
-                ITOT[restic$phase]=$WALL
-                after=$(dir_bytes "$IRESTIC")
-                irow "$label" restic "$WALL" "$(mbps "$src_bytes" "$WALL")" "$(mib $((RSS_KIB * 1024)))" \
-                    "$(mib "$after")" "CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s$([ "$phase" = 2 ] && echo "; repo grew $(grew "$before" "$after")")"
-            fi
-        else
-            irow "$label" restic - - - - "skipped (init or an earlier backup failed)"
-        fi
-
-        # ---- borg create
-        if [ "${IOK[borg]}" = 1 ]; then
-            say "ingest side: $label: borg create"
-            before=$(dir_bytes "$IBORG")
-            drop_caches
-            timed "ingest$phase-borg" borg create --stats --compression zstd,3 "$IBORG::i$phase" "$ISRC"
-            if [ "$RC" -ne 0 ]; then
-                IOK[borg]=0
-                FAILURES=$((FAILURES + 1))
-                irow "$label" borg "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-borg.log)"
-            else
-                timed_sync
-                ITOT[borg$phase]=$WALL
-                after=$(dir_bytes "$IBORG")
-                irow "$label" borg "$WALL" "$(mbps "$src_bytes" "$WALL")" "$(mib $((RSS_KIB * 1024)))" \
-                    "$(mib "$after")" "CPU ${USR}s user ${SYS}s sys; then sync ${SYNC_WALL}s$([ "$phase" = 2 ] && echo "; repo grew $(grew "$before" "$after")")"
-            fi
-        else
-            irow "$label" borg - - - - "skipped (init or an earlier backup failed)"
-        fi
+        # ---- restic backup, borg create
+        backup_into restic "$IRESTIC" restic -r "$IRESTIC" backup "$ISRC"
+        backup_into borg "$IBORG" borg create --stats --compression zstd,3 "$IBORG::i$phase" "$ISRC"
     done
 
     [ -z "${MTOOL[$IBMNT]:-}" ] || unmount "$IBMNT" || FAILURES=$((FAILURES + 1))

@@ -26,8 +26,14 @@ pub fn vaultfs(args: &[&str]) -> Output {
 }
 
 /// Like [`vaultfs`] but the command must succeed; returns stdout.
+#[track_caller]
 pub fn ok(args: &[&str]) -> String {
-    let out = vaultfs(args);
+    succeeded(args, vaultfs(args))
+}
+
+/// `out` (of `vaultfs args`) must be a success; returns its stdout.
+#[track_caller]
+pub fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "vaultfs {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
