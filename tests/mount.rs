@@ -604,6 +604,25 @@ fn soft_delete_and_undelete_through_mv_and_the_cli() {
 // ---------------------------------------------------------------------------------------------
 // 5. damaged data
 
+/// Read every file of `names` from `dir` in order: each either matches its copy in `src` or
+/// fails with EIO; returns those that failed.
+fn unreadable(dir: &Path, src: &Path, names: &[String]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for n in names {
+        match fs::read(dir.join(n)) {
+            Ok(data) => assert!(
+                data == fs::read(src.join(n)).unwrap(),
+                "{n} read without error but with wrong content"
+            ),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "reading {n}: {e}");
+                bad.push(n.clone());
+            }
+        }
+    }
+    bad
+}
+
 #[test]
 fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
     let f = Fixture::with_init(|v| init_vault_with(v, &["--pack-size-mib", "1"]));
@@ -629,19 +648,7 @@ fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
 
     let m = Mount::new(&f.vault, &f.mnt);
     let dir = m.path(&format!("points/{ITEM}/{point}"));
-    let mut bad = Vec::new();
-    for n in &names {
-        match fs::read(dir.join(n)) {
-            Ok(data) => assert!(
-                data == fs::read(f.src.join(n)).unwrap(),
-                "{n} read without error but with wrong content"
-            ),
-            Err(e) => {
-                assert_eq!(e.raw_os_error(), Some(libc::EIO), "reading {n}: {e}");
-                bad.push(n.clone());
-            }
-        }
-    }
+    let bad = unreadable(&dir, &f.src, &names);
     assert_eq!(
         bad.len(),
         1,
@@ -686,6 +693,96 @@ fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
         want.1,
         fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// Small files are pushed into the kernel's page cache ahead of their reads (by the file
+/// before them, or by the open itself): a damaged one must still read as EIO, in a
+/// tar-like pass over the directory as well as when opened on its own.
+#[test]
+fn a_damaged_small_file_is_eio_when_its_directory_is_read_in_order() {
+    let f = Fixture::with_init(|v| init_vault_with(v, &["--pack-size-mib", "1"]));
+    fs::create_dir_all(&f.src).unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        fs::write(f.src.join(n), noise(16 << 10, 500 + i as u64)).unwrap();
+    }
+    let point = backup(&f.vault, ITEM, &f.src);
+    let (len, victim) = walk(&f.vault.join("packs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .map(|p| (fs::metadata(&p).unwrap().len(), p))
+        .max()
+        .unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[len as usize / 2] ^= 0x40;
+    fs::write(&victim, bytes).unwrap();
+
+    let m = Mount::new(&f.vault, &f.mnt);
+    let dir = m.path(&format!("points/{ITEM}/{point}"));
+    assert_eq!(names_in(&dir), names);
+    let bad = unreadable(&dir, &f.src, &names);
+    assert_eq!(bad.len(), 1, "one file holds the damaged byte: {bad:?}");
+    let again = fs::read(dir.join(&bad[0]));
+    assert_eq!(
+        again.map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::EIO)),
+        "second read of {}",
+        bad[0]
+    );
+    assert!(alive(m.pid()));
+}
+
+/// Pages of `file` the kernel holds (mmap + mincore: neither reads the file).
+fn resident_pages(file: &fs::File, len: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let page = 4096;
+    let pages = len.div_ceil(page);
+    // SAFETY: a read-only shared mapping of an open file, unmapped before returning; mincore
+    // writes one byte per page into a buffer of that many bytes.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(
+            addr,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut vec = vec![0u8; pages];
+        let r = libc::mincore(addr, len, vec.as_mut_ptr());
+        let err = std::io::Error::last_os_error();
+        libc::munmap(addr, len);
+        assert_eq!(r, 0, "mincore: {err}");
+        vec.iter().filter(|b| **b & 1 == 1).count()
+    }
+}
+
+/// Opening a small file in a point puts its content in the page cache before the open
+/// returns (so reading it costs no request); a big one is left to read-ahead.
+#[test]
+fn opening_a_small_file_fills_its_page_cache() {
+    let f = Fixture::new();
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("big.bin"), noise(4 << 20, 41)).unwrap();
+    fs::write(f.src.join("small.bin"), noise(100_000, 42)).unwrap();
+    let point = backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+    let dir = m.path(&format!("points/{ITEM}/{point}"));
+
+    let small = fs::File::open(dir.join("small.bin")).unwrap();
+    assert_eq!(resident_pages(&small, 100_000), 100_000usize.div_ceil(4096));
+    let big = fs::File::open(dir.join("big.bin")).unwrap();
+    assert_eq!(resident_pages(&big, 4 << 20), 0, "big files are not pushed");
+    drop((small, big));
+    for n in ["small.bin", "big.bin"] {
+        assert!(fs::read(dir.join(n)).unwrap() == fs::read(f.src.join(n)).unwrap());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -169,6 +169,7 @@ pub fn serve(
     };
     let mut unmounter = session.unmount_callable();
     fs.incoming().set_notifier(session.notifier());
+    fs.set_notifier(session.notifier());
 
     let control_tx = std::sync::Mutex::new(tx.clone());
     // Commands running through the socket (a backup, say) finish before the daemon exits.

@@ -105,19 +105,46 @@ pub fn node_ino(point_ino: u64, parent: u64, node: &Node) -> u64 {
 
 /// Looked-up inodes with their kernel lookup counts.
 pub struct InodeTable {
-    map: Mutex<HashMap<u64, (Entry, u64)>>,
+    map: Mutex<HashMap<u64, Slot>>,
+}
+
+struct Slot {
+    entry: Entry,
+    lookups: u64,
+    push: Push,
+}
+
+/// Whether a file's content was pushed into the kernel's page cache (see `view::push`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Not yet.
+    No,
+    /// Queued on the read-ahead pool.
+    Queued,
+    /// Being pushed by the read-ahead pool.
+    Pushing,
+    /// Done, or being done by whoever opened the file.
+    Done,
 }
 
 impl Default for InodeTable {
     fn default() -> Self {
         let mut map = HashMap::new();
-        for (ino, e) in [
+        for (ino, entry) in [
             (ROOT, Entry::Root),
             (POINTS, Entry::PointsDir),
             (INCOMING, Entry::IncomingDir),
             (DELETED, Entry::DeletedDir),
         ] {
-            map.insert(ino, (e, u64::MAX / 2));
+            let lookups = u64::MAX / 2;
+            map.insert(
+                ino,
+                Slot {
+                    entry,
+                    lookups,
+                    push: Push::No,
+                },
+            );
         }
         InodeTable {
             map: Mutex::new(map),
@@ -131,24 +158,42 @@ impl InodeTable {
             .lock()
             .expect("inode lock")
             .get(&ino)
-            .map(|(e, _)| e.clone())
+            .map(|s| s.entry.clone())
     }
 
     /// Record one kernel lookup of `ino`.
     pub fn remember(&self, ino: u64, entry: Entry) {
         let mut map = self.map.lock().expect("inode lock");
-        let slot = map.entry(ino).or_insert((entry, 0));
-        slot.1 = slot.1.saturating_add(1);
+        let slot = map.entry(ino).or_insert(Slot {
+            entry,
+            lookups: 0,
+            push: Push::No,
+        });
+        slot.lookups = slot.lookups.saturating_add(1);
     }
 
     /// The kernel dropped `n` lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
         let mut map = self.map.lock().expect("inode lock");
         if let Some(slot) = map.get_mut(&ino) {
-            slot.1 = slot.1.saturating_sub(n);
-            if slot.1 == 0 {
+            slot.lookups = slot.lookups.saturating_sub(n);
+            if slot.lookups == 0 {
                 map.remove(&ino);
             }
+        }
+    }
+
+    /// Move `ino`'s push state from one of `from` to `to`; false if the kernel does not know
+    /// the inode or its state is not in `from`. The state lives as long as the kernel's inode,
+    /// and so do the pages pushed to it.
+    pub fn advance_push(&self, ino: u64, from: &[Push], to: Push) -> bool {
+        let mut map = self.map.lock().expect("inode lock");
+        match map.get_mut(&ino) {
+            Some(slot) if from.contains(&slot.push) => {
+                slot.push = to;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -17,7 +17,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 use super::cache::WeightedCache;
 use super::errno::{FsError, FsResult};
 use super::incoming::{self, Incoming};
-use super::inodes::{self, Area, Entry, InodeTable, PointCtx};
+use super::inodes::{self, Area, Entry, InodeTable, PointCtx, Push};
 use super::pool::Pool;
 use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, BlobKind};
@@ -27,8 +27,10 @@ use crate::vault::{Vault, VaultError};
 const READAHEAD_CHUNKS: usize = 2;
 /// Threads fetching ahead.
 const PREFETCH_THREADS: usize = 2;
-/// Files after an opened one whose first chunk is fetched ahead.
+/// Files after an opened one that are fetched ahead (their first chunk, or all of a small one).
 const READAHEAD_FILES: usize = 8;
+/// Files up to this size are pushed whole into the kernel's page cache (see [`push`]).
+const PUSH_MAX_BYTES: u64 = 256 * 1024;
 /// Subdirectory trees fetched ahead when a directory's tree is first loaded.
 const READAHEAD_TREES: usize = 16;
 /// Trees get 1/TREE_CACHE_SHARE of the cache budget; the rest holds chunks.
@@ -98,7 +100,7 @@ impl std::ops::Deref for NodeRef {
 pub struct VaultFs {
     vault: Arc<Vault>,
     incoming: Arc<Incoming>,
-    inodes: InodeTable,
+    inodes: Arc<InodeTable>,
     trees: Arc<WeightedCache<BlobId, Tree>>,
     /// The bits of [`LABEL_XATTRS`] some loaded tree carried.
     labels_seen: Arc<AtomicU8>,
@@ -109,6 +111,8 @@ pub struct VaultFs {
     prefetcher: Pool,
     mounted_at: SystemTime,
     usage: Mutex<Option<(Instant, u64)>>,
+    /// Set once the session exists; pushes file content to the kernel.
+    notifier: std::sync::OnceLock<fuser::Notifier>,
 }
 
 pub(super) fn to_time(ns: i64) -> SystemTime {
@@ -173,7 +177,7 @@ impl VaultFs {
         Ok(VaultFs {
             vault,
             incoming,
-            inodes: InodeTable::default(),
+            inodes: Arc::new(InodeTable::default()),
             trees: Arc::new(WeightedCache::new(cache_bytes / TREE_CACHE_SHARE)),
             labels_seen: Arc::new(AtomicU8::new(0)),
             chunks,
@@ -182,7 +186,12 @@ impl VaultFs {
             prefetcher,
             mounted_at: SystemTime::now(),
             usage: Mutex::new(None),
+            notifier: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn set_notifier(&self, n: fuser::Notifier) {
+        let _ = self.notifier.set(n);
     }
 
     /// True for inodes inside a point (immutable), false for the listings above them.
@@ -670,7 +679,7 @@ impl VaultFs {
             return self.incoming.open(ino, truncate);
         }
         let entry = self.entry(ino)?;
-        let Entry::Node { point, .. } = &entry else {
+        let Entry::Node { point, parent, .. } = &entry else {
             return if write {
                 Err(FsError::ReadOnly)
             } else {
@@ -693,14 +702,17 @@ impl VaultFs {
             starts.push(pos);
             pos += c.len as u64;
         }
-        // Whoever reads files one after another (tar, cp -r, rsync) reads them in listing
-        // order: fetch the first chunk of the next few files while this one is being read.
-        let next_files = tree.nodes[idx + 1..]
-            .iter()
-            .filter(|n| n.kind == NodeKind::File)
-            .filter_map(|n| n.chunks.first())
-            .take(READAHEAD_FILES);
-        self.prefetch(next_files);
+        // Unless read-ahead pushed it already. If it is pushing it now, pushing it here too
+        // costs a copy (the chunk loads are shared) and spares a READ that would race it.
+        if pos > 0
+            && pos <= PUSH_MAX_BYTES
+            && self
+                .inodes
+                .advance_push(ino, &[Push::No, Push::Queued, Push::Pushing], Push::Done)
+        {
+            self.push_now(ino, node);
+        }
+        self.fetch_next_files(point, *parent, &tree.nodes[idx + 1..]);
         let file = OpenFile {
             point: point.clone(),
             path: self.path_of(&entry),
@@ -747,6 +759,48 @@ impl VaultFs {
             self.read_ahead(&file, i);
         }
         Ok(out)
+    }
+
+    /// Push a small file's content into the kernel's page cache (FUSE_NOTIFY_STORE), so that
+    /// reading it costs no READ request, and no GETATTR after it either: the kernel marks a
+    /// file's atime stale after every READ it sends, and `tar` stats each file it has read.
+    /// Only authenticated data is pushed; a damaged file is left to `read`, which answers EIO.
+    fn push_now(&self, ino: u64, node: &Node) {
+        if let Some(n) = self.notifier.get() {
+            push(n, &self.chunks, &self.vault, ino, node.size, &node.chunks);
+        }
+    }
+
+    /// Whoever reads files one after another (tar, cp -r, rsync) reads them in listing order:
+    /// fetch the next few files of the directory while this one is read. Small ones the
+    /// kernel knows are pushed whole; of the others, the first chunk is loaded into the cache.
+    fn fetch_next_files(&self, point: &PointCtx, parent: u64, after: &[Node]) {
+        let next = after
+            .iter()
+            .filter(|n| n.kind == NodeKind::File && !n.chunks.is_empty())
+            .take(READAHEAD_FILES);
+        for n in next {
+            let ino = inodes::node_ino(point.ino, parent, n);
+            let notifier = self.notifier.get();
+            if n.size <= PUSH_MAX_BYTES
+                && let Some(notifier) = notifier
+                && self.inodes.advance_push(ino, &[Push::No], Push::Queued)
+            {
+                let (cache, vault) = (self.chunks.clone(), self.vault.clone());
+                let (inodes, notifier, chunks) =
+                    (self.inodes.clone(), notifier.clone(), n.chunks.clone());
+                let size = n.size;
+                self.prefetcher.spawn(move || {
+                    // Unless the file was opened meanwhile: then the opener pushed it.
+                    if inodes.advance_push(ino, &[Push::Queued], Push::Pushing) {
+                        push(&notifier, &cache, &vault, ino, size, &chunks);
+                        inodes.advance_push(ino, &[Push::Pushing], Push::Done);
+                    }
+                });
+            } else {
+                self.prefetch(n.chunks.first().into_iter());
+            }
+        }
     }
 
     /// Fetch the chunks after `next` in the background.
@@ -911,6 +965,33 @@ pub(super) fn load_chunk(
             Ok(data)
         },
     )
+}
+
+/// Load a file's chunks and store them in the kernel's page cache of inode `ino`, unless one
+/// fails to load or they do not add up to the file's size (then `read` reports it: a push past
+/// the size would grow the file in the kernel's eyes). The kernel may have forgotten the inode
+/// meanwhile: then there is nothing to fill, and the error says so.
+fn push(
+    notifier: &fuser::Notifier,
+    cache: &WeightedCache<BlobId, Vec<u8>>,
+    vault: &Vault,
+    ino: u64,
+    size: u64,
+    chunks: &[ChunkRef],
+) {
+    let mut data = Vec::with_capacity(chunks.iter().map(|c| c.len as usize).sum());
+    for c in chunks {
+        match load_chunk(cache, vault, *c) {
+            Ok(d) => data.extend_from_slice(&d),
+            Err(_) => return,
+        }
+    }
+    if data.len() as u64 != size {
+        return;
+    }
+    if let Err(e) = notifier.store(fuser::INodeNo(ino), 0, &data) {
+        tracing::debug!("push of inode {ino:#x}: {e}");
+    }
 }
 
 fn point_of(entry: &Entry) -> Option<&Arc<PointCtx>> {
