@@ -1,9 +1,11 @@
 //! The store: content-addressed, sealed blobs in packs, found through the index.
 //!
 //! `put` names a plaintext by its keyed hash, skips it if already stored, otherwise seals it
-//! (compress + encrypt, in the caller's thread) and appends it to the open pack. A full pack is
+//! (compress + encrypt, in the caller's thread) and appends it to the open pack of its lane:
+//! file data in one, trees and other metadata in another, so that listing a point reads a few
+//! packs of trees nearly in order instead of one blob in every data pack. A full pack is
 //! finished (made durable and moved into `packs/`) and only then indexed. `flush` waits for
-//! every put and pack in flight, finishes the open pack, then fsyncs the index: after it
+//! every put and pack in flight, finishes the open packs, then fsyncs the index: after it
 //! returns, every blob `put` so far is durable and indexed. Several sessions (backups through
 //! the daemon, deletes) share one store: a failed pack write is counted, never cleaned up behind
 //! another session's back, and a session whose start saw a lower count refuses to commit. This
@@ -16,7 +18,7 @@ mod ids;
 pub mod index;
 pub mod pack;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,14 @@ pub use ids::{BlobId, BlobKind, PackId};
 use codec::Codec;
 use index::{Db, Index, Location};
 use pack::{PackEntry, PackWriter};
+
+/// The pack lane of a blob kind: file data apart from trees and other metadata.
+fn lane(kind: BlobKind) -> usize {
+    match kind {
+        BlobKind::Data => 0,
+        BlobKind::Tree | BlobKind::Meta => 1,
+    }
+}
 
 /// Directory names inside the vault.
 pub const PACKS_DIR: &str = "packs";
@@ -51,7 +61,8 @@ pub struct Store {
     db: Db,
     index: Index,
     pack_target_bytes: u64,
-    writer: Mutex<Option<PackWriter>>,
+    /// The open pack of each lane (see [`lane`]).
+    writers: [Mutex<Option<PackWriter>>; 2],
     /// Blobs written to a pack that is not yet indexed: dedup must see them too.
     pending: Mutex<HashSet<BlobId>>,
     /// Held shared by each put from claiming an id until its blob is in a pack; `flush` takes
@@ -63,6 +74,8 @@ pub struct Store {
     /// Pack writes that failed (their blobs are lost); see [`Store::failures`].
     failures: AtomicU64,
     files: Mutex<lru::LruCache<PackId, Arc<File>>>,
+    /// Packs known to hold no file data (their header says so), for read-ahead after trees.
+    metadata_packs: Mutex<HashMap<PackId, bool>>,
     blobs_added: AtomicU64,
     sealed_bytes_added: AtomicU64,
     /// While gc runs: ids that puts deduplicated against (they are referenced again).
@@ -87,7 +100,7 @@ impl Store {
             db,
             index,
             pack_target_bytes,
-            writer: Mutex::new(None),
+            writers: [Mutex::new(None), Mutex::new(None)],
             pending: Mutex::new(HashSet::new()),
             inflight: RwLock::new(()),
             flush_lock: Mutex::new(()),
@@ -95,6 +108,7 @@ impl Store {
             files: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(OPEN_PACK_FILES_MAX).expect("non-zero"),
             )),
+            metadata_packs: Mutex::new(HashMap::new()),
             blobs_added: AtomicU64::new(0),
             sealed_bytes_added: AtomicU64::new(0),
             gc_touched: Mutex::new(None),
@@ -188,7 +202,7 @@ impl Store {
             )));
         }
         let sealed = self.codec.seal(kind, &id, plain)?;
-        let mut guard = self.writer.lock().expect("writer lock");
+        let mut guard = self.writers[lane(kind)].lock().expect("writer lock");
         if guard.is_none() {
             *guard = Some(PackWriter::create(&self.tmp_dir)?);
         }
@@ -227,18 +241,20 @@ impl Store {
         self.failures.load(Ordering::SeqCst)
     }
 
-    /// Wait for every put and pack in flight, finish the open pack, fsync the index. After
+    /// Wait for every put and pack in flight, finish the open packs, fsync the index. After
     /// `Ok`, every blob put so far (by any thread) is durable and indexed, unless
     /// [`Store::failures`] moved.
     pub fn flush(&self) -> Result<()> {
         let _serial = self.flush_lock.lock().expect("flush lock");
         let _all = self.inflight.write().expect("inflight lock");
-        let open = self.writer.lock().expect("writer lock").take();
-        if let Some(w) = open {
-            if w.is_empty() {
-                w.abandon();
-            } else {
-                self.finish_pack(w)?;
+        for writer in &self.writers {
+            let open = writer.lock().expect("writer lock").take();
+            if let Some(w) = open {
+                if w.is_empty() {
+                    w.abandon();
+                } else {
+                    self.finish_pack(w)?;
+                }
             }
         }
         self.db.flush()
@@ -267,11 +283,14 @@ impl Store {
     pub fn get_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
         let file = self.pack_file(&loc.pack)?;
         let sealed = pack::read_sealed(&file, &loc.pack, loc.offset, loc.len)?;
-        if loc.len < READ_AHEAD_BYTES && loc.kind == BlobKind::Data {
+        if loc.len < READ_AHEAD_BYTES
+            && (loc.kind == BlobKind::Data || self.holds_no_data(&loc.pack))
+        {
             // Blobs of neighbouring files sit next to each other in a pack (written in walk
-            // order): ask the kernel for what follows, so the next small read is not a disk wait.
-            // Not for trees: they are scattered between data blobs, and `find` reading 5k trees
-            // had the kernel read the whole vault ahead of it.
+            // order), and so do the trees of neighbouring directories: ask the kernel for what
+            // follows, so the next small read is not a disk wait. Not after a tree in a pack
+            // that also holds data (written before trees had their own lane): a `find` reading
+            // 5k trees had the kernel read the whole vault ahead of it.
             use std::os::fd::AsRawFd;
             let next = loc.offset as i64 + loc.len as i64;
             // SAFETY: posix_fadvise on an fd we hold open; it is only a hint.
@@ -322,12 +341,13 @@ impl Store {
     /// Copy blobs, sealed as they are, from their packs into new packs, durable and indexed.
     /// Returns the bytes written.
     pub fn gc_copy(&self, blobs: &[(PackId, PackEntry)]) -> Result<u64> {
-        let mut writer: Option<PackWriter> = None;
+        let mut writers: [Option<PackWriter>; 2] = [None, None];
         let mut written = 0;
         for (pack, e) in blobs {
             let file = self.pack_file(pack)?;
             let sealed = pack::read_sealed(&file, pack, e.offset, e.len)?;
-            let w = match &mut writer {
+            let writer = &mut writers[lane(e.kind)];
+            let w = match writer {
                 Some(w) => w,
                 None => writer.insert(PackWriter::create(&self.tmp_dir)?),
             };
@@ -340,7 +360,7 @@ impl Store {
                 self.index.insert_pack(id, &entries)?;
             }
         }
-        if let Some(w) = writer.take() {
+        for w in writers.into_iter().flatten() {
             let (id, entries) = w.finish(&self.codec, &self.packs_dir)?;
             self.index.insert_pack(id, &entries)?;
         }
@@ -358,6 +378,20 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(StoreError::io("remove", &path, e)),
         }
+    }
+
+    /// True if `pack` holds no file data, by its header (read once per pack and remembered).
+    fn holds_no_data(&self, pack: &PackId) -> bool {
+        if let Some(known) = self.metadata_packs.lock().expect("kinds lock").get(pack) {
+            return *known;
+        }
+        let no_data = pack::read_header(&self.codec, &self.packs_dir, pack)
+            .is_ok_and(|entries| entries.iter().all(|e| e.kind != BlobKind::Data));
+        self.metadata_packs
+            .lock()
+            .expect("kinds lock")
+            .insert(*pack, no_data);
+        no_data
     }
 
     fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
@@ -385,5 +419,66 @@ impl Store {
 
     pub fn read_pack_header(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
         pack::read_header(&self.codec, &self.packs_dir, pack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::MasterKey;
+
+    fn store(dir: &Path) -> Store {
+        std::fs::create_dir_all(dir.join(PACKS_DIR)).unwrap();
+        std::fs::create_dir_all(dir.join(TMP_DIR)).unwrap();
+        let db = Db::create(&dir.join("index"), b"test").unwrap();
+        let codec = Codec::new(MasterKey::generate().unwrap().derive(), 3);
+        Store::open(dir, codec, db, 64 << 10).unwrap()
+    }
+
+    #[test]
+    fn trees_and_data_go_to_packs_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut ids = Vec::new();
+        // Interleaved, as a backup writes them; enough of both to fill several packs.
+        for i in 0..200u32 {
+            let mut data = vec![0u8; 4096];
+            blake3::Hasher::new()
+                .update(&i.to_le_bytes())
+                .finalize_xof()
+                .fill(&mut data);
+            ids.push((BlobKind::Data, s.put(BlobKind::Data, &data).unwrap()));
+            let tree = format!("tree {i} {}", "x".repeat(600 + i as usize));
+            ids.push((
+                BlobKind::Tree,
+                s.put(BlobKind::Tree, tree.as_bytes()).unwrap(),
+            ));
+        }
+        s.flush().unwrap();
+        let packs = s.list_packs().unwrap();
+        let (mut data_packs, mut tree_packs) = (0, 0);
+        for p in &packs {
+            let kinds: HashSet<BlobKind> = s
+                .read_pack_header(p)
+                .unwrap()
+                .iter()
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(kinds.len(), 1, "pack {p} mixes kinds: {kinds:?}");
+            if kinds.contains(&BlobKind::Data) {
+                data_packs += 1;
+                assert!(!s.holds_no_data(p));
+            } else {
+                tree_packs += 1;
+                assert!(s.holds_no_data(p));
+            }
+        }
+        assert!(
+            data_packs >= 2 && tree_packs >= 1,
+            "{data_packs} data, {tree_packs} tree packs"
+        );
+        for (kind, id) in ids {
+            assert!(!s.get(kind, &id).unwrap().is_empty());
+        }
     }
 }
