@@ -465,11 +465,17 @@ impl Filesystem for FuseFs {
             Ok(list) => list,
             Err(e) => return reply.error(errno(&e)),
         };
+        // Inside a point, entry i of the listing is node i - 2 of the directory's tree.
+        let ctx = self.fs.listing_context(ino.0);
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
             let name = OsStr::from_bytes_compat(&e.name);
             // The kernel takes no reference for "." and "..": never register them.
             let dot = e.name == b"." || e.name == b"..";
-            let found = if dot {
+            let found = if let Some(ctx) = ctx.as_ref().filter(|_| !dot && i >= 2) {
+                self.fs
+                    .peek_listed(ctx, ino.0, e.ino, i - 2)
+                    .map(|(entry, a)| (Some(entry), a))
+            } else if dot {
                 // ".." may name an inode the kernel never looked up (a deleted point entered
                 // straight from .deleted/): its own attributes stand in.
                 self.fs

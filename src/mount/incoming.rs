@@ -113,8 +113,9 @@ struct DirData {
     /// The saved tree, while it still describes the directory.
     saved: Option<BlobId>,
     /// Entries that are directories (for `nlink`; counting them per getattr made rsync's
-    /// create-then-stat-the-parent quadratic in the directory's size).
-    subdirs: u32,
+    /// create-then-stat-the-parent quadratic in the directory's size). `None` while not loaded
+    /// from a tree that did not record its directories' link counts.
+    subdirs: Option<u32>,
 }
 
 enum Data {
@@ -172,7 +173,7 @@ impl Inode {
                 NodeKind::Dir => Data::Dir(DirData {
                     children: Some(BTreeMap::new()),
                     saved: None,
-                    subdirs: 0,
+                    subdirs: Some(0),
                 }),
                 _ => Data::Other,
             },
@@ -197,7 +198,11 @@ impl Inode {
                     Some(BTreeMap::new())
                 },
                 saved: n.subtree,
-                subdirs: 0,
+                subdirs: if n.subtree.is_some() {
+                    tree::dir_nlink_of(n).map(|l| l - 2)
+                } else {
+                    Some(0)
+                },
             }),
             _ => Data::Other,
         };
@@ -348,7 +353,7 @@ impl State {
         if let Some(i) = self.nodes.get_mut(&dir)
             && let Data::Dir(d) = &mut i.data
         {
-            d.subdirs = d.subdirs.saturating_add_signed(delta);
+            d.subdirs = d.subdirs.map(|n| n.saturating_add_signed(delta));
         }
     }
 
@@ -546,10 +551,10 @@ impl Incoming {
             };
             children.insert(n.name.clone(), child);
         }
-        let subdirs = t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u32;
+        let subdirs = tree::dir_nlink(&t) - 2;
         if let Data::Dir(d) = &mut st.get_mut(ino)?.data {
             d.children = Some(children);
-            d.subdirs = subdirs;
+            d.subdirs = Some(subdirs);
         }
         Ok(())
     }
@@ -561,15 +566,8 @@ impl Incoming {
         let i = st.get(ino)?;
         let (size, nlink) = match &i.data {
             Data::File(f) => (f.size, i.nlink),
-            // Not loaded yet: 1 means "unknown" to find and friends.
-            Data::Dir(d) => (
-                4096,
-                if d.children.is_some() {
-                    2 + d.subdirs
-                } else {
-                    1
-                },
-            ),
+            // Not counted yet: 1 means "unknown" to find and friends.
+            Data::Dir(d) => (4096, d.subdirs.map_or(1, |n| 2 + n)),
             Data::Other => (i.target.len() as u64, i.nlink),
         };
         let mtime = to_time(i.mtime_ns);
@@ -1501,7 +1499,10 @@ impl Incoming {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             link_group: if i.nlink > 1 { i.link_group } else { 0 },
-            nlink: i.nlink,
+            nlink: match &i.data {
+                Data::Dir(d) => d.subdirs.map_or(1, |n| 2 + n),
+                _ => i.nlink,
+            },
             rdev: i.rdev,
             src_ino: 0,
             ctime_ns: i.ctime_ns,

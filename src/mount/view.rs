@@ -21,7 +21,7 @@ use super::inodes::{self, Area, Entry, InodeTable, PointCtx, Push};
 use super::pool::Pool;
 use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, BlobKind};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{Vault, VaultError, tree};
 
 /// Chunks fetched ahead of a sequential reader.
 const READAHEAD_CHUNKS: usize = 2;
@@ -53,6 +53,13 @@ pub struct DirEntry {
     pub ino: u64,
     pub kind: FileType,
     pub name: Vec<u8>,
+}
+
+/// See [`VaultFs::listing_context`].
+pub struct ListingContext {
+    point: Arc<PointCtx>,
+    id: BlobId,
+    tree: Arc<Tree>,
 }
 
 /// An open file inside a point.
@@ -333,7 +340,9 @@ impl VaultFs {
 
     fn node_attr(&self, ino: u64, entry: &Entry, node: &Node) -> FsResult<FileAttr> {
         let nlink = match node.kind {
-            // A damaged listing gives EIO when the directory is entered, not when it is listed.
+            NodeKind::Dir if let Some(n) = tree::dir_nlink_of(node) => n,
+            // Trees written before directories recorded it: count. A damaged listing gives EIO
+            // when the directory is entered, not when it is listed.
             NodeKind::Dir => self
                 .dir_tree(entry)
                 .map(|(_, t)| 2 + t.nodes.iter().filter(|n| n.kind == NodeKind::Dir).count() as u32)
@@ -501,6 +510,35 @@ impl VaultFs {
         }
         let (ino, entry) = self.find(parent, name)?;
         let attr = self.attr_of(ino, &entry)?;
+        Ok((Some(entry), attr))
+    }
+
+    /// What `readdirplus` of a directory inside a point needs to answer its entries without a
+    /// name lookup each: the point, the directory's tree and its id. `None` elsewhere.
+    pub fn listing_context(&self, dir: u64) -> Option<ListingContext> {
+        let entry = self.entry(dir).ok()?;
+        let point = point_of(&entry)?.clone();
+        let (id, tree) = self.dir_tree(&entry).ok()?;
+        Some(ListingContext { point, id, tree })
+    }
+
+    /// Like [`VaultFs::peek`] for the entry at `idx` of the tree of `ctx` (listed in directory
+    /// `dir` as `ino`).
+    pub fn peek_listed(
+        &self,
+        ctx: &ListingContext,
+        dir: u64,
+        ino: u64,
+        idx: usize,
+    ) -> FsResult<(Option<Entry>, FileAttr)> {
+        let node = ctx.tree.nodes.get(idx).ok_or(FsError::NotFound)?;
+        let entry = Entry::Node {
+            point: ctx.point.clone(),
+            tree: ctx.id,
+            idx: idx as u32,
+            parent: dir,
+        };
+        let attr = self.node_attr(ino, &entry, node)?;
         Ok((Some(entry), attr))
     }
 

@@ -98,7 +98,8 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
     let result = pool.install(|| {
         let mut root = fsmeta::node_from_metadata(Vec::new(), &md);
         root.xattrs = fsmeta::read_xattrs(src).unwrap_or_default();
-        root.subtree = Some(backup_dir(&ctx, src, prev_root.as_ref())?);
+        let (id, nlink) = backup_dir(&ctx, src, prev_root.as_ref())?;
+        (root.subtree, root.nlink) = (Some(id), nlink);
         let counts = (
             ctx.files.load(Ordering::Relaxed),
             ctx.dirs.load(Ordering::Relaxed),
@@ -136,7 +137,8 @@ fn warn(ctx: &Ctx, path: &Path, e: impl std::fmt::Display) {
     ctx.warnings.lock().expect("warnings lock").push(msg);
 }
 
-fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>) -> Result<BlobId> {
+/// Store a directory's tree; returns its id and the directory's link count.
+fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>) -> Result<(BlobId, u32)> {
     let mut entries: Vec<(Vec<u8>, std::path::PathBuf)> = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| VaultError::io("read directory", dir, e))?;
     for e in rd {
@@ -157,7 +159,10 @@ fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>) -> Result<BlobId> {
         nodes: nodes.into_iter().flatten().collect(),
     };
     ctx.dirs.fetch_add(1, Ordering::Relaxed);
-    tree::save(ctx.vault.store(), &tree)
+    Ok((
+        tree::save(ctx.vault.store(), &tree)?,
+        tree::dir_nlink(&tree),
+    ))
 }
 
 /// One entry; `Ok(None)` when it vanished or could not be read (a warning is recorded).
@@ -186,7 +191,7 @@ fn backup_entry(
                 .and_then(|p| p.subtree)
                 .and_then(|id| ctx.vault.tree(&id).ok());
             match backup_dir(ctx, path, prev_tree.as_ref()) {
-                Ok(id) => node.subtree = Some(id),
+                Ok((id, nlink)) => (node.subtree, node.nlink) = (Some(id), nlink),
                 // An unreadable directory is skipped like an unreadable file.
                 Err(VaultError::Io {
                     op: "read directory",

@@ -28,6 +28,22 @@ pub fn lookup<'a>(tree: &'a Tree, name: &[u8]) -> Option<&'a Node> {
         .map(|i| &tree.nodes[i])
 }
 
+/// The link count a directory listing `tree` shows: itself, its "." and each subdirectory's
+/// "..". Trees record it in their directories' `nlink`, so listing a directory does not load
+/// every subdirectory's tree to count (trees written before hold 1: see [`dir_nlink_of`]).
+pub fn dir_nlink(tree: &Tree) -> u32 {
+    2 + tree
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Dir)
+        .count() as u32
+}
+
+/// The recorded link count of a directory node, if its tree recorded one.
+pub fn dir_nlink_of(node: &Node) -> Option<u32> {
+    (node.kind == NodeKind::Dir && node.nlink >= 2).then_some(node.nlink)
+}
+
 /// A synthetic directory node standing for a point's root.
 pub fn root_node(root: BlobId) -> Node {
     Node {
@@ -75,4 +91,44 @@ pub fn find(store: &Store, root: BlobId, sub: &Path) -> Result<Option<Node>> {
         }
     }
     Ok(Some(node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, kind: NodeKind) -> Node {
+        let mut n = root_node(BlobId([0; 32]));
+        (n.name, n.kind) = (name.as_bytes().to_vec(), kind);
+        n
+    }
+
+    #[test]
+    fn directories_count_themselves_their_dot_and_each_subdirectory() {
+        let tree = Tree {
+            nodes: vec![
+                node("a", NodeKind::Dir),
+                node("b", NodeKind::File),
+                node("c", NodeKind::Dir),
+                node("d", NodeKind::Symlink),
+            ],
+        };
+        assert_eq!(dir_nlink(&tree), 4);
+        assert_eq!(dir_nlink(&Tree { nodes: Vec::new() }), 2);
+    }
+
+    #[test]
+    fn a_link_count_below_two_on_a_directory_means_not_recorded() {
+        let mut dir = node("a", NodeKind::Dir);
+        assert_eq!(dir_nlink_of(&dir), None, "trees written before record 1");
+        dir.nlink = 5;
+        assert_eq!(dir_nlink_of(&dir), Some(5));
+        let mut file = node("f", NodeKind::File);
+        file.nlink = 3;
+        assert_eq!(
+            dir_nlink_of(&file),
+            None,
+            "a file's count is its hard links"
+        );
+    }
 }
