@@ -76,6 +76,8 @@ pub struct Store {
     files: Mutex<lru::LruCache<PackId, Arc<File>>>,
     /// Packs known to hold no file data (their header says so), for read-ahead after trees.
     metadata_packs: Mutex<HashMap<PackId, bool>>,
+    /// The range of each pack last asked to be read ahead (see [`Store::read_ahead`]).
+    read_ahead: Mutex<HashMap<PackId, (u64, u64)>>,
     blobs_added: AtomicU64,
     sealed_bytes_added: AtomicU64,
     /// While gc runs: ids that puts deduplicated against (they are referenced again).
@@ -109,6 +111,7 @@ impl Store {
                 NonZeroUsize::new(OPEN_PACK_FILES_MAX).expect("non-zero"),
             )),
             metadata_packs: Mutex::new(HashMap::new()),
+            read_ahead: Mutex::new(HashMap::new()),
             blobs_added: AtomicU64::new(0),
             sealed_bytes_added: AtomicU64::new(0),
             gc_touched: Mutex::new(None),
@@ -291,17 +294,7 @@ impl Store {
             // follows, so the next small read is not a disk wait. Not after a tree in a pack
             // that also holds data (written before trees had their own lane): a `find` reading
             // 5k trees had the kernel read the whole vault ahead of it.
-            use std::os::fd::AsRawFd;
-            let next = loc.offset as i64 + loc.len as i64;
-            // SAFETY: posix_fadvise on an fd we hold open; it is only a hint.
-            unsafe {
-                libc::posix_fadvise(
-                    file.as_raw_fd(),
-                    next,
-                    READ_AHEAD_BYTES as i64,
-                    libc::POSIX_FADV_WILLNEED,
-                );
-            }
+            self.read_ahead(&file, &loc.pack, loc.offset as u64 + loc.len as u64);
         }
         self.codec
             .open_owned(loc.kind, id, sealed)
@@ -377,6 +370,35 @@ impl Store {
             Ok(()) => Ok(size),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(StoreError::io("remove", &path, e)),
+        }
+    }
+
+    /// Ask the kernel to read the [`READ_AHEAD_BYTES`] of `pack` after `next`, unless the
+    /// last request for that pack covers most of them: each request walks the page cache over
+    /// the whole range, and a `tar` reads tens of blobs per window.
+    fn read_ahead(&self, file: &File, pack: &PackId, next: u64) {
+        let ahead = READ_AHEAD_BYTES as u64;
+        {
+            let mut windows = self.read_ahead.lock().expect("read-ahead lock");
+            if let Some((from, to)) = windows.get(pack)
+                && (*from..to.saturating_sub(ahead / 2)).contains(&next)
+            {
+                return;
+            }
+            if windows.len() >= OPEN_PACK_FILES_MAX {
+                windows.clear();
+            }
+            windows.insert(*pack, (next, next + ahead));
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: posix_fadvise on an fd we hold open; it is only a hint.
+        unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                next as i64,
+                ahead as i64,
+                libc::POSIX_FADV_WILLNEED,
+            );
         }
     }
 
