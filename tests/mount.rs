@@ -1080,6 +1080,41 @@ fn commands_work_while_mounted_through_the_control_socket() {
 
 /// Review finding: entering a soft-deleted point straight from `.deleted/` (its `points/ITEM`
 /// parent never looked up) must list its contents, not an empty directory.
+/// The kernel keeps the listings it has read (directories open without a round trip); a
+/// change to items or points made while mounted shows in them at once, with no waiting.
+#[test]
+fn listings_already_read_show_changes_at_once() {
+    let f = Fixture::new();
+    make_small_tree(&f.src, 21);
+    let p1 = backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+    let live = m.path(&format!("points/{ITEM}"));
+    let deleted = m.path(&format!(".deleted/{ITEM}"));
+    for _ in 0..2 {
+        assert_eq!(names_in(&m.path("points")), [ITEM]);
+        assert_eq!(names_in(&m.path("incoming")), [ITEM]);
+        assert_eq!(names_in(&live), [p1.as_str(), "latest"]);
+        assert!(names_in(&deleted).is_empty());
+    }
+
+    fs::write(f.src.join("new.txt"), b"new\n").unwrap();
+    let p2 = backup(&f.vault, ITEM, &f.src);
+    assert_eq!(names_in(&live), [p1.as_str(), p2.as_str(), "latest"]);
+
+    ok(&["delete", s(&f.vault), &format!("{ITEM}/{p1}")]);
+    assert_eq!(names_in(&live), [p2.as_str(), "latest"]);
+    assert_eq!(names_in(&deleted), [p1.as_str()]);
+    ok(&["undelete", s(&f.vault), &format!("{ITEM}/{p1}")]);
+    assert_eq!(names_in(&live), [p1.as_str(), p2.as_str(), "latest"]);
+    assert!(names_in(&deleted).is_empty());
+
+    let other = f.dir("other-src");
+    make_small_tree(&other, 22);
+    backup(&f.vault, "other", &other);
+    assert_eq!(names_in(&m.path("points")), [ITEM, "other"]);
+    assert_eq!(names_in(&m.path("incoming")), [ITEM, "other"]);
+}
+
 #[test]
 fn deleted_point_lists_when_entered_directly() {
     let f = Fixture::new();

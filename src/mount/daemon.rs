@@ -170,6 +170,15 @@ pub fn serve(
     let mut unmounter = session.unmount_callable();
     fs.incoming().set_notifier(session.notifier());
     fs.set_notifier(session.notifier());
+    {
+        // Weak: the vault outlives nothing it is told about.
+        let fs = Arc::downgrade(&fs);
+        vault.on_catalog_change(move |item| {
+            if let Some(fs) = fs.upgrade() {
+                fs.catalog_changed(item);
+            }
+        });
+    }
 
     let control_tx = std::sync::Mutex::new(tx.clone());
     // Commands running through the socket (a backup, say) finish before the daemon exits.

@@ -16,7 +16,7 @@ use fuser::{
 use super::errno::{FsError, FsResult, errno};
 use super::incoming::{self, Incoming, Owner, SetAttr};
 use super::inodes::{self, Entry};
-use super::view::VaultFs;
+use super::view::{DirEntry, VaultFs};
 
 /// Entries inside a point never change: let the kernel keep them.
 const TTL_IMMUTABLE: Duration = Duration::from_secs(3600);
@@ -31,11 +31,26 @@ pub const MAX_READ_BYTES: u32 = 1 << 20;
 
 pub struct FuseFs {
     fs: Arc<VaultFs>,
+    /// The kernel opens directories without asking (OPENDIR answered ENOSYS once): readdirs
+    /// come without a handle.
+    no_opendir: bool,
 }
 
 impl FuseFs {
     pub fn new(fs: Arc<VaultFs>) -> FuseFs {
-        FuseFs { fs }
+        FuseFs {
+            fs,
+            no_opendir: false,
+        }
+    }
+
+    /// The listing a readdir reads: through its handle, or without one.
+    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+        if fh.0 == 0 {
+            self.fs.listing(ino.0, offset)
+        } else {
+            self.fs.readdir(fh.0, offset)
+        }
     }
 }
 
@@ -112,6 +127,12 @@ impl Filesystem for FuseFs {
         // A symlink's target never changes (incoming replaces the inode on rename), so the
         // kernel may keep it: `ls -l` and path walks through links then ask only once.
         let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
+        // Directories open without a round trip (OPENDIR and RELEASEDIR were two of the four
+        // requests per directory of a cold `find`); the kernel then keeps every listing, and
+        // the daemon tells it when one of items or points changes (`VaultFs::catalog_changed`).
+        self.no_opendir = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .is_ok();
         Ok(())
     }
 
@@ -412,6 +433,10 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            // Once: the kernel stops sending OPENDIR for the rest of the connection.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.fs.opendir(ino.0) {
             Ok(fh) => {
                 // A directory inside a point never changes: the kernel may keep its listing
@@ -430,13 +455,16 @@ impl Filesystem for FuseFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(fh.0, offset) {
+        match self.listing(ino, fh, offset) {
             Ok(list) => {
+                if offset as usize >= list.len() && fh.0 == 0 {
+                    self.fs.listing_done(ino.0);
+                }
                 for (i, e) in list.iter().enumerate().skip(offset as usize) {
                     if reply.add(
                         INodeNo(e.ino),
@@ -461,10 +489,13 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let list = match self.fs.readdir(fh.0, offset) {
+        let list = match self.listing(ino, fh, offset) {
             Ok(list) => list,
             Err(e) => return reply.error(errno(&e)),
         };
+        if offset as usize >= list.len() && fh.0 == 0 {
+            self.fs.listing_done(ino.0);
+        }
         // Inside a point, entry i of the listing is node i - 2 of the directory's tree.
         let ctx = self.fs.listing_context(ino.0);
         for (i, e) in list.iter().enumerate().skip(offset as usize) {

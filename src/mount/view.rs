@@ -120,7 +120,12 @@ pub struct VaultFs {
     usage: Mutex<Option<(Instant, u64)>>,
     /// Set once the session exists; pushes file content to the kernel.
     notifier: std::sync::OnceLock<fuser::Notifier>,
+    /// Listings being read without a handle (see [`VaultFs::listing`]), by directory.
+    listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
 }
+
+/// Handle-less listings kept at most: a reader that stops early leaves its listing behind.
+const LISTINGS_MAX: usize = 256;
 
 pub(super) fn to_time(ns: i64) -> SystemTime {
     if ns >= 0 {
@@ -194,6 +199,7 @@ impl VaultFs {
             mounted_at: SystemTime::now(),
             usage: Mutex::new(None),
             notifier: std::sync::OnceLock::new(),
+            listings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -696,6 +702,59 @@ impl VaultFs {
             *list = Some(Arc::new(self.point_listing(lazy.ino, &lazy.entry)?));
         }
         Ok(list.as_ref().expect("just listed").clone())
+    }
+
+    /// The listing of directory `ino` for a readdir without a handle: the kernel opens
+    /// directories without asking (FUSE_NO_OPENDIR_SUPPORT) and keeps their listings itself.
+    /// Taken when a reader starts (offset 0) and kept until it reaches the end, so that one
+    /// pass over a changing directory sees one listing, as it would through a handle.
+    pub fn listing(&self, ino: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+        if offset > 0
+            && let Some(list) = self.listings.lock().expect("listings lock").get(&ino)
+        {
+            return Ok(list.clone());
+        }
+        let fh = self.opendir(ino)?;
+        let list = self.readdir(fh, 0);
+        self.release(fh);
+        let list = list?;
+        let mut listings = self.listings.lock().expect("listings lock");
+        if listings.len() >= LISTINGS_MAX {
+            listings.clear();
+        }
+        listings.insert(ino, list.clone());
+        Ok(list)
+    }
+
+    /// A reader of a handle-less listing got to its end.
+    pub fn listing_done(&self, ino: u64) {
+        self.listings.lock().expect("listings lock").remove(&ino);
+    }
+
+    /// An item's records changed (a point made, deleted, undeleted or purged, an item made or
+    /// removed): the listings of items and of that item's points are stale. The kernel keeps
+    /// listings of every directory when it opens them without asking, so it is told to drop
+    /// them; entries it looked up keep their short TTL.
+    pub fn catalog_changed(&self, item: &str) {
+        let stale = [
+            inodes::POINTS,
+            inodes::DELETED,
+            inodes::INCOMING,
+            inodes::item_dir_ino(Area::Points, item),
+            inodes::item_dir_ino(Area::Deleted, item),
+        ];
+        {
+            let mut listings = self.listings.lock().expect("listings lock");
+            for ino in stale {
+                listings.remove(&ino);
+            }
+        }
+        if let Some(n) = self.notifier.get() {
+            for ino in stale {
+                // ENOENT: the kernel does not hold that directory; nothing to drop.
+                let _ = n.inval_inode(INodeNo(ino), 0, 0);
+            }
+        }
     }
 
     fn add_handle(&self, h: Handle) -> u64 {

@@ -25,7 +25,11 @@ pub struct Catalog {
     incoming: sled::Tree,
     /// Key: keyed-hash(item)[..16]; value: the item's [`PolicyRecord`] (format v2).
     policies: sled::Tree,
+    /// Told the item whenever its item or point records change (see [`Catalog::on_change`]).
+    listener: std::sync::OnceLock<Listener>,
 }
+
+type Listener = Box<dyn Fn(&str) + Send + Sync>;
 
 fn sled_err(e: sled::Error) -> VaultError {
     VaultError::Store(StoreError::Index(e.to_string()))
@@ -48,7 +52,20 @@ impl Catalog {
             points: db.tree("points")?,
             incoming: db.tree("incoming")?,
             policies: db.tree("policies")?,
+            listener: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Call `f` with the item's name after every change to an item or point record (the mount
+    /// daemon's listings of items and points depend on them). Set once per process.
+    pub fn on_change(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.listener.set(Box::new(f));
+    }
+
+    fn changed(&self, item: &str) {
+        if let Some(f) = self.listener.get() {
+            f(item);
+        }
     }
 
     fn item_key(codec: &Codec, item: &str) -> [u8; 16] {
@@ -93,6 +110,7 @@ impl Catalog {
         let key = Self::item_key(codec, &rec.name);
         let v = codec.seal_raw(&format::encode(rec), &aad(ITEM_AAD, &key))?;
         self.items.insert(key, v).map_err(sled_err)?;
+        self.changed(&rec.name);
         Ok(())
     }
 
@@ -119,6 +137,7 @@ impl Catalog {
         let key = Self::point_key(codec, &rec.item, &rec.name);
         let v = codec.seal_raw(&format::encode(rec), &aad(POINT_AAD, &key))?;
         self.points.insert(key, v).map_err(sled_err)?;
+        self.changed(&rec.item);
         Ok(())
     }
 
@@ -215,6 +234,7 @@ impl Catalog {
         self.points
             .remove(Self::point_key(codec, item, name))
             .map_err(sled_err)?;
+        self.changed(item);
         Ok(())
     }
 
@@ -235,6 +255,7 @@ impl Catalog {
         self.incoming.remove(key).map_err(sled_err)?;
         self.policies.remove(key).map_err(sled_err)?;
         self.items.remove(key).map_err(sled_err)?;
+        self.changed(item);
         Ok(())
     }
 

@@ -51,6 +51,12 @@ impl Vault {
         self.live.get().and_then(|w| w.upgrade())
     }
 
+    /// Call `f` with an item's name after its item or point records changed (the mount
+    /// daemon invalidates the listings the kernel keeps). Once per process.
+    pub fn on_catalog_change(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.catalog.on_change(f);
+    }
+
     /// Create an empty item (`mkdir MNT/incoming/NEW`).
     pub fn create_item(&self, name: &str) -> Result<ItemRecord> {
         names::check_item(name)?;
