@@ -732,6 +732,43 @@ fn a_damaged_small_file_is_eio_when_its_directory_is_read_in_order() {
     assert!(alive(m.pid()));
 }
 
+/// Several readers going through the same small files at once: opens of a file being pushed
+/// wait for the push, and every reader gets the right bytes.
+#[test]
+fn parallel_readers_of_the_same_small_files_get_the_right_bytes() {
+    let f = Fixture::new();
+    fs::create_dir_all(&f.src).unwrap();
+    let names: Vec<String> = (0..150).map(|i| format!("s{i:03}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        fs::write(f.src.join(n), noise(20_000 + 500 * i, 900 + i as u64)).unwrap();
+    }
+    let point = backup(&f.vault, ITEM, &f.src);
+    let m = Mount::new(&f.vault, &f.mnt);
+    let dir = m.path(&format!("points/{ITEM}/{point}"));
+    let want: Vec<blake3::Hash> = names
+        .iter()
+        .map(|n| blake3::hash(&fs::read(f.src.join(n)).unwrap()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..8 {
+        let (dir, names, want, tx) = (dir.clone(), names.clone(), want.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let ok = names
+                .iter()
+                .zip(&want)
+                .all(|(n, w)| fs::read(dir.join(n)).is_ok_and(|d| blake3::hash(&d) == *w));
+            let _ = tx.send(ok);
+        });
+    }
+    for _ in 0..8 {
+        let ok = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a reader hung for 60 s");
+        assert!(ok, "a reader got wrong bytes or an error");
+    }
+    assert!(alive(m.pid()));
+}
+
 /// Pages of `file` the kernel holds (mmap + mincore: neither reads the file).
 fn resident_pages(file: &fs::File, len: usize) -> usize {
     use std::os::fd::AsRawFd;

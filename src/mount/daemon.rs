@@ -171,12 +171,34 @@ pub fn serve(
     fs.incoming().set_notifier(session.notifier());
     fs.set_notifier(session.notifier());
     {
-        // Weak: the vault outlives nothing it is told about.
-        let fs = Arc::downgrade(&fs);
+        // Told at once, and again a moment later: a listing being answered when the change
+        // landed reaches the kernel's cache after the first word. Weak: the vault must not
+        // keep the file system alive.
+        let (again_tx, again_rx) = mpsc::channel::<String>();
+        let later = Arc::downgrade(&fs);
+        std::thread::Builder::new()
+            .name("listings".into())
+            .spawn(move || {
+                while let Ok(item) = again_rx.recv() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    let mut items = vec![item];
+                    items.extend(again_rx.try_iter());
+                    items.sort();
+                    items.dedup();
+                    let Some(fs) = later.upgrade() else { return };
+                    for item in &items {
+                        fs.catalog_changed(item);
+                    }
+                }
+            })
+            .map_err(|e| VaultError::Failed(format!("cannot start the listings thread: {e}")))?;
+        let now = Arc::downgrade(&fs);
+        let again_tx = std::sync::Mutex::new(again_tx);
         vault.on_catalog_change(move |item| {
-            if let Some(fs) = fs.upgrade() {
+            if let Some(fs) = now.upgrade() {
                 fs.catalog_changed(item);
             }
+            let _ = again_tx.lock().expect("listings tx").send(item.to_string());
         });
     }
 

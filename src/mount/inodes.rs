@@ -7,7 +7,8 @@
 //! forgotten, so its size follows the kernel's inode cache, not the vault's size.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::format::Node;
 use crate::store::BlobId;
@@ -106,6 +107,8 @@ pub fn node_ino(point_ino: u64, parent: u64, node: &Node) -> u64 {
 /// Looked-up inodes with their kernel lookup counts.
 pub struct InodeTable {
     map: Mutex<HashMap<u64, Slot>>,
+    /// Signalled when a push ends.
+    pushed: Condvar,
 }
 
 struct Slot {
@@ -121,9 +124,9 @@ pub enum Push {
     No,
     /// Queued on the read-ahead pool.
     Queued,
-    /// Being pushed by the read-ahead pool.
+    /// Being pushed (by the read-ahead pool or an open); opens wait for it.
     Pushing,
-    /// Done, or being done by whoever opened the file.
+    /// Done (or given up: the file is then read through READ).
     Done,
 }
 
@@ -148,6 +151,7 @@ impl Default for InodeTable {
         }
         InodeTable {
             map: Mutex::new(map),
+            pushed: Condvar::new(),
         }
     }
 }
@@ -194,6 +198,26 @@ impl InodeTable {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// A push of `ino` ended (see [`InodeTable::advance_push`]); wake who waits for it.
+    pub fn finish_push(&self, ino: u64) {
+        self.advance_push(ino, &[Push::Pushing], Push::Done);
+        self.pushed.notify_all();
+    }
+
+    /// Wait, at most `limit`, while `ino` is being pushed: an open must not return while its
+    /// pages are being filled, or its reader's READ would hold pages the push waits for.
+    pub fn wait_push(&self, ino: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut map = self.map.lock().expect("inode lock");
+        while map.get(&ino).is_some_and(|s| s.push == Push::Pushing) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            map = self.pushed.wait_timeout(map, left).expect("inode lock").0;
         }
     }
 

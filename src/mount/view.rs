@@ -31,6 +31,8 @@ const PREFETCH_THREADS: usize = 2;
 const READAHEAD_FILES: usize = 8;
 /// Files up to this size are pushed whole into the kernel's page cache (see [`push`]).
 const PUSH_MAX_BYTES: u64 = 256 * 1024;
+/// How long an open waits for a push of its file by another thread.
+const PUSH_WAIT: Duration = Duration::from_secs(5);
 /// Subdirectory trees fetched ahead when a directory's tree is first loaded.
 const READAHEAD_TREES: usize = 16;
 /// Trees get 1/TREE_CACHE_SHARE of the cache budget; the rest holds chunks.
@@ -117,6 +119,10 @@ pub struct VaultFs {
     /// Read-ahead threads.
     prefetcher: Pool,
     mounted_at: SystemTime,
+    /// When items or points last changed (ns since the epoch; 0: not since mounting): the
+    /// mtime of the listings above the points. The kernel drops a listing it keeps when it sees
+    /// its directory's mtime move.
+    listings_changed_ns: std::sync::atomic::AtomicI64,
     usage: Mutex<Option<(Instant, u64)>>,
     /// Set once the session exists; pushes file content to the kernel.
     notifier: std::sync::OnceLock<fuser::Notifier>,
@@ -124,8 +130,10 @@ pub struct VaultFs {
     listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
 }
 
-/// Handle-less listings kept at most: a reader that stops early leaves its listing behind.
+/// Handle-less listings kept at most, and entries in them: a reader that stops early leaves
+/// its listing behind.
 const LISTINGS_MAX: usize = 256;
+const LISTED_ENTRIES_MAX: usize = 256 * 1024;
 
 pub(super) fn to_time(ns: i64) -> SystemTime {
     if ns >= 0 {
@@ -197,6 +205,7 @@ impl VaultFs {
             next_handle: AtomicU64::new(1),
             prefetcher,
             mounted_at: SystemTime::now(),
+            listings_changed_ns: std::sync::atomic::AtomicI64::new(0),
             usage: Mutex::new(None),
             notifier: std::sync::OnceLock::new(),
             listings: Mutex::new(HashMap::new()),
@@ -325,13 +334,19 @@ impl VaultFs {
     }
 
     fn dir_attr(&self, ino: u64, mode: u16, nlink: u32) -> FileAttr {
+        let changed = self.listings_changed_ns.load(Ordering::Relaxed);
+        let mtime = if changed > 0 {
+            to_time(changed).max(self.mounted_at)
+        } else {
+            self.mounted_at
+        };
         FileAttr {
             ino: INodeNo(ino),
             size: 4096,
             blocks: 8,
-            atime: self.mounted_at,
-            mtime: self.mounted_at,
-            ctime: self.mounted_at,
+            atime: mtime,
+            mtime,
+            ctime: mtime,
             crtime: self.mounted_at,
             kind: FileType::Directory,
             perm: mode,
@@ -719,7 +734,9 @@ impl VaultFs {
         self.release(fh);
         let list = list?;
         let mut listings = self.listings.lock().expect("listings lock");
-        if listings.len() >= LISTINGS_MAX {
+        if listings.len() >= LISTINGS_MAX
+            || listings.values().map(|l| l.len()).sum::<usize>() >= LISTED_ENTRIES_MAX
+        {
             listings.clear();
         }
         listings.insert(ino, list.clone());
@@ -736,6 +753,8 @@ impl VaultFs {
     /// listings of every directory when it opens them without asking, so it is told to drop
     /// them; entries it looked up keep their short TTL.
     pub fn catalog_changed(&self, item: &str) {
+        self.listings_changed_ns
+            .fetch_max(crate::vault::now_ns(), Ordering::Relaxed);
         let stale = [
             inodes::POINTS,
             inodes::DELETED,
@@ -799,15 +818,19 @@ impl VaultFs {
             starts.push(pos);
             pos += c.len as u64;
         }
-        // Unless read-ahead pushed it already. If it is pushing it now, pushing it here too
-        // costs a copy (the chunk loads are shared) and spares a READ that would race it.
-        if pos > 0
-            && pos <= PUSH_MAX_BYTES
-            && self
+        // Unless read-ahead pushed it already; if someone is pushing it now, wait for that, so
+        // no READ of this file is ever in flight during a push (the push would wait on the
+        // pages the READ holds, in a thread the READ may need).
+        if pushable(node, pos) {
+            if self
                 .inodes
-                .advance_push(ino, &[Push::No, Push::Queued, Push::Pushing], Push::Done)
-        {
-            self.push_now(ino, node);
+                .advance_push(ino, &[Push::No, Push::Queued], Push::Pushing)
+            {
+                self.push_now(ino, node);
+                self.inodes.finish_push(ino);
+            } else {
+                self.inodes.wait_push(ino, PUSH_WAIT);
+            }
         }
         self.fetch_next_files(point, *parent, &tree.nodes[idx + 1..]);
         let file = OpenFile {
@@ -879,7 +902,7 @@ impl VaultFs {
         for n in next {
             let ino = inodes::node_ino(point.ino, parent, n);
             let notifier = self.notifier.get();
-            if n.size <= PUSH_MAX_BYTES
+            if pushable(n, n.size)
                 && let Some(notifier) = notifier
                 && self.inodes.advance_push(ino, &[Push::No], Push::Queued)
             {
@@ -891,7 +914,7 @@ impl VaultFs {
                     // Unless the file was opened meanwhile: then the opener pushed it.
                     if inodes.advance_push(ino, &[Push::Queued], Push::Pushing) {
                         push(&notifier, &cache, &vault, ino, size, &chunks);
-                        inodes.advance_push(ino, &[Push::Pushing], Push::Done);
+                        inodes.finish_push(ino);
                     }
                 });
             } else {
@@ -1062,6 +1085,12 @@ pub(super) fn load_chunk(
             Ok(data)
         },
     )
+}
+
+/// A file whose content is pushed: non-empty, small, and not hard-linked (links share one
+/// inode, whose size the kernel took from whichever link it met first).
+fn pushable(node: &Node, size: u64) -> bool {
+    size > 0 && size <= PUSH_MAX_BYTES && node.link_group == 0
 }
 
 /// Load a file's chunks and store them in the kernel's page cache of inode `ino`, unless one

@@ -366,6 +366,11 @@ impl Store {
         let path = pack::pack_path(&self.packs_dir, pack);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         self.files.lock().expect("files lock").pop(pack);
+        self.metadata_packs.lock().expect("kinds lock").remove(pack);
+        self.read_ahead
+            .lock()
+            .expect("read-ahead lock")
+            .remove(pack);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(size),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),

@@ -489,9 +489,13 @@ impl Vault {
         Ok(rec)
     }
 
-    /// Write records in the order of DESIGN §4: meta blobs, flush (every pack durable),
-    /// failure check, catalog, sled flush.
+    /// Write records in the order of DESIGN §4: flush (every blob they refer to durable), meta
+    /// blobs, flush, failure check, catalog, sled flush. The first flush matters since meta
+    /// blobs have their own pack: one that fills and is finished by a put below must not be
+    /// durable while the data it names still sits in the open data pack (`repair` would bring
+    /// back a point without its chunks).
     fn record(&self, metas: &[MetaRecord], failures_before: u64) -> Result<()> {
+        self.store.flush()?;
         for m in metas {
             self.store.put(BlobKind::Meta, &format::encode(m))?;
         }
