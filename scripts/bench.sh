@@ -954,9 +954,7 @@ backup_into() {
     drop_caches
     timed "ingest$phase-$tool" "$@"
     if [ "$RC" -ne 0 ]; then
-        IOK[$tool]=0
-        FAILURES=$((FAILURES + 1))
-        irow "$label" "$tool" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-$tool.log)"
+        ingest_failed "$tool" "$tool"
         return
     fi
     timed_sync
@@ -968,6 +966,13 @@ backup_into() {
         "$(mib "$after")" "$note"
 }
 
+# ingest_failed KEY TOOL: the row of a timed ingest command that failed (log ingestPHASE-KEY)
+ingest_failed() {
+    IOK[$1]=0
+    FAILURES=$((FAILURES + 1))
+    irow "$label" "$2" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-$1.log)"
+}
+
 # rsync_into KEY TOOL DEST SIZE_DIR: one timed `rsync SRC/ DEST/` row for TOOL in the current
 # phase (label, phase, src_bytes set by the loop below); its wall time goes to ITOT[KEY<phase>]
 rsync_into() {
@@ -976,9 +981,7 @@ rsync_into() {
     drop_caches
     timed "ingest$phase-$key" rsync "${RSYNC_OPTS[@]}" "$ISRC/" "$dest/"
     if [ "$RC" -ne 0 ]; then
-        IOK[$key]=0
-        FAILURES=$((FAILURES + 1))
-        irow "$label" "$tool" "$WALL" - - - "FAILED: exit $RC ($L/ingest$phase-$key.log)"
+        ingest_failed "$key" "$tool"
         return
     fi
     timed_sync

@@ -604,6 +604,21 @@ fn soft_delete_and_undelete_through_mv_and_the_cli() {
 // ---------------------------------------------------------------------------------------------
 // 5. damaged data
 
+/// Write files `names` of pseudo-random bytes into `dir`: the i-th has `size(i)` bytes and seed
+/// `seed + i`. Returns the names.
+fn noise_files(
+    dir: &Path,
+    names: impl Iterator<Item = String>,
+    seed: u64,
+    size: impl Fn(usize) -> usize,
+) -> Vec<String> {
+    let names: Vec<String> = names.collect();
+    for (i, n) in names.iter().enumerate() {
+        fs::write(dir.join(n), noise(size(i), seed + i as u64)).unwrap();
+    }
+    names
+}
+
 /// Read every file of `names` from `dir` in order: each either matches its copy in `src` or
 /// fails with EIO; returns those that failed.
 fn unreadable(dir: &Path, src: &Path, names: &[String]) -> Vec<String> {
@@ -627,10 +642,9 @@ fn unreadable(dir: &Path, src: &Path, names: &[String]) -> Vec<String> {
 fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
     let f = Fixture::with_init(|v| init_vault_with(v, &["--pack-size-mib", "1"]));
     fs::create_dir_all(&f.src).unwrap();
-    let names: Vec<String> = (1..=6).map(|i| format!("file{i}.bin")).collect();
-    for (i, n) in names.iter().enumerate() {
-        fs::write(f.src.join(n), noise(3 << 20, 100 + i as u64)).unwrap();
-    }
+    let names = noise_files(&f.src, (1..=6).map(|i| format!("file{i}.bin")), 100, |_| {
+        3 << 20
+    });
     let point = backup(&f.vault, ITEM, &f.src);
 
     // The largest pack holds file data only (trees are small and written last).
@@ -702,10 +716,9 @@ fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
 fn a_damaged_small_file_is_eio_when_its_directory_is_read_in_order() {
     let f = Fixture::with_init(|v| init_vault_with(v, &["--pack-size-mib", "1"]));
     fs::create_dir_all(&f.src).unwrap();
-    let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
-    for (i, n) in names.iter().enumerate() {
-        fs::write(f.src.join(n), noise(16 << 10, 500 + i as u64)).unwrap();
-    }
+    let names = noise_files(&f.src, (0..200).map(|i| format!("f{i:03}")), 500, |_| {
+        16 << 10
+    });
     let point = backup(&f.vault, ITEM, &f.src);
     let (len, victim) = walk(&f.vault.join("packs"))
         .into_iter()
@@ -738,10 +751,9 @@ fn a_damaged_small_file_is_eio_when_its_directory_is_read_in_order() {
 fn parallel_readers_of_the_same_small_files_get_the_right_bytes() {
     let f = Fixture::new();
     fs::create_dir_all(&f.src).unwrap();
-    let names: Vec<String> = (0..150).map(|i| format!("s{i:03}")).collect();
-    for (i, n) in names.iter().enumerate() {
-        fs::write(f.src.join(n), noise(20_000 + 500 * i, 900 + i as u64)).unwrap();
-    }
+    let names = noise_files(&f.src, (0..150).map(|i| format!("s{i:03}")), 900, |i| {
+        20_000 + 500 * i
+    });
     let point = backup(&f.vault, ITEM, &f.src);
     let m = Mount::new(&f.vault, &f.mnt);
     let dir = m.path(&format!("points/{ITEM}/{point}"));
@@ -829,10 +841,9 @@ fn opening_a_small_file_fills_its_page_cache() {
 fn eight_parallel_readers_get_the_right_bytes() {
     let f = Fixture::new();
     fs::create_dir_all(&f.src).unwrap();
-    let names: Vec<String> = (0..8).map(|i| format!("big{i}.bin")).collect();
-    for (i, n) in names.iter().enumerate() {
-        fs::write(f.src.join(n), noise((8 + i) << 20, 1000 + i as u64)).unwrap();
-    }
+    let names = noise_files(&f.src, (0..8).map(|i| format!("big{i}.bin")), 1000, |i| {
+        (8 + i) << 20
+    });
     let point = backup(&f.vault, ITEM, &f.src);
     let m = Mount::new(&f.vault, &f.mnt);
     let dir = m.path(&format!("points/{ITEM}/{point}"));
