@@ -14,15 +14,24 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --all-targets --quiet --features test-clock -- -D warnings
 echo "== cargo test (with the test clock: tests move the vault's time)"
-cargo test --all-targets --no-fail-fast --features test-clock 2>&1 | tee /tmp/vaultfs-test.$$.log | grep -E '^(test result|running|error|failures|---- |thread )' || true
+# The log is kept when something fails (CI prints the failures below; the rest is in the file).
+log=$(mktemp /tmp/vaultfs-test.XXXXXX.log)
+# The status of cargo itself decides: no `|| true` after the pipeline (it would reset PIPESTATUS),
+# and errexit/pipefail are off only around it so grep finding nothing cannot end the script.
+set +e +o pipefail
+cargo test --all-targets --no-fail-fast --features test-clock "$@" 2>&1 | tee "$log" \
+  | grep --line-buffered -E '^(test result|running|error|failures|---- |thread )'
 status=${PIPESTATUS[0]}
-if [ "$status" -ne 0 ]; then
-  echo "== failures (full log: /tmp/vaultfs-test.$$.log)"
-  sed -n '/^failures:/,/^test result/p' /tmp/vaultfs-test.$$.log | tail -200
-  exit "$status"
-fi
-passed=$(grep -Eo '[0-9]+ passed' /tmp/vaultfs-test.$$.log | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' /tmp/vaultfs-test.$$.log | awk '{s+=$1} END {print s+0}')
-rm -f /tmp/vaultfs-test.$$.log
+set -e -o pipefail
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "suite took $(( $(date +%s) - start )) s"
 echo "$passed passed, $failed failed"
+if [ "$status" -ne 0 ]; then
+  echo "== failures (cargo test exited $status; full log: $log)"
+  # Every test binary has its own failures section: print each (its ---- stdout blocks included).
+  awk '/^failures:$/ {on=1} on {print} /^test result:/ {on=0}' "$log" | tail -n 400
+  grep -E '^error(\[|:)' "$log" | head -20 || true
+  exit "$status"
+fi
+rm -f "$log"
