@@ -201,7 +201,18 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encoding of an in-memory value")
 }
 
+/// Bytes that authenticated but do not decode as the structure they should hold.
+#[derive(Debug, thiserror::Error)]
+#[error("does not decode as {what}: {source}")]
+pub struct DecodeError {
+    pub what: &'static str,
+    pub source: postcard::Error,
+}
+
 /// Decode with postcard; `what` names the structure in the error.
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("cannot decode {what}: {e}"))
+pub fn decode<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    what: &'static str,
+) -> Result<T, DecodeError> {
+    postcard::from_bytes(bytes).map_err(|source| DecodeError { what, source })
 }

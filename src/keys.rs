@@ -35,16 +35,19 @@ pub enum KeyError {
     #[error("wrong passphrase (no key slot opens with it)")]
     WrongPassphrase,
     #[error("key slot {0} is damaged: {1}")]
-    BadSlot(u32, String),
+    BadSlot(u32, &'static str),
+    /// Argon2 refused the slot's parameters or salt (a damaged slot, or bad `init` options).
+    #[error("key slot {0}: key derivation failed: {1}")]
+    Kdf(u32, argon2::Error),
     #[error("unsupported key slot type {0:?}")]
     UnsupportedSlot(String),
     #[error("system random number generator failed: {0}")]
-    Random(String),
+    Random(getrandom::Error),
 }
 
 /// Fill `buf` from the OS random source.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), KeyError> {
-    getrandom::fill(buf).map_err(|e| KeyError::Random(e.to_string()))
+    getrandom::fill(buf).map_err(KeyError::Random)
 }
 
 /// The vault's root secret.
@@ -80,16 +83,46 @@ impl MasterKey {
         }
     }
 
+    /// A master key of known bytes: golden vectors only.
+    #[cfg(feature = "test-hooks")]
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(Zeroizing::new(bytes))
+    }
+
     /// Wrap this key under `passphrase` into slot `id`.
     pub fn wrap(&self, id: u32, passphrase: &[u8], kdf: KdfParams) -> Result<KeySlot, KeyError> {
         let mut salt = [0u8; 16];
         random_bytes(&mut salt)?;
         let mut nonce = [0u8; 12];
         random_bytes(&mut nonce)?;
-        let kek = derive_kek(passphrase, &salt, kdf).map_err(|e| KeyError::BadSlot(id, e))?;
+        self.wrap_with(id, passphrase, kdf, salt, nonce)
+    }
+
+    /// [`MasterKey::wrap`] with a chosen salt and nonce: golden vectors only.
+    #[cfg(feature = "test-hooks")]
+    pub fn wrap_fixed(
+        &self,
+        id: u32,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        salt: [u8; 16],
+        nonce: [u8; 12],
+    ) -> Result<KeySlot, KeyError> {
+        self.wrap_with(id, passphrase, kdf, salt, nonce)
+    }
+
+    fn wrap_with(
+        &self,
+        id: u32,
+        passphrase: &[u8],
+        kdf: KdfParams,
+        salt: [u8; 16],
+        nonce: [u8; 12],
+    ) -> Result<KeySlot, KeyError> {
+        let kek = derive_kek(passphrase, &salt, kdf).map_err(|e| KeyError::Kdf(id, e))?;
         let mut buf = self.0.to_vec();
         kek.encrypt_in_place(&Nonce::from(nonce), &slot_aad(id), &mut buf)
-            .map_err(|_| KeyError::BadSlot(id, "encryption failed".into()))?;
+            .expect("AES-GCM seals 32 bytes");
         Ok(KeySlot {
             id,
             kind: "passphrase".into(),
@@ -108,7 +141,7 @@ impl MasterKey {
             if slot.kind != "passphrase" {
                 return Err(KeyError::UnsupportedSlot(slot.kind.clone()));
             }
-            let bad = |what: &str| KeyError::BadSlot(slot.id, what.to_string());
+            let bad = |what: &'static str| KeyError::BadSlot(slot.id, what);
             let salt = hex::decode(&slot.salt).map_err(|_| bad("salt is not hex"))?;
             let nonce: [u8; 12] = hex::decode(&slot.nonce)
                 .ok()
@@ -123,8 +156,7 @@ impl MasterKey {
             if kdf.m_kib > 4 * 1024 * 1024 || kdf.t > 100 || kdf.p > 64 {
                 return Err(bad("argon2 parameters out of range"));
             }
-            let kek =
-                derive_kek(passphrase, &salt, kdf).map_err(|e| KeyError::BadSlot(slot.id, e))?;
+            let kek = derive_kek(passphrase, &salt, kdf).map_err(|e| KeyError::Kdf(slot.id, e))?;
             if kek
                 .decrypt_in_place(&Nonce::from(nonce), &slot_aad(slot.id), &mut buf)
                 .is_ok()
@@ -144,14 +176,11 @@ fn slot_aad(id: u32) -> Vec<u8> {
     aad
 }
 
-fn derive_kek(passphrase: &[u8], salt: &[u8], kdf: KdfParams) -> Result<Aes256Gcm, String> {
-    let params =
-        argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32)).map_err(|e| e.to_string())?;
+fn derive_kek(passphrase: &[u8], salt: &[u8], kdf: KdfParams) -> Result<Aes256Gcm, argon2::Error> {
+    let params = argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut kek = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase, salt, kek.as_mut())
-        .map_err(|e| e.to_string())?;
+    argon.hash_password_into(passphrase, salt, kek.as_mut())?;
     Ok(Aes256Gcm::new_from_slice(kek.as_ref()).expect("32-byte key"))
 }
 

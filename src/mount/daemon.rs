@@ -164,7 +164,7 @@ pub fn serve(
         Err(e) => {
             let msg = format!("cannot mount {}: {e}", mountpoint.display());
             ready(Err(msg.clone()));
-            return Err(VaultError::Failed(msg));
+            return Err(VaultError::io("mount", &mountpoint, e));
         }
     };
     let mut unmounter = session.unmount_callable();
@@ -191,7 +191,7 @@ pub fn serve(
                     }
                 }
             })
-            .map_err(|e| VaultError::Failed(format!("cannot start the listings thread: {e}")))?;
+            .map_err(VaultError::thread("the listings thread"))?;
         let now = Arc::downgrade(&fs);
         let again_tx = std::sync::Mutex::new(again_tx);
         vault.on_catalog_change(move |item| {
@@ -238,7 +238,11 @@ pub fn serve(
         let _ = unmounter.unmount();
         let msg = format!("cannot start the control socket: {e}");
         ready(Err(msg.clone()));
-        return Err(VaultError::Failed(msg));
+        return Err(VaultError::io(
+            "start the control socket in",
+            vault.dir(),
+            e,
+        ));
     }
 
     let session_tx = tx.clone();
@@ -250,11 +254,11 @@ pub fn serve(
             }
             let _ = session_tx.send(Stop::SessionEnded);
         })
-        .map_err(|e| VaultError::Failed(format!("cannot start the FUSE session: {e}")))?;
+        .map_err(VaultError::thread("the FUSE session"))?;
 
     let mut signals =
         signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-            .map_err(|e| VaultError::Failed(format!("cannot install signal handlers: {e}")))?;
+            .map_err(VaultError::thread("the signal handlers"))?;
     let signal_handle = signals.handle();
     let signal_tx = tx.clone();
     std::thread::Builder::new()
@@ -264,7 +268,7 @@ pub fn serve(
                 let _ = signal_tx.send(Stop::Signal(sig));
             }
         })
-        .map_err(|e| VaultError::Failed(format!("cannot start the signal thread: {e}")))?;
+        .map_err(VaultError::thread("the signal thread"))?;
     drop(tx);
 
     let sched_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -273,7 +277,7 @@ pub fn serve(
         std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || super::scheduler::run(v, stop))
-            .map_err(|e| VaultError::Failed(format!("cannot start the scheduler: {e}")))?
+            .map_err(VaultError::thread("the scheduler"))?
     };
 
     // Only now: stat on the mount point is a FUSE request, answered by the session thread.

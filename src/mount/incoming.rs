@@ -421,7 +421,10 @@ fn check_name(name: &[u8]) -> FsResult<()> {
         return Err(FsError::Invalid);
     }
     if name.len() > 255 {
-        return Err(FsError::Vault(VaultError::Failed("name too long".into())));
+        return Err(FsError::Vault(VaultError::errno(
+            "name",
+            libc::ENAMETOOLONG,
+        )));
     }
     Ok(())
 }
@@ -464,13 +467,13 @@ impl Incoming {
             std::thread::Builder::new()
                 .name(format!("commit-{i}"))
                 .spawn(move || commit_worker(me, rx))
-                .map_err(|e| VaultError::Failed(format!("cannot start commit threads: {e}")))?;
+                .map_err(VaultError::thread("commit threads"))?;
         }
         let saver = Arc::downgrade(&inc);
         std::thread::Builder::new()
             .name("incoming-saver".into())
             .spawn(move || saver_loop(saver))
-            .map_err(|e| VaultError::Failed(format!("cannot start the saver thread: {e}")))?;
+            .map_err(VaultError::thread("the saver thread"))?;
         Ok(inc)
     }
 
@@ -1481,7 +1484,7 @@ impl Incoming {
     ) -> VResult<(Node, Totals)> {
         let i = st
             .get(ino)
-            .map_err(|_| VaultError::Failed("incoming inode vanished".into()))?;
+            .map_err(|_| VaultError::Internal("incoming inode vanished"))?;
         let mut node = Node {
             name,
             kind: i.kind,
@@ -1652,7 +1655,7 @@ fn unsave(st: &mut State, dirs: &[u64]) {
 fn fs_to_vault(e: FsError) -> VaultError {
     match e {
         FsError::Vault(v) => v,
-        other => VaultError::Failed(format!("incoming: {other:?}")),
+        other => VaultError::errno("store staged files", super::errno::errno(&other).code()),
     }
 }
 

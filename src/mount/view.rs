@@ -193,7 +193,7 @@ impl VaultFs {
         ));
         let incoming = Incoming::new(vault.clone(), chunks.clone(), staging_base)?;
         let prefetcher = Pool::new(PREFETCH_THREADS, "prefetch")
-            .map_err(|e| VaultError::Failed(format!("cannot start read-ahead threads: {e}")))?;
+            .map_err(VaultError::thread("read-ahead threads"))?;
         Ok(VaultFs {
             vault,
             incoming,

@@ -18,15 +18,66 @@ const ZSTD: u8 = 1;
 pub const SEAL_OVERHEAD: usize = 12 + 1 + 16;
 /// No blob's plaintext may exceed this (bounds memory when reading a damaged pack).
 pub const MAX_BLOB_BYTES: usize = 256 << 20;
+/// AES-GCM's limit on one message (2^36 - 32 bytes).
+const MAX_SEALED_PLAINTEXT: u64 = (1 << 36) - 32;
+
+/// Why sealed bytes do not open: each means they are damaged, tampered with or sealed under
+/// another key, except [`OpenError::Context`] (a local failure).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("failed authentication (corrupt or tampered)")]
+    Unauthentic,
+    #[error("is too short to be a sealed object ({0} bytes)")]
+    TooShort(usize),
+    #[error("names an unknown codec {0}")]
+    UnknownCodec(u8),
+    #[error("decompresses to more than {MAX_BLOB_BYTES} bytes")]
+    TooLarge,
+    #[error("does not decompress: {0}")]
+    Decompress(std::io::Error),
+    /// A zstd context could not be made (memory).
+    #[error("cannot make a zstd context: {0}")]
+    Context(std::io::Error),
+}
+
+impl OpenError {
+    /// The store error for `what` failing to open: damage, unless the failure was local.
+    pub fn into_store(self, what: super::Damaged) -> StoreError {
+        match self {
+            OpenError::Context(e) => StoreError::io("decompress", "zstd context", e),
+            e => StoreError::corrupt(what, e.to_string()),
+        }
+    }
+}
 
 pub struct Codec {
     keys: Keys,
     zstd_level: i32,
+    /// Only for golden vectors: every seal uses this nonce (see [`Codec::with_fixed_nonce`]).
+    fixed_nonce: Option<[u8; 12]>,
 }
 
 impl Codec {
     pub fn new(keys: Keys, zstd_level: i32) -> Codec {
-        Codec { keys, zstd_level }
+        Codec {
+            keys,
+            zstd_level,
+            fixed_nonce: None,
+        }
+    }
+
+    /// A codec that seals with one fixed nonce, so sealed bytes are reproducible: golden
+    /// vectors only. Never for data (a repeated nonce breaks AES-GCM).
+    #[cfg(feature = "test-hooks")]
+    pub fn with_fixed_nonce(
+        master: &crate::keys::MasterKey,
+        zstd_level: i32,
+        nonce: [u8; 12],
+    ) -> Codec {
+        Codec {
+            fixed_nonce: Some(nonce),
+            ..Codec::new(master.derive(), zstd_level)
+        }
     }
 
     pub fn chunker_seed(&self) -> u64 {
@@ -80,7 +131,7 @@ impl Codec {
     }
 
     /// Decrypt, authenticate and decompress a sealed blob.
-    pub fn open(&self, kind: BlobKind, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open(&self, kind: BlobKind, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         self.open_owned(kind, id, sealed.to_vec())
     }
 
@@ -90,7 +141,7 @@ impl Codec {
         kind: BlobKind,
         id: &BlobId,
         mut sealed: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, OpenError> {
         self.decrypt_in_place(&mut sealed, &aad(kind, id))?;
         let body = &sealed[12..sealed.len() - 16];
         match body.first() {
@@ -99,22 +150,23 @@ impl Codec {
                 let frame = &body[1..];
                 let size = match zstd::zstd_safe::get_frame_content_size(frame) {
                     Ok(Some(n)) if n as usize <= MAX_BLOB_BYTES => n as usize,
-                    Ok(Some(_)) => return Err("decompressed blob is too large".into()),
+                    Ok(Some(_)) => return Err(OpenError::TooLarge),
                     _ => MAX_BLOB_BYTES,
                 };
                 DECOMPRESSOR.with(|d| {
                     let mut d = d.borrow_mut();
                     if d.is_none() {
-                        *d = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+                        *d = Some(zstd::bulk::Decompressor::new().map_err(OpenError::Context)?);
                     }
                     let z = d.as_mut().expect("decompressor present");
                     let mut out = Vec::with_capacity(size);
                     z.decompress_to_buffer(frame, &mut out)
-                        .map_err(|e| format!("decompression failed: {e}"))?;
+                        .map_err(OpenError::Decompress)?;
                     Ok(out)
                 })
             }
-            _ => Err("unknown codec byte".into()),
+            Some(&other) => Err(OpenError::UnknownCodec(other)),
+            None => Err(OpenError::TooShort(sealed.len())),
         }
     }
 
@@ -128,7 +180,7 @@ impl Codec {
     }
 
     /// Inverse of [`Codec::seal_raw`]; the error means wrong key or damaged bytes.
-    pub fn open_raw(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open_raw(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, OpenError> {
         let mut buf = sealed.to_vec();
         self.decrypt_in_place(&mut buf, aad)?;
         Ok(buf[12..buf.len() - 16].to_vec())
@@ -138,22 +190,29 @@ impl Codec {
     /// appends the tag.
     fn encrypt_tail(&self, buf: &mut Vec<u8>, aad: &[u8]) -> Result<(), StoreError> {
         let mut nonce = [0u8; 12];
-        random_bytes(&mut nonce).map_err(|e| StoreError::Codec(e.to_string()))?;
+        match self.fixed_nonce {
+            Some(fixed) => nonce = fixed,
+            None => random_bytes(&mut nonce)?,
+        }
         buf[..12].copy_from_slice(&nonce);
         let tag = self
             .keys
             .data
             .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut buf[12..]).into())
-            .map_err(|_| StoreError::Codec("encryption failed".into()))?;
+            .map_err(|_| StoreError::TooLarge {
+                what: "sealed object",
+                bytes: buf.len() as u64 - 12,
+                limit: MAX_SEALED_PLAINTEXT,
+            })?;
         buf.extend_from_slice(&tag);
         Ok(())
     }
 
     /// Authenticate and decrypt `nonce ‖ ciphertext ‖ tag` in place (the plaintext is then
     /// `buf[12..len - 16]`).
-    fn decrypt_in_place(&self, buf: &mut [u8], aad: &[u8]) -> Result<(), String> {
+    fn decrypt_in_place(&self, buf: &mut [u8], aad: &[u8]) -> Result<(), OpenError> {
         if buf.len() < 28 {
-            return Err("sealed object is too short".into());
+            return Err(OpenError::TooShort(buf.len()));
         }
         let nonce: [u8; 12] = buf[..12].try_into().expect("12 bytes");
         let tag_at = buf.len() - 16;
@@ -166,7 +225,7 @@ impl Codec {
                 (&mut buf[12..tag_at]).into(),
                 &tag.into(),
             )
-            .map_err(|_| "authentication failed".to_string())
+            .map_err(|_| OpenError::Unauthentic)
     }
 }
 

@@ -9,8 +9,10 @@
 //! returns, every blob `put` so far is durable and indexed. Several sessions (backups through
 //! the daemon, deletes) share one store: a failed pack write is counted, never cleaned up behind
 //! another session's back, and a session whose start saw a lower count refuses to commit. This
-//! is the one place that owns the write order "packs durable → index".
+//! is the one place that owns the write order "packs durable → index". Packs are objects of a
+//! [`backend::Backend`]; the index is the one local database ([`index`]).
 
+pub mod backend;
 pub mod chunker;
 pub mod codec;
 mod error;
@@ -19,15 +21,13 @@ pub mod index;
 pub mod pack;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use error::{Result, StoreError};
+pub use error::{Damaged, IndexProblem, Result, StoreError};
 pub use ids::{BlobId, BlobKind, PackId};
 
+use backend::{Backend, Key, Kind};
 use codec::Codec;
 use index::{Db, Index, Location};
 use pack::{PackEntry, PackWriter};
@@ -40,10 +40,10 @@ fn lane(kind: BlobKind) -> usize {
     }
 }
 
-/// Directory names inside the vault.
-pub const PACKS_DIR: &str = "packs";
-pub const TMP_DIR: &str = "tmp";
-const OPEN_PACK_FILES_MAX: usize = 64;
+/// Where packs are, under the vault's root.
+pub const PACKS_DIR: &str = backend::PACKS_PREFIX;
+/// Read-ahead windows remembered, one per pack being read.
+const READ_AHEAD_PACKS_MAX: usize = 64;
 /// After reading a small blob, the bytes of the pack that follow it to fetch ahead.
 const READ_AHEAD_BYTES: u32 = 1 << 20;
 
@@ -55,8 +55,7 @@ pub struct PutStats {
 }
 
 pub struct Store {
-    packs_dir: PathBuf,
-    tmp_dir: PathBuf,
+    backend: Arc<dyn Backend>,
     codec: Codec,
     db: Db,
     index: Index,
@@ -73,7 +72,6 @@ pub struct Store {
     flush_lock: Mutex<()>,
     /// Pack writes that failed (their blobs are lost); see [`Store::failures`].
     failures: AtomicU64,
-    files: Mutex<lru::LruCache<PackId, Arc<File>>>,
     /// Packs known to hold no file data (their header says so), for read-ahead after trees.
     metadata_packs: Mutex<HashMap<PackId, bool>>,
     /// The range of each pack last asked to be read ahead (see [`Store::read_ahead`]).
@@ -85,19 +83,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open the store of a vault whose directory layout already exists. Leftover unfinished
-    /// packs in `tmp/` (from a crash) are removed: nothing refers to them.
-    pub fn open(vault_dir: &Path, codec: Codec, db: Db, pack_target_bytes: u64) -> Result<Store> {
-        let tmp_dir = vault_dir.join(TMP_DIR);
-        if let Ok(rd) = std::fs::read_dir(&tmp_dir) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    /// Open the store of a vault whose lock the caller holds. Leftovers of unfinished packs
+    /// (from a crash) are removed: nothing refers to them.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        codec: Codec,
+        db: Db,
+        pack_target_bytes: u64,
+    ) -> Result<Store> {
+        backend.clean_leftovers()?;
         let index = Index::open(&db)?;
         Ok(Store {
-            packs_dir: vault_dir.join(PACKS_DIR),
-            tmp_dir,
+            backend,
             codec,
             db,
             index,
@@ -107,9 +104,6 @@ impl Store {
             inflight: RwLock::new(()),
             flush_lock: Mutex::new(()),
             failures: AtomicU64::new(0),
-            files: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(OPEN_PACK_FILES_MAX).expect("non-zero"),
-            )),
             metadata_packs: Mutex::new(HashMap::new()),
             read_ahead: Mutex::new(HashMap::new()),
             blobs_added: AtomicU64::new(0),
@@ -130,8 +124,8 @@ impl Store {
         &self.index
     }
 
-    pub fn packs_dir(&self) -> &Path {
-        &self.packs_dir
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
     }
 
     pub fn stats(&self) -> PutStats {
@@ -198,16 +192,16 @@ impl Store {
         plain: &[u8],
     ) -> Result<Option<PackWriter>> {
         if plain.len() > codec::MAX_BLOB_BYTES {
-            return Err(StoreError::Codec(format!(
-                "object of {} bytes exceeds the {} byte blob limit",
-                plain.len(),
-                codec::MAX_BLOB_BYTES
-            )));
+            return Err(StoreError::TooLarge {
+                what: "blob",
+                bytes: plain.len() as u64,
+                limit: codec::MAX_BLOB_BYTES as u64,
+            });
         }
         let sealed = self.codec.seal(kind, &id, plain)?;
         let mut guard = self.writers[lane(kind)].lock().expect("writer lock");
         if guard.is_none() {
-            *guard = Some(PackWriter::create(&self.tmp_dir)?);
+            *guard = Some(PackWriter::create(self.backend())?);
         }
         let w = guard.as_mut().expect("writer present");
         w.append(kind, id, &sealed)?;
@@ -225,7 +219,7 @@ impl Store {
     fn finish_pack(&self, w: PackWriter) -> Result<()> {
         let ids: Vec<BlobId> = w.ids().collect();
         let result = w
-            .finish(&self.codec, &self.packs_dir)
+            .finish(&self.codec)
             .and_then(|(pack, entries)| self.index.insert_pack(pack, &entries));
         let mut pending = self.pending.lock().expect("pending lock");
         for id in &ids {
@@ -267,16 +261,16 @@ impl Store {
     pub fn get(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.index.get(id)?.ok_or(StoreError::MissingBlob(*id))?;
         if loc.kind != kind {
-            return Err(StoreError::Codec(format!(
-                "blob {id} is a {:?}, expected a {kind:?}",
-                loc.kind
-            )));
+            return Err(StoreError::corrupt(
+                Damaged::IndexEntry(*id),
+                format!("says a {:?} where a {kind:?} is referred to", loc.kind),
+            ));
         }
         match self.get_at(id, &loc) {
             // gc may have moved the blob and deleted its old pack since the lookup.
-            Err(StoreError::MissingPack(_)) => match self.index.get(id)? {
+            Err(StoreError::Missing(Key::Pack(_))) => match self.index.get(id)? {
                 Some(now) if now.pack != loc.pack => self.get_at(id, &now),
-                _ => Err(StoreError::MissingPack(loc.pack)),
+                _ => Err(StoreError::Missing(Key::Pack(loc.pack))),
             },
             other => other,
         }
@@ -284,8 +278,7 @@ impl Store {
 
     /// Read a blob at a known location.
     pub fn get_at(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let file = self.pack_file(&loc.pack)?;
-        let sealed = pack::read_sealed(&file, &loc.pack, loc.offset, loc.len)?;
+        let sealed = pack::read_sealed(self.backend(), &loc.pack, loc.offset, loc.len)?;
         if loc.len < READ_AHEAD_BYTES
             && (loc.kind == BlobKind::Data || self.holds_no_data(&loc.pack))
         {
@@ -294,14 +287,14 @@ impl Store {
             // follows, so the next small read is not a disk wait. Not after a tree in a pack
             // that also holds data (written before trees had their own lane): a `find` reading
             // 5k trees had the kernel read the whole vault ahead of it.
-            self.read_ahead(&file, &loc.pack, loc.offset as u64 + loc.len as u64);
+            self.read_ahead(&loc.pack, loc.offset as u64 + loc.len as u64);
         }
-        self.codec
-            .open_owned(loc.kind, id, sealed)
-            .map_err(|_| StoreError::Corrupt {
+        self.codec.open_owned(loc.kind, id, sealed).map_err(|e| {
+            e.into_store(Damaged::Blob {
                 id: *id,
                 pack: loc.pack,
             })
+        })
     }
 
     // ---------------------------------------------------------------------------------------
@@ -337,24 +330,23 @@ impl Store {
         let mut writers: [Option<PackWriter>; 2] = [None, None];
         let mut written = 0;
         for (pack, e) in blobs {
-            let file = self.pack_file(pack)?;
-            let sealed = pack::read_sealed(&file, pack, e.offset, e.len)?;
+            let sealed = pack::read_sealed(self.backend(), pack, e.offset, e.len)?;
             let writer = &mut writers[lane(e.kind)];
             let w = match writer {
                 Some(w) => w,
-                None => writer.insert(PackWriter::create(&self.tmp_dir)?),
+                None => writer.insert(PackWriter::create(self.backend())?),
             };
             w.append(e.kind, e.id, &sealed)?;
             written += sealed.len() as u64;
             if w.size() >= self.pack_target_bytes
                 && let Some(w) = writer.take()
             {
-                let (id, entries) = w.finish(&self.codec, &self.packs_dir)?;
+                let (id, entries) = w.finish(&self.codec)?;
                 self.index.insert_pack(id, &entries)?;
             }
         }
         for w in writers.into_iter().flatten() {
-            let (id, entries) = w.finish(&self.codec, &self.packs_dir)?;
+            let (id, entries) = w.finish(&self.codec)?;
             self.index.insert_pack(id, &entries)?;
         }
         self.db.flush()?;
@@ -363,25 +355,24 @@ impl Store {
 
     /// Delete a pack nothing indexed refers to any more. Returns its size.
     pub fn gc_delete_pack(&self, pack: &PackId) -> Result<u64> {
-        let path = pack::pack_path(&self.packs_dir, pack);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        self.files.lock().expect("files lock").pop(pack);
+        let key = Key::Pack(*pack);
+        let size = match self.backend.size(key) {
+            Ok(n) => n,
+            Err(StoreError::Missing(_)) => return Ok(0),
+            Err(e) => return Err(e),
+        };
         self.metadata_packs.lock().expect("kinds lock").remove(pack);
         self.read_ahead
             .lock()
             .expect("read-ahead lock")
             .remove(pack);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(size),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(StoreError::io("remove", &path, e)),
-        }
+        Ok(if self.backend.delete(key)? { size } else { 0 })
     }
 
-    /// Ask the kernel to read the [`READ_AHEAD_BYTES`] of `pack` after `next`, unless the
-    /// last request for that pack covers most of them: each request walks the page cache over
-    /// the whole range, and a `tar` reads tens of blobs per window.
-    fn read_ahead(&self, file: &File, pack: &PackId, next: u64) {
+    /// Ask the backend to fetch the [`READ_AHEAD_BYTES`] of `pack` after `next`, unless the
+    /// last request for that pack covers most of them: locally each request walks the page
+    /// cache over the whole range, and a `tar` reads tens of blobs per window.
+    fn read_ahead(&self, pack: &PackId, next: u64) {
         let ahead = READ_AHEAD_BYTES as u64;
         {
             let mut windows = self.read_ahead.lock().expect("read-ahead lock");
@@ -390,21 +381,12 @@ impl Store {
             {
                 return;
             }
-            if windows.len() >= OPEN_PACK_FILES_MAX {
+            if windows.len() >= READ_AHEAD_PACKS_MAX {
                 windows.clear();
             }
             windows.insert(*pack, (next, next + ahead));
         }
-        use std::os::fd::AsRawFd;
-        // SAFETY: posix_fadvise on an fd we hold open; it is only a hint.
-        unsafe {
-            libc::posix_fadvise(
-                file.as_raw_fd(),
-                next as i64,
-                ahead as i64,
-                libc::POSIX_FADV_WILLNEED,
-            );
-        }
+        self.backend.will_need(Key::Pack(*pack), next, ahead);
     }
 
     /// True if `pack` holds no file data, by its header (read once per pack and remembered).
@@ -412,7 +394,7 @@ impl Store {
         if let Some(known) = self.metadata_packs.lock().expect("kinds lock").get(pack) {
             return *known;
         }
-        let no_data = pack::read_header(&self.codec, &self.packs_dir, pack)
+        let no_data = pack::read_header(&self.codec, self.backend(), pack)
             .is_ok_and(|entries| entries.iter().all(|e| e.kind != BlobKind::Data));
         self.metadata_packs
             .lock()
@@ -421,31 +403,32 @@ impl Store {
         no_data
     }
 
-    fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
-        if let Some(f) = self.files.lock().expect("files lock").get(pack) {
-            return Ok(f.clone());
-        }
-        let path = pack::pack_path(&self.packs_dir, pack);
-        let file = match File::open(&path) {
-            Ok(f) => Arc::new(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingPack(*pack));
-            }
-            Err(e) => return Err(StoreError::io("open", &path, e)),
-        };
-        self.files
-            .lock()
-            .expect("files lock")
-            .put(*pack, file.clone());
-        Ok(file)
+    /// Every pack, sorted by id.
+    pub fn list_packs(&self) -> Result<Vec<PackId>> {
+        Ok(self
+            .list_packs_sized()?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
     }
 
-    pub fn list_packs(&self) -> Result<Vec<PackId>> {
-        pack::list_packs(&self.packs_dir)
+    /// Every pack with its size in bytes, sorted by id.
+    pub fn list_packs_sized(&self) -> Result<Vec<(PackId, u64)>> {
+        let mut out: Vec<(PackId, u64)> = self
+            .backend
+            .list(Kind::Pack)?
+            .into_iter()
+            .filter_map(|o| match o.key {
+                Key::Pack(id) => Some((id, o.size)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     pub fn read_pack_header(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
-        pack::read_header(&self.codec, &self.packs_dir, pack)
+        pack::read_header(&self.codec, self.backend(), pack)
     }
 }
 
@@ -454,12 +437,12 @@ mod tests {
     use super::*;
     use crate::keys::MasterKey;
 
-    fn store(dir: &Path) -> Store {
-        std::fs::create_dir_all(dir.join(PACKS_DIR)).unwrap();
-        std::fs::create_dir_all(dir.join(TMP_DIR)).unwrap();
+    fn store(dir: &std::path::Path) -> Store {
+        let backend = backend::local::LocalBackend::new(dir);
+        backend.init().unwrap();
         let db = Db::create(&dir.join("index"), b"test").unwrap();
         let codec = Codec::new(MasterKey::generate().unwrap().derive(), 3);
-        Store::open(dir, codec, db, 64 << 10).unwrap()
+        Store::open(Arc::new(backend), codec, db, 64 << 10).unwrap()
     }
 
     #[test]

@@ -3,21 +3,17 @@
 //! Layout: blob* ‖ sealed header ‖ header length (u32 LE) ‖ magic `VFPACK01`. The header is the
 //! list of (kind, id, offset, length) of every blob, sealed with aad = "vaultfs pack header" ‖
 //! pack id, so `repair` can rebuild the index from packs alone and a header cannot be moved to
-//! another pack. A pack is written under `tmp/`, fsynced, then renamed into `packs/XX/` and the
-//! directory fsynced: a pack under `packs/` is always complete.
+//! another pack. A pack is one backend object, written in one stream and visible only once
+//! complete (locally: under `tmp/`, fsynced, renamed into `packs/XX/`, directory fsynced).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-
+use super::backend::{Backend, Key, ObjectWriter};
 use super::codec::Codec;
-use super::{BlobId, BlobKind, PackId, Result, StoreError};
+use super::{BlobId, BlobKind, Damaged, PackId, Result, StoreError};
 use crate::keys::random_bytes;
 
 pub const MAGIC: &[u8; 8] = b"VFPACK01";
 const TRAILER_BYTES: u64 = 12;
-const ENTRY_BYTES: usize = 41;
+pub const ENTRY_BYTES: usize = 41;
 /// A header can list at most this many entries (bounds what a damaged length field can make us read).
 const MAX_HEADER_BYTES: u64 = 64 << 20;
 
@@ -30,61 +26,27 @@ pub struct PackEntry {
     pub len: u32,
 }
 
-/// Path of a finished pack.
-pub fn pack_path(packs_dir: &Path, id: &PackId) -> PathBuf {
-    let hex = id.to_hex();
-    packs_dir.join(&hex[..2]).join(format!("{hex}.pack"))
-}
-
-/// Every finished pack under `packs_dir`, sorted. Files that are not packs are skipped.
-pub fn list_packs(packs_dir: &Path) -> Result<Vec<PackId>> {
-    let mut out = Vec::new();
-    let rd = fs::read_dir(packs_dir).map_err(|e| StoreError::io("list", packs_dir, e))?;
-    for sub in rd {
-        let sub = sub.map_err(|e| StoreError::io("list", packs_dir, e))?;
-        if !sub.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
-        }
-        let files = fs::read_dir(sub.path()).map_err(|e| StoreError::io("list", sub.path(), e))?;
-        for f in files {
-            let f = f.map_err(|e| StoreError::io("list", sub.path(), e))?;
-            let name = f.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".pack").and_then(PackId::from_hex) {
-                out.push(id);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// A pack being written under `tmp/`.
+/// A pack being written.
 pub struct PackWriter {
     id: PackId,
-    tmp_path: PathBuf,
-    file: BufWriter<File>,
+    out: Box<dyn ObjectWriter>,
     entries: Vec<PackEntry>,
-    size: u64,
 }
 
 impl PackWriter {
-    pub fn create(tmp_dir: &Path) -> Result<PackWriter> {
+    pub fn create(backend: &dyn Backend) -> Result<PackWriter> {
         let mut raw = [0u8; 16];
-        random_bytes(&mut raw).map_err(|e| StoreError::Codec(e.to_string()))?;
-        let id = PackId(raw);
-        let tmp_path = tmp_dir.join(format!("{}.pack", id.to_hex()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
-            .map_err(|e| StoreError::io("create", &tmp_path, e))?;
+        random_bytes(&mut raw)?;
+        Self::create_with_id(backend, PackId(raw))
+    }
+
+    /// A pack with a chosen id (golden vectors need reproducible bytes).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub(crate) fn create_with_id(backend: &dyn Backend, id: PackId) -> Result<PackWriter> {
         Ok(PackWriter {
             id,
-            tmp_path,
-            file: BufWriter::with_capacity(256 << 10, file),
+            out: backend.create(Key::Pack(id))?,
             entries: Vec::new(),
-            size: 0,
         })
     }
 
@@ -93,7 +55,7 @@ impl PackWriter {
     }
 
     pub fn size(&self) -> u64 {
-        self.size
+        self.out.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -107,14 +69,17 @@ impl PackWriter {
 
     /// Append one sealed blob; returns where it went.
     pub fn append(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8]) -> Result<PackEntry> {
-        let offset =
-            u32::try_from(self.size).map_err(|_| StoreError::Codec("pack exceeds 4 GiB".into()))?;
-        let len = u32::try_from(sealed.len())
-            .map_err(|_| StoreError::Codec("blob exceeds 4 GiB".into()))?;
-        self.file
-            .write_all(sealed)
-            .map_err(|e| StoreError::io("write", &self.tmp_path, e))?;
-        self.size += sealed.len() as u64;
+        // Offsets and lengths are u32: a pack (target at most 1 GiB) stays below 4 GiB.
+        let end = self.size() + sealed.len() as u64;
+        if end > u32::MAX as u64 {
+            return Err(StoreError::TooLarge {
+                what: "pack",
+                bytes: end,
+                limit: u32::MAX as u64,
+            });
+        }
+        let (offset, len) = (self.size() as u32, sealed.len() as u32);
+        self.out.append(sealed)?;
         let entry = PackEntry {
             kind,
             id,
@@ -125,138 +90,97 @@ impl PackWriter {
         Ok(entry)
     }
 
-    /// Write the header, make the pack durable and move it into `packs_dir`.
-    /// Returns the pack's entries; only after this may the index point at them.
-    pub fn finish(mut self, codec: &Codec, packs_dir: &Path) -> Result<(PackId, Vec<PackEntry>)> {
-        let mut plain = Vec::with_capacity(self.entries.len() * ENTRY_BYTES);
-        for e in &self.entries {
-            plain.push(e.kind as u8);
-            plain.extend_from_slice(&e.id.0);
-            plain.extend_from_slice(&e.offset.to_le_bytes());
-            plain.extend_from_slice(&e.len.to_le_bytes());
-        }
-        let header = codec.seal_raw(&plain, &header_aad(&self.id))?;
-        let w = |r: std::io::Result<()>, p: &Path| r.map_err(|e| StoreError::io("write", p, e));
-        w(self.file.write_all(&header), &self.tmp_path)?;
-        w(
-            self.file.write_all(&(header.len() as u32).to_le_bytes()),
-            &self.tmp_path,
-        )?;
-        w(self.file.write_all(MAGIC), &self.tmp_path)?;
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| StoreError::io("write", &self.tmp_path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("fsync", &self.tmp_path, e))?;
-        drop(file);
-        let dest = pack_path(packs_dir, &self.id);
-        let dest_dir = dest.parent().expect("pack path has a parent");
-        if !dest_dir.exists() {
-            fs::create_dir_all(dest_dir).map_err(|e| StoreError::io("mkdir", dest_dir, e))?;
-            fsync_dir(packs_dir)?;
-        }
-        fs::rename(&self.tmp_path, &dest).map_err(|e| StoreError::io("rename", &dest, e))?;
-        fsync_dir(dest_dir)?;
+    /// Write the header and trailer, make the pack durable and visible. Returns its entries;
+    /// only after this may the index point at them.
+    pub fn finish(mut self, codec: &Codec) -> Result<(PackId, Vec<PackEntry>)> {
+        let header = codec.seal_raw(&encode_header(&self.entries), &header_aad(&self.id))?;
+        self.out.append(&header)?;
+        self.out.append(&(header.len() as u32).to_le_bytes())?;
+        self.out.append(MAGIC)?;
+        self.out.commit()?;
         Ok((self.id, self.entries))
     }
 
     /// Throw away an unfinished pack.
     pub fn abandon(self) {
-        drop(self.file);
-        let _ = fs::remove_file(&self.tmp_path);
+        self.out.abort();
     }
 }
 
-/// fsync a directory so a rename or create in it is durable.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io("fsync", dir, e))
+/// The header's plaintext: one [`ENTRY_BYTES`] entry per blob, in pack order.
+pub fn encode_header(entries: &[PackEntry]) -> Vec<u8> {
+    let mut plain = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for e in entries {
+        plain.push(e.kind as u8);
+        plain.extend_from_slice(&e.id.0);
+        plain.extend_from_slice(&e.offset.to_le_bytes());
+        plain.extend_from_slice(&e.len.to_le_bytes());
+    }
+    plain
 }
 
-fn header_aad(id: &PackId) -> Vec<u8> {
+pub fn header_aad(id: &PackId) -> Vec<u8> {
     let mut aad = b"vaultfs pack header".to_vec();
     aad.extend_from_slice(&id.0);
     aad
 }
 
 /// Read and authenticate a pack's header.
-pub fn read_header(codec: &Codec, packs_dir: &Path, id: &PackId) -> Result<Vec<PackEntry>> {
-    let path = pack_path(packs_dir, id);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StoreError::MissingPack(*id));
-        }
-        Err(e) => return Err(StoreError::io("open", &path, e)),
-    };
-    let size = file
-        .metadata()
-        .map_err(|e| StoreError::io("stat", &path, e))?
-        .len();
-    let truncated = |detail: String| StoreError::Truncated { pack: *id, detail };
+pub fn read_header(codec: &Codec, backend: &dyn Backend, id: &PackId) -> Result<Vec<PackEntry>> {
+    let key = Key::Pack(*id);
+    let size = backend.size(key)?;
+    let truncated = |why: String| StoreError::corrupt(Damaged::Object(key), why);
     if size < TRAILER_BYTES {
-        return Err(truncated(format!("{size} bytes")));
+        return Err(truncated(format!("is truncated ({size} bytes)")));
     }
-    let mut trailer = [0u8; TRAILER_BYTES as usize];
-    file.read_exact_at(&mut trailer, size - TRAILER_BYTES)
-        .map_err(|e| StoreError::io("read", &path, e))?;
+    let trailer = backend.get_range(key, size - TRAILER_BYTES, TRAILER_BYTES)?;
     if &trailer[4..] != MAGIC {
-        return Err(truncated("no pack trailer at the end".into()));
+        return Err(truncated(
+            "is truncated (no pack trailer at the end)".into(),
+        ));
     }
     let hlen = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as u64;
+    let bad = |why: String| StoreError::corrupt(Damaged::PackHeader(*id), why);
     if hlen > MAX_HEADER_BYTES || hlen + TRAILER_BYTES > size {
-        return Err(StoreError::BadPackHeader {
-            pack: *id,
-            detail: format!("header length {hlen}"),
-        });
+        return Err(bad(format!("is damaged: header length {hlen}")));
     }
     let hstart = size - TRAILER_BYTES - hlen;
-    let mut sealed = vec![0u8; hlen as usize];
-    file.read_exact_at(&mut sealed, hstart)
-        .map_err(|e| StoreError::io("read", &path, e))?;
+    let sealed = backend.get_range(key, hstart, hlen)?;
     let plain = codec
         .open_raw(&sealed, &header_aad(id))
-        .map_err(|detail| StoreError::BadPackHeader { pack: *id, detail })?;
-    if plain.len() % ENTRY_BYTES != 0 {
-        return Err(StoreError::BadPackHeader {
-            pack: *id,
-            detail: "entry table length".into(),
-        });
+        .map_err(|e| bad(format!("is damaged: {e}")))?;
+    let entries = decode_header(&plain).map_err(|why| bad(format!("is damaged: {why}")))?;
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.offset as u64 + e.len as u64 > hstart)
+    {
+        return Err(bad(format!(
+            "is damaged: blob {} lies beyond the blob area",
+            e.id
+        )));
     }
-    let mut out = Vec::with_capacity(plain.len() / ENTRY_BYTES);
-    for e in plain.chunks_exact(ENTRY_BYTES) {
-        let kind = BlobKind::from_u8(e[0]).ok_or_else(|| StoreError::BadPackHeader {
-            pack: *id,
-            detail: format!("blob kind {}", e[0]),
-        })?;
-        let entry = PackEntry {
-            kind,
-            id: BlobId(e[1..33].try_into().expect("32 bytes")),
-            offset: u32::from_le_bytes(e[33..37].try_into().expect("4 bytes")),
-            len: u32::from_le_bytes(e[37..41].try_into().expect("4 bytes")),
-        };
-        if entry.offset as u64 + entry.len as u64 > hstart {
-            return Err(StoreError::BadPackHeader {
-                pack: *id,
-                detail: "entry beyond blob area".into(),
-            });
-        }
-        out.push(entry);
-    }
-    Ok(out)
+    Ok(entries)
 }
 
-/// Read one sealed blob's bytes from an open pack file.
-pub fn read_sealed(file: &File, pack: &PackId, offset: u32, len: u32) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    match file.read_exact_at(&mut buf, offset as u64) {
-        Ok(()) => Ok(buf),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::Truncated {
-            pack: *pack,
-            detail: format!("blob at {offset}+{len} lies past the end"),
-        }),
-        Err(e) => Err(StoreError::io("read pack", format!("pack {pack}"), e)),
+/// Inverse of [`encode_header`]; the error says what is wrong.
+pub fn decode_header(plain: &[u8]) -> std::result::Result<Vec<PackEntry>, &'static str> {
+    if plain.len() % ENTRY_BYTES != 0 {
+        return Err("entry table length");
     }
+    plain
+        .chunks_exact(ENTRY_BYTES)
+        .map(|e| {
+            Ok(PackEntry {
+                kind: BlobKind::from_u8(e[0]).ok_or("unknown blob kind")?,
+                id: BlobId(e[1..33].try_into().expect("32 bytes")),
+                offset: u32::from_le_bytes(e[33..37].try_into().expect("4 bytes")),
+                len: u32::from_le_bytes(e[37..41].try_into().expect("4 bytes")),
+            })
+        })
+        .collect()
+}
+
+/// Read one sealed blob's bytes.
+pub fn read_sealed(backend: &dyn Backend, pack: &PackId, offset: u32, len: u32) -> Result<Vec<u8>> {
+    backend.get_range(Key::Pack(*pack), offset as u64, len as u64)
 }

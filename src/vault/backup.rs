@@ -63,10 +63,7 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
     let created_ns = now_ns();
     let md = fs::metadata(src).map_err(|e| VaultError::io("source", src, e))?;
     if !md.is_dir() {
-        return Err(VaultError::Failed(format!(
-            "source {} is not a directory",
-            src.display()
-        )));
+        return Err(VaultError::NotADirectory(src.to_path_buf()));
     }
     let added_before = vault.store().stats().sealed_bytes_added;
     let failures_before = vault.store().failures();
@@ -94,7 +91,10 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
         .num_threads(io_threads())
         .thread_name(|i| format!("backup-{i}"))
         .build()
-        .map_err(|e| VaultError::Failed(format!("cannot start backup threads: {e}")))?;
+        .map_err(|source| VaultError::Pool {
+            what: "backup threads",
+            source,
+        })?;
     let result = pool.install(|| {
         let mut root = fsmeta::node_from_metadata(Vec::new(), &md);
         root.xattrs = fsmeta::read_xattrs(src).unwrap_or_default();

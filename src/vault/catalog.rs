@@ -1,15 +1,15 @@
-//! The catalog in sled: items and points, sealed so sled's files reveal no names.
+//! The catalog in the index database: items and points, sealed so its files reveal no names.
 //!
 //! Keys: `items`: keyed-hash(item)[..16]; `points`: keyed-hash(item)[..16] ‖ point name (a UTC
 //! timestamp, so a range scan lists an item's points in time order). Values: postcard records
-//! sealed with the data key, the sled key bound into the AAD so a value cannot be moved to
+//! sealed with the data key, the database key bound into the AAD so a value cannot be moved to
 //! another key. Every record also lives in the packs as a meta blob; this is a cache that
 //! `repair` can rebuild.
 
 use crate::format::{self, IncomingRecord, ItemRecord, PointRecord, PolicyRecord};
 use crate::store::codec::Codec;
-use crate::store::index::Db;
-use crate::store::{BlobKind, StoreError};
+use crate::store::index::{Db, Tree};
+use crate::store::{BlobKind, Damaged};
 
 use super::{Result, VaultError};
 
@@ -19,21 +19,17 @@ const INCOMING_AAD: &[u8] = b"vaultfs catalog incoming";
 const POLICY_AAD: &[u8] = b"vaultfs catalog policy";
 
 pub struct Catalog {
-    items: sled::Tree,
-    points: sled::Tree,
+    items: Tree,
+    points: Tree,
     /// Key: keyed-hash(item)[..16]; value: the item's newest [`IncomingRecord`] (format v2).
-    incoming: sled::Tree,
+    incoming: Tree,
     /// Key: keyed-hash(item)[..16]; value: the item's [`PolicyRecord`] (format v2).
-    policies: sled::Tree,
+    policies: Tree,
     /// Told the item whenever its item or point records change (see [`Catalog::on_change`]).
     listener: std::sync::OnceLock<Listener>,
 }
 
 type Listener = Box<dyn Fn(&str) + Send + Sync>;
-
-fn sled_err(e: sled::Error) -> VaultError {
-    VaultError::Store(StoreError::Index(e.to_string()))
-}
 
 fn aad(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     let mut a = prefix.to_vec();
@@ -41,8 +37,23 @@ fn aad(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     a
 }
 
-fn bad(what: &str, e: impl std::fmt::Display) -> VaultError {
-    VaultError::BadCatalog(format!("{what}: {e}"))
+/// A catalog value that does not open or decode as the `what` its tree holds.
+fn bad(what: &'static str, e: impl std::fmt::Display) -> VaultError {
+    VaultError::corrupt(Damaged::Record(what), format!("is damaged: {e}"))
+}
+
+/// Open and decode a sealed catalog value.
+fn open_value<T: serde::de::DeserializeOwned>(
+    codec: &Codec,
+    prefix: &[u8],
+    key: &[u8],
+    v: &[u8],
+    what: &'static str,
+) -> Result<T> {
+    let plain = codec
+        .open_raw(v, &aad(prefix, key))
+        .map_err(|e| bad(what, e))?;
+    format::decode(&plain, what).map_err(|e| bad(what, e))
 }
 
 impl Catalog {
@@ -83,11 +94,7 @@ impl Catalog {
     }
 
     fn open_item(codec: &Codec, key: &[u8], v: &[u8]) -> Result<ItemRecord> {
-        let plain = codec
-            .open_raw(v, &aad(ITEM_AAD, key))
-            .map_err(|e| bad("item record", e))?;
-        let rec: ItemRecord =
-            format::decode(&plain, "item record").map_err(VaultError::BadCatalog)?;
+        let rec: ItemRecord = open_value(codec, ITEM_AAD, key, v, "item record")?;
         if Self::item_key(codec, &rec.name).as_slice() != key {
             return Err(bad("item record", "stored under another item's key"));
         }
@@ -95,11 +102,7 @@ impl Catalog {
     }
 
     fn open_point(codec: &Codec, key: &[u8], v: &[u8]) -> Result<PointRecord> {
-        let plain = codec
-            .open_raw(v, &aad(POINT_AAD, key))
-            .map_err(|e| bad("point record", e))?;
-        let rec: PointRecord =
-            format::decode(&plain, "point record").map_err(VaultError::BadCatalog)?;
+        let rec: PointRecord = open_value(codec, POINT_AAD, key, v, "point record")?;
         if Self::point_key(codec, &rec.item, &rec.name) != key {
             return Err(bad("point record", "stored under another point's key"));
         }
@@ -109,14 +112,14 @@ impl Catalog {
     pub fn put_item(&self, codec: &Codec, rec: &ItemRecord) -> Result<()> {
         let key = Self::item_key(codec, &rec.name);
         let v = codec.seal_raw(&format::encode(rec), &aad(ITEM_AAD, &key))?;
-        self.items.insert(key, v).map_err(sled_err)?;
+        self.items.insert(key, v)?;
         self.changed(&rec.name);
         Ok(())
     }
 
     pub fn item(&self, codec: &Codec, name: &str) -> Result<Option<ItemRecord>> {
         let key = Self::item_key(codec, name);
-        match self.items.get(key).map_err(sled_err)? {
+        match self.items.get(key)? {
             Some(v) => Ok(Some(Self::open_item(codec, &key, &v)?)),
             None => Ok(None),
         }
@@ -126,7 +129,7 @@ impl Catalog {
     pub fn items(&self, codec: &Codec) -> Result<Vec<ItemRecord>> {
         let mut out = Vec::new();
         for kv in self.items.iter() {
-            let (k, v) = kv.map_err(sled_err)?;
+            let (k, v) = kv?;
             out.push(Self::open_item(codec, &k, &v)?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -136,14 +139,14 @@ impl Catalog {
     pub fn put_point(&self, codec: &Codec, rec: &PointRecord) -> Result<()> {
         let key = Self::point_key(codec, &rec.item, &rec.name);
         let v = codec.seal_raw(&format::encode(rec), &aad(POINT_AAD, &key))?;
-        self.points.insert(key, v).map_err(sled_err)?;
+        self.points.insert(key, v)?;
         self.changed(&rec.item);
         Ok(())
     }
 
     pub fn point(&self, codec: &Codec, item: &str, name: &str) -> Result<Option<PointRecord>> {
         let key = Self::point_key(codec, item, name);
-        match self.points.get(&key).map_err(sled_err)? {
+        match self.points.get(&key)? {
             Some(v) => Ok(Some(Self::open_point(codec, &key, &v)?)),
             None => Ok(None),
         }
@@ -153,7 +156,7 @@ impl Catalog {
     pub fn points_of(&self, codec: &Codec, item: &str) -> Result<Vec<PointRecord>> {
         let mut out = Vec::new();
         for kv in self.points.scan_prefix(Self::item_key(codec, item)) {
-            let (k, v) = kv.map_err(sled_err)?;
+            let (k, v) = kv?;
             out.push(Self::open_point(codec, &k, &v)?);
         }
         out.sort_by(|a, b| {
@@ -164,7 +167,7 @@ impl Catalog {
 
     /// Seal `rec` under `item`'s key in a per-item tree (incoming records, policies).
     fn put_per_item<T: serde::Serialize>(
-        tree: &sled::Tree,
+        tree: &Tree,
         prefix: &[u8],
         codec: &Codec,
         item: &str,
@@ -172,27 +175,24 @@ impl Catalog {
     ) -> Result<()> {
         let key = Self::item_key(codec, item);
         let v = codec.seal_raw(&format::encode(rec), &aad(prefix, &key))?;
-        tree.insert(key, v).map_err(sled_err)?;
+        tree.insert(key, v)?;
         Ok(())
     }
 
     /// Open `item`'s record in a per-item tree; `item_of` names the item the record says.
     fn get_per_item<T: serde::de::DeserializeOwned>(
-        tree: &sled::Tree,
+        tree: &Tree,
         prefix: &[u8],
         codec: &Codec,
         item: &str,
-        what: &str,
+        what: &'static str,
         item_of: fn(&T) -> &str,
     ) -> Result<Option<T>> {
         let key = Self::item_key(codec, item);
-        let Some(v) = tree.get(key).map_err(sled_err)? else {
+        let Some(v) = tree.get(key)? else {
             return Ok(None);
         };
-        let plain = codec
-            .open_raw(&v, &aad(prefix, &key))
-            .map_err(|e| bad(what, e))?;
-        let rec: T = format::decode(&plain, what).map_err(VaultError::BadCatalog)?;
+        let rec: T = open_value(codec, prefix, &key, &v, what)?;
         if item_of(&rec) != item {
             return Err(bad(what, "stored under another item's key"));
         }
@@ -231,9 +231,7 @@ impl Catalog {
 
     /// Forget a point (gc purge).
     pub fn remove_point(&self, codec: &Codec, item: &str, name: &str) -> Result<()> {
-        self.points
-            .remove(Self::point_key(codec, item, name))
-            .map_err(sled_err)?;
+        self.points.remove(Self::point_key(codec, item, name))?;
         self.changed(item);
         Ok(())
     }
@@ -252,19 +250,19 @@ impl Catalog {
     /// Forget an item that has no points (and its incoming record).
     pub fn remove_item(&self, codec: &Codec, item: &str) -> Result<()> {
         let key = Self::item_key(codec, item);
-        self.incoming.remove(key).map_err(sled_err)?;
-        self.policies.remove(key).map_err(sled_err)?;
-        self.items.remove(key).map_err(sled_err)?;
+        self.incoming.remove(key)?;
+        self.policies.remove(key)?;
+        self.items.remove(key)?;
         self.changed(item);
         Ok(())
     }
 
     /// Remove everything (used by `repair` before refilling).
     pub fn clear(&self) -> Result<()> {
-        self.items.clear().map_err(sled_err)?;
-        self.points.clear().map_err(sled_err)?;
-        self.incoming.clear().map_err(sled_err)?;
-        self.policies.clear().map_err(sled_err)?;
+        self.items.clear()?;
+        self.points.clear()?;
+        self.incoming.clear()?;
+        self.policies.clear()?;
         Ok(())
     }
 }

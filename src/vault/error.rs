@@ -1,10 +1,12 @@
-//! Errors of the vault layer: what the user did wrong, what is damaged, and what failed locally.
+//! Errors of the vault layer: what the user did wrong, what is damaged (always a
+//! [`StoreError`], whose `Corrupt` is the one variant for bad stored bytes), and what failed
+//! locally (an `io::Error`, errno kept).
 
 use std::io;
 use std::path::PathBuf;
 
 use crate::keys::KeyError;
-use crate::store::StoreError;
+use crate::store::{Damaged, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -13,19 +15,17 @@ pub enum VaultError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("{0} is not a vault: {1}")]
-    NotAVault(PathBuf, String),
+    NotAVault(PathBuf, NotAVault),
     #[error("{0} already exists and is not empty")]
     AlreadyExists(PathBuf),
     #[error(
         "vault format version {found} is newer than this vaultfs supports ({supported}); upgrade vaultfs"
     )]
     NewerFormat { found: u32, supported: u32 },
-    #[error("vault config is damaged: {0}")]
-    BadConfig(String),
-    #[error("vault is in use by pid {0}")]
-    InUse(i64),
     #[error("no item named {0:?}")]
     UnknownItem(String),
+    #[error("item {0:?} already exists")]
+    ItemExists(String),
     #[error("item {item:?} has no point {point:?}")]
     UnknownPoint { item: String, point: String },
     #[error("item {0:?} has no recovery points")]
@@ -38,18 +38,63 @@ pub enum VaultError {
     BadPointName(String),
     #[error("item {0:?} has recovery points; it cannot be removed")]
     HasPoints(String),
+    #[error("{item}/{point} is already deleted")]
+    AlreadyDeleted { item: String, point: String },
+    #[error("{item}/{point} is not deleted")]
+    NotDeleted { item: String, point: String },
+    #[error("incoming/{0} is empty: mount the vault and copy files into incoming/{0}/ first")]
+    IncomingEmpty(String),
+    /// An option out of its range (the message says which and why).
     #[error("invalid setting: {0}")]
     BadSetting(String),
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("--path {0}: '..' is not allowed")]
+    PathEscapes(PathBuf),
+    #[error("{path} not found in point {item}/{point}")]
+    NotInPoint {
+        path: PathBuf,
+        item: String,
+        point: String,
+    },
+    /// A pack write failed while the operation ran: some blob it relies on may be lost.
+    #[error(
+        "a pack write failed during this operation (see earlier errors); nothing was committed, run it again"
+    )]
+    WriteFailed,
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("catalog entry is damaged: {0}")]
-    BadCatalog(String),
-    #[error("{0}")]
-    Failed(String),
+    /// A thread (or pool of threads) could not be started.
+    #[error("cannot start {what}: {source}")]
+    Thread {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Pool {
+        what: &'static str,
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// A broken invariant of this program (a bug), named.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Why a directory is not a vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotAVault {
+    #[error("no such directory")]
+    Missing,
+    #[error("it is not a directory")]
+    NotADirectory,
+    #[error("no config file")]
+    NoConfig,
+    #[error("config is not a vaultfs config")]
+    ForeignConfig,
 }
 
 impl VaultError {
@@ -59,6 +104,26 @@ impl VaultError {
             path: path.into(),
             source,
         }
+    }
+
+    /// The error of a thread (or pool) `what` that could not start, for `map_err`.
+    pub fn thread(what: &'static str) -> impl FnOnce(io::Error) -> VaultError {
+        move |source| VaultError::Thread { what, source }
+    }
+
+    /// A failure that is an errno of its own (ENAMETOOLONG, say), not a call that failed.
+    pub fn errno(op: &'static str, errno: i32) -> VaultError {
+        VaultError::io(op, "", io::Error::from_raw_os_error(errno))
+    }
+
+    /// Stored data that is damaged: `what`, and why.
+    pub fn corrupt(what: Damaged, why: impl Into<String>) -> VaultError {
+        VaultError::Store(StoreError::corrupt(what, why))
+    }
+
+    /// True when the error means stored data is damaged or gone.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, VaultError::Store(e) if e.is_damage())
     }
 }
 

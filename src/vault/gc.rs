@@ -5,14 +5,14 @@
 //! `check` passes and every live point restorable):
 //! 1. the store starts recording puts that deduplicate against an existing blob, then the
 //!    daemon's incoming trees are saved, so their records name everything they use;
-//! 2. expired points leave the catalog (sled flush);
+//! 2. expired points leave the catalog (index database flush);
 //! 3. mark: meta blobs of current records, and every tree and chunk reachable from live points,
 //!    soft-deleted points and incoming records;
 //! 4. plan: packs with no live blob are deleted; packs whose live share is below
 //!    [`REWRITE_BELOW`] are rewritten (their live blobs copied, sealed as they are, into new
 //!    packs); other packs stay as they are, garbage included;
 //! 5. with puts held off, the dead blobs of those packs leave the index, minus any a put
-//!    deduplicated against since step 3 (sled flush);
+//!    deduplicated against since step 3 (index database flush);
 //! 6. live blobs of rewritten packs are copied into new packs, made durable, indexed (flush);
 //! 7. only then are the old packs deleted, those holding meta records first (so a purged
 //!    point's record cannot come back through `repair` without its data still being there).
@@ -141,7 +141,7 @@ fn sweep(
     let mut delete: Vec<(PackId, bool)> = Vec::new();
     let mut copy: Vec<(PackId, PackEntry)> = Vec::new();
     let mut dead: HashSet<BlobId> = HashSet::new();
-    for pack in store.list_packs()? {
+    for (pack, file_bytes) in store.list_packs_sized()? {
         let entries = store.read_pack_header(&pack)?;
         let size: u64 = entries.iter().map(|e| e.len as u64).sum();
         // A live blob counts here only if the index points here (or nowhere): a copy whose
@@ -160,9 +160,6 @@ fn sweep(
             .filter(|e| here.contains(&e.id))
             .map(|e| e.len as u64)
             .sum();
-        let file_bytes = std::fs::metadata(crate::store::pack::pack_path(store.packs_dir(), &pack))
-            .map(|m| m.len())
-            .unwrap_or(size);
         report.bytes_before += file_bytes;
         let has_meta = entries.iter().any(|e| e.kind == BlobKind::Meta);
         if live_bytes == size {

@@ -62,7 +62,7 @@ impl Vault {
         names::check_item(name)?;
         let _commit = self.commit_lock.lock().expect("commit lock");
         if self.catalog.item(self.store.codec(), name)?.is_some() {
-            return Err(VaultError::Failed(format!("item {name:?} already exists")));
+            return Err(VaultError::ItemExists(name.into()));
         }
         let failures_before = self.store.failures();
         let rec = ItemRecord {
@@ -109,11 +109,9 @@ impl Vault {
         if let Some(live) = self.live_incoming() {
             return live.snapshot(item);
         }
-        let rec = self.incoming(item)?.ok_or_else(|| {
-            VaultError::Failed(format!(
-                "incoming/{item} is empty: mount the vault and copy files into incoming/{item}/ first"
-            ))
-        })?;
+        let rec = self
+            .incoming(item)?
+            .ok_or_else(|| VaultError::IncomingEmpty(item.into()))?;
         let failures_before = self.store.failures();
         let mut cache = HashMap::new();
         let totals = self.totals(&rec.root.subtree, &mut cache)?;

@@ -19,25 +19,24 @@ pub mod restore;
 pub mod tree;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub use error::{Result, VaultError};
+pub use error::{NotAVault, Result, VaultError};
 
 use crate::format::{
     self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_OLDEST, IncomingRecord,
     ItemRecord, MetaRecord, PointRecord, VaultParams,
 };
 use crate::keys::{KdfParams, MasterKey, random_bytes};
+use crate::store::backend::local::LocalBackend;
+use crate::store::backend::{Backend, Key, LockGuard, Observer};
 use crate::store::chunker::{Chunker, ChunkerParams};
 use crate::store::codec::Codec;
 use crate::store::index::Db;
-use crate::store::pack::fsync_dir;
-use crate::store::{BlobKind, PACKS_DIR, Store, TMP_DIR};
+use crate::store::{BlobKind, Damaged, Store, StoreError};
 use catalog::Catalog;
-use lock::VaultLock;
 
-pub const CONFIG_FILE: &str = "config";
 pub const INDEX_DIR: &str = "index";
 const PARAMS_AAD: &[u8] = b"vaultfs config params";
 
@@ -83,7 +82,17 @@ pub struct Vault {
     commit_lock: std::sync::Mutex<()>,
     /// The mount daemon's live incoming trees, when this vault is mounted.
     live: std::sync::OnceLock<std::sync::Weak<dyn incoming::LiveIncoming>>,
-    _lock: VaultLock,
+    _lock: LockGuard,
+}
+
+/// A vault whose lock is taken and key unwrapped, before its index is opened.
+pub(crate) struct Unlocked {
+    config: ConfigFile,
+    lock: LockGuard,
+    codec: Codec,
+    params: VaultParams,
+    backend: Arc<dyn Backend>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -106,17 +115,14 @@ impl Vault {
     /// Create a vault in `dir` (which may exist if empty).
     pub fn create(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
         if dir.exists() && !dir.is_dir() {
-            return Err(VaultError::Failed(format!(
-                "{} exists and is not a directory",
-                dir.display()
-            )));
+            return Err(VaultError::NotADirectory(dir.to_path_buf()));
         }
         if dir.exists() {
             let empty = fs::read_dir(dir)
                 .map_err(|e| VaultError::io("read", dir, e))?
                 .next()
                 .is_none();
-            if !dir.is_dir() || !empty {
+            if !empty {
                 return Err(VaultError::AlreadyExists(dir.to_path_buf()));
             }
         }
@@ -142,18 +148,9 @@ impl Vault {
             ));
         }
         fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
-        // All 256 pack subdirectories exist from the start, so finishing a pack never has to
-        // make a directory entry durable (and two threads never race to create one).
-        for n in 0..=255u8 {
-            let d = dir.join(PACKS_DIR).join(format!("{n:02x}"));
-            fs::create_dir_all(&d).map_err(|e| VaultError::io("create", &d, e))?;
-        }
-        fsync_dir(&dir.join(PACKS_DIR))?;
-        fs::create_dir(dir.join(TMP_DIR))
-            .map_err(|e| VaultError::io("create", dir.join(TMP_DIR), e))?;
-        fs::File::create(dir.join(lock::LOCK_FILE))
-            .map_err(|e| VaultError::io("create", dir, e))?;
-        let _lock = VaultLock::acquire(dir)?;
+        let backend = LocalBackend::new(dir);
+        backend.init()?;
+        let _lock = backend.lock()?;
         let master = MasterKey::generate()?;
         let codec = Codec::new(master.derive(), opts.zstd_level);
         let mut vault_id = [0u8; 16];
@@ -178,81 +175,70 @@ impl Vault {
         };
         Db::create(&dir.join(INDEX_DIR), &vault_id)?;
         // The config goes last: a directory without it is not a vault yet.
-        write_config(dir, &codec, config, &params)?;
-        fsync_dir(dir)?;
-        Ok(())
+        write_config(&backend, &codec, config, &params)
     }
 
     /// Read and version-check a vault's config without any key.
     pub fn read_config(dir: &Path) -> Result<ConfigFile> {
         if !dir.exists() {
-            return Err(VaultError::NotAVault(
-                dir.to_path_buf(),
-                "no such directory".into(),
-            ));
+            return Err(VaultError::NotAVault(dir.to_path_buf(), NotAVault::Missing));
         }
         if !dir.is_dir() {
             return Err(VaultError::NotAVault(
                 dir.to_path_buf(),
-                "it is not a directory".into(),
+                NotAVault::NotADirectory,
             ));
         }
-        let path = dir.join(CONFIG_FILE);
-        let text = match fs::read(&path) {
+        let text = match LocalBackend::new(dir).get(Key::Config) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::Missing(_)) => {
                 return Err(VaultError::NotAVault(
                     dir.to_path_buf(),
-                    "no config file".into(),
+                    NotAVault::NoConfig,
                 ));
             }
-            Err(e) => return Err(VaultError::io("read", &path, e)),
+            Err(e) => return Err(e.into()),
         };
-        let value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| VaultError::BadConfig(format!("{}: {e}", path.display())))?;
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
-            return Err(VaultError::NotAVault(
-                dir.to_path_buf(),
-                "config is not a vaultfs config".into(),
-            ));
-        }
-        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version > FORMAT_VERSION as u64 {
-            return Err(VaultError::NewerFormat {
-                found: version as u32,
-                supported: FORMAT_VERSION,
-            });
-        }
-        if version < FORMAT_VERSION_OLDEST as u64 {
-            return Err(VaultError::BadConfig(format!(
-                "unknown format version {version}"
-            )));
-        }
-        serde_json::from_value(value).map_err(|e| VaultError::BadConfig(e.to_string()))
+        parse_config(dir, &text)
     }
 
     /// Open a vault: config, lock, key, index.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
-        Self::open_with(dir, Secret::Passphrase(passphrase))
+        Self::open_with(dir, Secret::Passphrase(passphrase), None)
     }
 
     /// Open with a master key already unwrapped by [`Vault::unwrap_key`] (the mount daemon:
     /// the parent runs the KDF, so the daemon's memory never holds Argon2's 64 MiB).
     pub fn open_with_key(dir: &Path, key: MasterKey) -> Result<Vault> {
-        Self::open_with(dir, Secret::Key(key))
+        Self::open_with(dir, Secret::Key(key), None)
     }
 
-    fn open_with(dir: &Path, secret: Secret) -> Result<Vault> {
-        let (config, lock, codec, params) = Self::unlock(dir, secret)?;
-        let db = Db::open(&dir.join(INDEX_DIR), &vault_id_bytes(&config)?)?;
-        if config.version < FORMAT_VERSION {
+    /// Open with `observer` seeing every change and durability call to the vault's files and
+    /// index (fault injection: `store::backend::fault`).
+    #[cfg(feature = "test-hooks")]
+    pub fn open_observed(
+        dir: &Path,
+        passphrase: &[u8],
+        observer: Arc<dyn Observer>,
+    ) -> Result<Vault> {
+        Self::open_with(dir, Secret::Passphrase(passphrase), Some(observer))
+    }
+
+    fn open_with(dir: &Path, secret: Secret, observer: Option<Arc<dyn Observer>>) -> Result<Vault> {
+        let u = Self::unlock(dir, secret, observer)?;
+        let db = Db::open(
+            &dir.join(INDEX_DIR),
+            &vault_id_bytes(&u.config)?,
+            u.observer.clone(),
+        )?;
+        if u.config.version < FORMAT_VERSION {
             // v1 -> v2 adds record kinds only; once a v2 record may exist, an older vaultfs
             // must refuse the vault instead of misreading it.
-            let mut config = config;
+            let mut config = u.config.clone();
             config.version = FORMAT_VERSION;
-            write_config(dir, &codec, config, &params)?;
+            write_config(u.backend.as_ref(), &u.codec, config, &u.params)?;
         }
-        Self::assemble(dir, lock, codec, params, db)
+        Self::assemble(dir, u, db)
     }
 
     /// Check `passphrase` against the vault's key slots and return the master key.
@@ -265,43 +251,41 @@ impl Vault {
     pub(crate) fn unlock(
         dir: &Path,
         secret: Secret,
-    ) -> Result<(ConfigFile, VaultLock, Codec, VaultParams)> {
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Unlocked> {
         let config = Self::read_config(dir)?;
-        let lock = VaultLock::acquire(dir)?;
+        let mut backend = LocalBackend::new(dir);
+        if let Some(o) = &observer {
+            backend = backend.with_observer(o.clone());
+        }
+        let lock = backend.lock()?;
         let master = match secret {
             Secret::Passphrase(p) => MasterKey::unwrap(&config.key_slots, p)?,
             Secret::Key(k) => k,
         };
-        let keys = master.derive();
-        let sealed = hex::decode(&config.params)
-            .map_err(|_| VaultError::BadConfig("params are not hex".into()))?;
-        let codec = Codec::new(keys, 3);
-        let plain = codec
-            .open_raw(&sealed, &params_aad(&config))
-            .map_err(|e| VaultError::BadConfig(format!("params: {e}")))?;
-        let params: VaultParams =
-            format::decode(&plain, "vault params").map_err(VaultError::BadConfig)?;
+        let params = open_params(&config, &master)?;
         let codec = Codec::new(master.derive(), params.zstd_level);
-        Ok((config, lock, codec, params))
+        Ok(Unlocked {
+            config,
+            lock,
+            codec,
+            params,
+            backend: Arc::new(backend),
+            observer,
+        })
     }
 
-    pub(crate) fn assemble(
-        dir: &Path,
-        lock: VaultLock,
-        codec: Codec,
-        params: VaultParams,
-        db: Db,
-    ) -> Result<Vault> {
+    pub(crate) fn assemble(dir: &Path, u: Unlocked, db: Db) -> Result<Vault> {
         let catalog = Catalog::open(&db)?;
-        let store = Store::open(dir, codec, db, params.pack_target_bytes)?;
+        let store = Store::open(u.backend, u.codec, db, u.params.pack_target_bytes)?;
         Ok(Vault {
             dir: dir.to_path_buf(),
-            params: std::sync::RwLock::new(params),
+            params: std::sync::RwLock::new(u.params),
             store,
             catalog,
             commit_lock: std::sync::Mutex::new(()),
             live: std::sync::OnceLock::new(),
-            _lock: lock,
+            _lock: u.lock,
         })
     }
 
@@ -347,7 +331,7 @@ impl Vault {
             p.soft_delete_always_on = true;
         }
         let config = Self::read_config(&self.dir)?;
-        write_config(&self.dir, self.store.codec(), config, &p)?;
+        write_config(self.store.backend(), self.store.codec(), config, &p)?;
         *self.params.write().expect("params lock") = p.clone();
         Ok(p)
     }
@@ -518,9 +502,7 @@ impl Vault {
     /// relies on may be lost. The point is not recorded; running the command again is safe.
     fn check_no_failures(&self, failures_before: u64) -> Result<()> {
         if self.store.failures() != failures_before {
-            return Err(VaultError::Failed(
-                "a pack write failed during this operation (see earlier errors); nothing was committed, run it again".into(),
-            ));
+            return Err(VaultError::WriteFailed);
         }
         Ok(())
     }
@@ -531,14 +513,15 @@ impl Vault {
         let _commit = self.commit_lock.lock().expect("commit lock");
         let failures_before = self.store.failures();
         let mut rec = self.resolve(&format!("{item}/{point}"))?;
+        let names = || (item.to_string(), point.to_string());
         match (deleted, rec.deleted_at_ns.is_some()) {
             (true, true) => {
-                return Err(VaultError::Failed(format!(
-                    "{item}/{point} is already deleted"
-                )));
+                let (item, point) = names();
+                return Err(VaultError::AlreadyDeleted { item, point });
             }
             (false, false) => {
-                return Err(VaultError::Failed(format!("{item}/{point} is not deleted")));
+                let (item, point) = names();
+                return Err(VaultError::NotDeleted { item, point });
             }
             _ => {}
         }
@@ -555,7 +538,35 @@ impl Vault {
 }
 
 pub(crate) fn vault_id_bytes(config: &ConfigFile) -> Result<Vec<u8>> {
-    hex::decode(&config.vault_id).map_err(|_| VaultError::BadConfig("vault_id is not hex".into()))
+    hex::decode(&config.vault_id).map_err(|_| bad_config("vault_id is not hex"))
+}
+
+fn bad_config(why: impl std::fmt::Display) -> VaultError {
+    VaultError::corrupt(Damaged::Config, format!("is damaged: {why}"))
+}
+
+/// Version-check and parse the config's bytes. The version is read before anything else, so
+/// a newer format is named as such even if the rest has changed shape.
+fn parse_config(dir: &Path, text: &[u8]) -> Result<ConfigFile> {
+    let value: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| bad_config(format_args!("{}: {e}", dir.join("config").display())))?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+        return Err(VaultError::NotAVault(
+            dir.to_path_buf(),
+            NotAVault::ForeignConfig,
+        ));
+    }
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version > FORMAT_VERSION as u64 {
+        return Err(VaultError::NewerFormat {
+            found: version.min(u32::MAX as u64) as u32,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version < FORMAT_VERSION_OLDEST as u64 {
+        return Err(bad_config(format_args!("unknown format version {version}")));
+    }
+    serde_json::from_value(value).map_err(bad_config)
 }
 
 fn params_aad(config: &ConfigFile) -> Vec<u8> {
@@ -564,23 +575,25 @@ fn params_aad(config: &ConfigFile) -> Vec<u8> {
     aad
 }
 
-/// Seal `params` into `config` and replace `VAULT/config` atomically (write, fsync, rename, fsync dir).
+/// Open the sealed [`VaultParams`] of `config`.
+fn open_params(config: &ConfigFile, master: &MasterKey) -> Result<VaultParams> {
+    let sealed = hex::decode(&config.params).map_err(|_| bad_config("params are not hex"))?;
+    let plain = Codec::new(master.derive(), 3)
+        .open_raw(&sealed, &params_aad(config))
+        .map_err(|e| e.into_store(Damaged::Record("vault params")))?;
+    format::decode(&plain, "vault params")
+        .map_err(|e| VaultError::corrupt(Damaged::Record("vault params"), e.to_string()))
+}
+
+/// Seal `params` into `config` and replace the config atomically.
 fn write_config(
-    dir: &Path,
+    backend: &dyn Backend,
     codec: &Codec,
     mut config: ConfigFile,
     params: &VaultParams,
 ) -> Result<()> {
     config.params = hex::encode(codec.seal_raw(&format::encode(params), &params_aad(&config))?);
-    let text =
-        serde_json::to_vec_pretty(&config).map_err(|e| VaultError::BadConfig(e.to_string()))?;
-    let tmp = dir.join("config.tmp");
-    let mut f = fs::File::create(&tmp).map_err(|e| VaultError::io("create", &tmp, e))?;
-    f.write_all(&text)
-        .and_then(|_| f.write_all(b"\n"))
-        .map_err(|e| VaultError::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| VaultError::io("fsync", &tmp, e))?;
-    fs::rename(&tmp, dir.join(CONFIG_FILE)).map_err(|e| VaultError::io("rename", &tmp, e))?;
-    fsync_dir(dir)?;
-    Ok(())
+    let mut text = serde_json::to_vec_pretty(&config).expect("a config serialises to JSON");
+    text.push(b'\n');
+    Ok(backend.put(Key::Config, &text)?)
 }

@@ -1,4 +1,4 @@
-//! `repair`: rebuild the sled database (index and catalog) from the packs alone.
+//! `repair`: rebuild the index database (index and catalog) from the packs alone.
 //!
 //! The old database is moved aside first and deleted only after the new one is flushed, so an
 //! interrupted repair can simply be run again. Unreadable packs are reported and skipped.
@@ -8,8 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::format::{self, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord};
-use crate::store::BlobKind;
 use crate::store::index::{Db, Location};
+use crate::store::{BlobKind, Damaged};
 
 use super::{INDEX_DIR, Result, Vault, VaultError, now_ns, vault_id_bytes};
 
@@ -23,14 +23,15 @@ pub struct RepairReport {
 }
 
 pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
-    let (config, lock, codec, params) = Vault::unlock(dir, super::Secret::Passphrase(passphrase))?;
+    let unlocked = Vault::unlock(dir, super::Secret::Passphrase(passphrase), None)?;
+    let vault_id = vault_id_bytes(&unlocked.config)?;
     let index_dir = dir.join(INDEX_DIR);
     let aside = dir.join(format!("{INDEX_DIR}.old-{}", now_ns()));
     if index_dir.exists() {
         fs::rename(&index_dir, &aside).map_err(|e| VaultError::io("rename", &index_dir, e))?;
     }
-    let db = Db::create(&index_dir, &vault_id_bytes(&config)?)?;
-    let vault = Vault::assemble(dir, lock, codec, params, db)?;
+    let db = Db::create(&index_dir, &vault_id)?;
+    let vault = Vault::assemble(dir, unlocked, db)?;
     let store = vault.store();
     let mut report = RepairReport::default();
     let mut items: HashMap<String, ItemRecord> = HashMap::new();
@@ -57,8 +58,11 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
             };
             let rec = store
                 .get_at(&e.id, &loc)
-                .map_err(|e| e.to_string())
-                .and_then(|plain| format::decode::<MetaRecord>(&plain, "meta record"));
+                .map_err(VaultError::from)
+                .and_then(|plain| {
+                    format::decode::<MetaRecord>(&plain, "meta record")
+                        .map_err(|err| VaultError::corrupt(Damaged::Content(e.id), err.to_string()))
+                });
             match rec {
                 Ok(MetaRecord::Item(it)) => {
                     if items
@@ -90,9 +94,7 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
                         policies.insert(p.item.clone(), p);
                     }
                 }
-                Err(err) => report
-                    .errors
-                    .push(format!("meta blob {} in pack {pack}: {err}", e.id)),
+                Err(err) => report.errors.push(format!("meta record: {err}")),
             }
         }
     }

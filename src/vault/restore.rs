@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::format::{Node, NodeKind, PointRecord};
-use crate::store::{BlobKind, Store};
+use crate::store::{BlobKind, Damaged, Store};
 
 use super::{Result, Vault, VaultError, fsmeta, tree};
 
@@ -49,18 +49,16 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let root_id = point
         .root_tree()
-        .ok_or_else(|| VaultError::BadCatalog("point has no root tree".into()))?;
+        .ok_or_else(|| VaultError::corrupt(Damaged::Record("point record"), "has no root tree"))?;
     let (node, target) = match sub {
         None => (point.root.clone(), dest.to_path_buf()),
         Some(sub) => {
-            let node = tree::find(vault.store(), root_id, sub)?.ok_or_else(|| {
-                VaultError::Failed(format!(
-                    "{} not found in point {}/{}",
-                    sub.display(),
-                    point.item,
-                    point.name
-                ))
-            })?;
+            let node =
+                tree::find(vault.store(), root_id, sub)?.ok_or_else(|| VaultError::NotInPoint {
+                    path: sub.to_path_buf(),
+                    item: point.item.clone(),
+                    point: point.name.clone(),
+                })?;
             let target = if node.kind == NodeKind::Dir {
                 dest.to_path_buf()
             } else {
@@ -70,10 +68,7 @@ pub fn restore(
         }
     };
     if target.exists() && !target.is_dir() && node.kind == NodeKind::Dir {
-        return Err(VaultError::Failed(format!(
-            "restore target {} exists and is not a directory",
-            target.display()
-        )));
+        return Err(VaultError::NotADirectory(target));
     }
     let ctx = Ctx {
         store: vault.store(),
@@ -147,9 +142,12 @@ fn join_shown(parent: &str, name: &[u8]) -> String {
 }
 
 fn restore_dir(ctx: &Ctx, node: &Node, path: &Path, shown: &str) -> Result<()> {
-    let subtree = node
-        .subtree
-        .ok_or_else(|| VaultError::BadCatalog(format!("{shown}: directory without tree")))?;
+    let subtree = node.subtree.ok_or_else(|| {
+        VaultError::corrupt(
+            Damaged::Record("tree listing"),
+            format!("names directory {shown} without a tree"),
+        )
+    })?;
     let listing = match tree::load(ctx.store, &subtree) {
         Ok(t) => t,
         Err(e) => {
@@ -177,12 +175,7 @@ fn restore_entry(ctx: &Ctx, node: &Node, path: &Path, shown: &str) {
     }
 }
 
-fn restore_entry_inner(
-    ctx: &Ctx,
-    node: &Node,
-    path: &Path,
-    shown: &str,
-) -> std::result::Result<(), String> {
+fn restore_entry_inner(ctx: &Ctx, node: &Node, path: &Path, shown: &str) -> Result<()> {
     match node.kind {
         NodeKind::Dir => {
             // Never follow a symlink already in DEST: replace anything that is not a real
@@ -190,12 +183,12 @@ fn restore_entry_inner(
             match fs::symlink_metadata(path) {
                 Ok(md) if md.is_dir() => {}
                 Ok(_) => {
-                    fs::remove_file(path).map_err(|e| format!("replace: {e}"))?;
-                    fs::create_dir(path).map_err(|e| format!("mkdir: {e}"))?;
+                    fs::remove_file(path).map_err(|e| VaultError::io("replace", path, e))?;
+                    fs::create_dir(path).map_err(|e| VaultError::io("mkdir", path, e))?;
                 }
-                Err(_) => fs::create_dir(path).map_err(|e| format!("mkdir: {e}"))?,
+                Err(_) => fs::create_dir(path).map_err(|e| VaultError::io("mkdir", path, e))?,
             }
-            return restore_dir(ctx, node, path, shown).map_err(|e| e.to_string());
+            return restore_dir(ctx, node, path, shown);
         }
         NodeKind::File => {
             if node.link_group != 0 {
@@ -225,14 +218,14 @@ fn restore_entry_inner(
         NodeKind::Symlink => {
             remove_existing(path);
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&node.target), path)
-                .map_err(|e| format!("symlink: {e}"))?;
+                .map_err(|e| VaultError::io("symlink", path, e))?;
         }
         _ => {
             remove_existing(path);
-            fsmeta::make_special(path, node).map_err(|e| format!("mknod: {e}"))?;
+            fsmeta::make_special(path, node).map_err(|e| VaultError::io("mknod", path, e))?;
         }
     }
-    fsmeta::apply(path, node).map_err(|e| format!("metadata: {e}"))?;
+    fsmeta::apply(path, node).map_err(|e| VaultError::io("set metadata of", path, e))?;
     ctx.files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -250,46 +243,45 @@ fn remove_existing(path: &Path) {
 const HOLE_GRANULE_BYTES: usize = 64 << 10;
 
 /// Write a file's chunks; all-zero granules become holes so sparse files stay sparse.
-fn write_file(ctx: &Ctx, node: &Node, path: &Path) -> std::result::Result<(), String> {
+fn write_file(ctx: &Ctx, node: &Node, path: &Path) -> Result<()> {
     remove_existing(path);
+    let io = |op| move |e| VaultError::io(op, path, e);
     let mut file: File = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(io("create"))?;
     let mut written = 0u64;
     for chunk in &node.chunks {
-        let data = ctx
-            .store
-            .get(BlobKind::Data, &chunk.id)
-            .map_err(|e| e.to_string())?;
+        let data = ctx.store.get(BlobKind::Data, &chunk.id)?;
         if data.len() != chunk.len as usize {
-            return Err(format!(
-                "chunk {} has {} bytes, the tree says {}",
-                chunk.id,
-                data.len(),
-                chunk.len
+            return Err(VaultError::corrupt(
+                Damaged::Content(chunk.id),
+                format!("has {} bytes, the tree says {}", data.len(), chunk.len),
             ));
         }
         for piece in data.chunks(HOLE_GRANULE_BYTES) {
             if piece.iter().all(|b| *b == 0) {
                 file.seek(SeekFrom::Current(piece.len() as i64))
-                    .map_err(|e| format!("seek: {e}"))?;
+                    .map_err(io("seek"))?;
             } else {
-                file.write_all(piece).map_err(|e| format!("write: {e}"))?;
+                file.write_all(piece).map_err(io("write"))?;
             }
         }
         written += data.len() as u64;
     }
     if written != node.size {
-        return Err(format!(
-            "size mismatch: point says {} bytes, chunks hold {written}",
-            node.size
+        return Err(VaultError::corrupt(
+            Damaged::Record("tree listing"),
+            format!(
+                "says {shown} has {} bytes, its chunks hold {written}",
+                node.size,
+                shown = path.display()
+            ),
         ));
     }
-    file.set_len(written)
-        .map_err(|e| format!("truncate: {e}"))?;
+    file.set_len(written).map_err(io("truncate"))?;
     ctx.bytes.fetch_add(written, Ordering::Relaxed);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::{Component, Path};
 
 use crate::format::{self, Node, NodeKind, Tree};
-use crate::store::{BlobId, BlobKind, Store, StoreError};
+use crate::store::{BlobId, BlobKind, Damaged, Store};
 
 use super::{Result, VaultError};
 
@@ -11,7 +11,7 @@ use super::{Result, VaultError};
 pub fn load(store: &Store, id: &BlobId) -> Result<Tree> {
     let plain = store.get(BlobKind::Tree, id)?;
     format::decode(&plain, "tree")
-        .map_err(|e| VaultError::Store(StoreError::Codec(format!("tree {id}: {e}"))))
+        .map_err(|e| VaultError::corrupt(Damaged::Content(*id), e.to_string()))
 }
 
 /// Store a tree (sorted by name) and return its id; identical listings share one blob.
@@ -74,12 +74,7 @@ pub fn find(store: &Store, root: BlobId, sub: &Path) -> Result<Option<Node>> {
         let name = match comp {
             Component::Normal(n) => n,
             Component::CurDir | Component::RootDir => continue,
-            _ => {
-                return Err(VaultError::Failed(format!(
-                    "--path {}: '..' is not allowed",
-                    sub.display()
-                )));
-            }
+            _ => return Err(VaultError::PathEscapes(sub.to_path_buf())),
         };
         let Some(subtree) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
             return Ok(None);
