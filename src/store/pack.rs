@@ -37,12 +37,16 @@ impl PackWriter {
     pub fn create(backend: &dyn Backend) -> Result<PackWriter> {
         let mut raw = [0u8; 16];
         random_bytes(&mut raw)?;
-        Self::create_with_id(backend, PackId(raw))
+        Self::with_id(backend, PackId(raw))
     }
 
-    /// A pack with a chosen id (golden vectors need reproducible bytes).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
-    pub(crate) fn create_with_id(backend: &dyn Backend, id: PackId) -> Result<PackWriter> {
+    /// A pack with a chosen id: golden vectors only (ids must be unique).
+    #[cfg(feature = "test-hooks")]
+    pub fn create_with_id(backend: &dyn Backend, id: PackId) -> Result<PackWriter> {
+        Self::with_id(backend, id)
+    }
+
+    fn with_id(backend: &dyn Backend, id: PackId) -> Result<PackWriter> {
         Ok(PackWriter {
             id,
             out: backend.create(Key::Pack(id))?,

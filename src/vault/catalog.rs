@@ -79,7 +79,8 @@ impl Catalog {
         }
     }
 
-    fn item_key(codec: &Codec, item: &str) -> [u8; 16] {
+    /// The database key of an item's records: a keyed hash, so keys reveal no names.
+    pub fn item_key(codec: &Codec, item: &str) -> [u8; 16] {
         let id = codec.blob_id(
             BlobKind::Meta,
             format!("catalog item key\0{item}").as_bytes(),
@@ -87,7 +88,9 @@ impl Catalog {
         id.0[..16].try_into().expect("16 bytes")
     }
 
-    fn point_key(codec: &Codec, item: &str, point: &str) -> Vec<u8> {
+    /// The database key of a point: its item's key, then its name (a time, so a prefix scan
+    /// lists an item's points in order).
+    pub fn point_key(codec: &Codec, item: &str, point: &str) -> Vec<u8> {
         let mut k = Self::item_key(codec, item).to_vec();
         k.extend_from_slice(point.as_bytes());
         k

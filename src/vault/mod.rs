@@ -585,15 +585,24 @@ fn open_params(config: &ConfigFile, master: &MasterKey) -> Result<VaultParams> {
         .map_err(|e| VaultError::corrupt(Damaged::Record("vault params"), e.to_string()))
 }
 
+/// The bytes of `VAULT/config`: `config` as pretty JSON with `params` sealed into it.
+pub fn config_bytes(
+    codec: &Codec,
+    mut config: ConfigFile,
+    params: &VaultParams,
+) -> Result<Vec<u8>> {
+    config.params = hex::encode(codec.seal_raw(&format::encode(params), &params_aad(&config))?);
+    let mut text = serde_json::to_vec_pretty(&config).expect("a config serialises to JSON");
+    text.push(b'\n');
+    Ok(text)
+}
+
 /// Seal `params` into `config` and replace the config atomically.
 fn write_config(
     backend: &dyn Backend,
     codec: &Codec,
-    mut config: ConfigFile,
+    config: ConfigFile,
     params: &VaultParams,
 ) -> Result<()> {
-    config.params = hex::encode(codec.seal_raw(&format::encode(params), &params_aad(&config))?);
-    let mut text = serde_json::to_vec_pretty(&config).expect("a config serialises to JSON");
-    text.push(b'\n');
-    Ok(backend.put(Key::Config, &text)?)
+    Ok(backend.put(Key::Config, &config_bytes(codec, config, params)?)?)
 }
