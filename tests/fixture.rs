@@ -1,0 +1,223 @@
+//! A vault written by format version 2, committed as it was made (`tests/fixtures/vault-v2.tar.gz`,
+//! passphrase below): every later vaultfs must open it, find it clean with `check --read-data`
+//! and restore each of its points identically to the committed manifest (paths, kinds, modes,
+//! owners, sizes, mtimes, blake3 of contents, symlink targets, xattrs, hard links). It holds
+//! a few files, a symlink, a hard link, xattrs, two live points and one soft-deleted point.
+//!
+//! The fixture was made by `VAULTFS_FIXTURE_WRITE=1 cargo test --test fixture` (it never
+//! overwrites one); a new format version adds a new fixture and keeps this one.
+
+mod common;
+use common::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+const FIXTURE_PASS: &str = "fixture passphrase v2";
+const ITEM: &str = "docs";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// `vaultfs ARGS` with the fixture's passphrase; must succeed.
+fn run(args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .env("VAULTFS_PASSPHRASE", FIXTURE_PASS)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run vaultfs");
+    succeeded(args, out)
+}
+
+/// Every entry under `root` (itself as "."), as the manifest records it. Hard links: the
+/// sorted paths of an inode's links share the index of the first.
+fn entries(root: &Path) -> Value {
+    let mut paths = vec![root.to_path_buf()];
+    paths.extend(walk(root));
+    let mut first_link: BTreeMap<u64, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for path in paths {
+        let md = std::fs::symlink_metadata(&path).unwrap();
+        let rel = match path.strip_prefix(root).unwrap() {
+            r if r.as_os_str().is_empty() => ".".to_string(),
+            r => r.to_string_lossy().into_owned(),
+        };
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_file() {
+            "file"
+        } else {
+            "other"
+        };
+        let mut e = json!({
+            "path": rel,
+            "kind": kind,
+            "mode": format!("{:o}", md.mode() & 0o7777),
+            "owner": format!("{}:{}", md.uid(), md.gid()),
+            "xattrs": xattrs(&path)
+                .into_iter()
+                .map(|(n, v)| format!("{n}={}", hex::encode(v)))
+                .collect::<Vec<_>>(),
+        });
+        e["mtime_ns"] = json!(md.mtime() * 1_000_000_000 + md.mtime_nsec());
+        if kind == "file" {
+            e["size"] = json!(md.len());
+            e["blake3"] = json!(
+                blake3::hash(&std::fs::read(&path).unwrap())
+                    .to_hex()
+                    .as_str()
+            );
+            if md.nlink() > 1 {
+                let leader = first_link.entry(md.ino()).or_insert_with(|| rel.clone());
+                e["hard_link_of"] = json!(leader.clone());
+            }
+        }
+        if kind == "symlink" {
+            e["target"] = json!(std::fs::read_link(&path).unwrap().to_string_lossy());
+        }
+        out.push(e);
+    }
+    Value::Array(out)
+}
+
+fn listed(vault: &Path, deleted: bool) -> BTreeSet<String> {
+    let mut args = vec!["points", p(vault), ITEM, "--json"];
+    if deleted {
+        args.push("--deleted");
+    }
+    let json: Value = serde_json::from_str(&run(&args)).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|pt| pt["point"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn version_2_fixture_vault_opens_checks_and_restores_identically() {
+    let tar = fixtures().join("vault-v2.tar.gz");
+    let manifest_path = fixtures().join("vault-v2.manifest.json");
+    if !tar.exists() && std::env::var_os("VAULTFS_FIXTURE_WRITE").is_some() {
+        make_fixture(&tar, &manifest_path);
+    }
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let tmp = tempdir();
+    sh(&format!(
+        "tar -xzf '{}' -C '{}'",
+        tar.display(),
+        tmp.path().display()
+    ));
+    let vault = tmp.path().join("vault");
+
+    let points = manifest["points"].as_array().unwrap();
+    let expect = |deleted: bool| -> BTreeSet<String> {
+        points
+            .iter()
+            .filter(|pt| pt["deleted"] == json!(deleted))
+            .map(|pt| pt["point"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&vault, false), expect(false), "live points");
+    assert_eq!(listed(&vault, true), expect(true), "soft-deleted points");
+    assert_eq!((expect(false).len(), expect(true).len()), (2, 1));
+
+    let check = run(&["check", p(&vault), "--read-data"]);
+    assert!(check.contains(": 0 errors"), "{check}");
+    for pt in points {
+        let name = pt["point"].as_str().unwrap();
+        let dest = tmp.path().join(format!("restore-{name}"));
+        run(&["restore", p(&vault), &format!("{ITEM}/{name}"), p(&dest)]);
+        let got = entries(&dest);
+        assert_eq!(
+            &got, &pt["entries"],
+            "point {name} restores differently from the manifest"
+        );
+    }
+}
+
+/// Write the fixture vault and its manifest (from the source trees, not from a restore).
+fn make_fixture(tar: &Path, manifest_path: &Path) {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let vault = tmp.path().join("vault");
+    let w = |rel: &str, data: &[u8]| {
+        let path = src.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    };
+    w("README", b"a vault made by format version 2\n");
+    w("data/blob.bin", &noise(60_000, 7));
+    w("data/empty", b"");
+    std::os::unix::fs::symlink("data/blob.bin", src.join("latest")).unwrap();
+    std::fs::hard_link(src.join("README"), src.join("data/README.link")).unwrap();
+    let s = src.display();
+    sh(&format!(
+        "setfattr -n user.comment -v 'kept' '{s}/README' && setfattr -n user.bin -v 0x00ff '{s}/data' \
+         && chmod 0640 '{s}/data/empty' && chown 1234:5678 '{s}/data/blob.bin' \
+         && find '{s}' -exec touch -h -d '2020-01-02 03:04:05.123456789' {{}} +"
+    ));
+    run(&[
+        "init",
+        p(&vault),
+        "--kdf-memory-kib",
+        "64",
+        "--kdf-iterations",
+        "1",
+        "--chunk-avg",
+        "16384",
+    ]);
+    let mut points = Vec::new();
+    let backup = |points: &mut Vec<Value>| {
+        let out = run(&["backup", p(&vault), ITEM, p(&src)]);
+        let name = out
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix(&format!("created point {ITEM}/")))
+            .expect("created point line")
+            .to_string();
+        points.push(json!({"point": name, "deleted": false, "entries": entries(&src)}));
+    };
+    backup(&mut points);
+    w("data/second.txt", b"added for the second point\n");
+    sh(&format!(
+        "touch -d '2021-01-01' '{s}/data/second.txt' '{s}/data'"
+    ));
+    backup(&mut points);
+    std::fs::remove_file(src.join("data/empty")).unwrap();
+    w("third.txt", &noise(20_000, 8));
+    sh(&format!(
+        "touch -d '2022-01-01' '{s}/third.txt' '{s}/data' '{s}'"
+    ));
+    backup(&mut points);
+    let first = points[0]["point"].as_str().unwrap().to_string();
+    run(&["delete", p(&vault), &format!("{ITEM}/{first}")]);
+    points[0]["deleted"] = json!(true);
+    sh(&format!(
+        "tar --sort=name --owner=0 --group=0 --numeric-owner -czf '{}' -C '{}' vault",
+        tar.display(),
+        tmp.path().display()
+    ));
+    let doc = json!({
+        "about": "the vault in vault-v2.tar.gz (format version 2) and what each point restores to",
+        "passphrase": FIXTURE_PASS,
+        "points": points,
+    });
+    std::fs::write(
+        manifest_path,
+        serde_json::to_string_pretty(&doc).unwrap() + "\n",
+    )
+    .unwrap();
+}
