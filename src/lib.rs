@@ -1,7 +1,7 @@
 //! vaultfs: an encrypted, deduplicated backup vault that you mount.
 //!
 //! # Glossary
-//! - **vault**: one directory holding packs (the data), a sled database (index and catalog, both
+//! - **vault**: one directory holding packs (the data), an index database (index and catalog, both
 //!   rebuildable from the packs), a config file (format version, key slots, sealed parameters) and
 //!   a lock file.
 //! - **blob**: one sealed object: a data chunk, a tree (one directory listing) or a meta record
@@ -11,7 +11,7 @@
 //!
 //! # Data flow
 //! Write: source tree → [`vault::backup`] (walk) → [`store::chunker`] → [`store::codec`]
-//! (compress + encrypt) → [`store::pack`] → [`store::index`] → [`vault::catalog`] → sled flush.
+//! (compress + encrypt) → [`store::pack`] → [`store::index`] → [`vault::catalog`] → database flush.
 //! Read: [`vault::catalog`] → [`vault::tree`] → [`store`] (index → pack → decrypt → decompress)
 //! → restore or check.
 //!

@@ -45,14 +45,16 @@ fn main() -> ExitCode {
         }
     };
     tune_allocator(matches!(cli.command, vaultfs::cli::Command::Mount(_)));
-    // sled logs its own view of a damaged database; vaultfs reports that as one error line.
+    // The index engine logs its own view of a damaged database; vaultfs reports that as one
+    // error line.
     let mut directives = cli.log.clone();
     // The mount daemon's log records mounts, unmounts, soft deletes and damaged reads.
     if matches!(cli.command, vaultfs::cli::Command::Mount(_)) && directives == "warn" {
         directives = "info".into();
     }
-    if !directives.contains("sled") {
-        directives.push_str(",sled=off");
+    let engine = vaultfs::store::index::ENGINE_LOG_TARGET;
+    if !directives.contains(engine) {
+        directives.push_str(&format!(",{engine}=off"));
     }
     // fuser warns about every operation it answers ENOSYS for (copy_file_range, say): the
     // kernel falls back by itself, so these are not worth a log line each.
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
         directives.push_str(",fuser=error");
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| "warn,sled=off".into());
+        .unwrap_or_else(|_| format!("warn,{engine}=off").into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -81,8 +83,8 @@ fn main() -> ExitCode {
 fn tune_allocator(daemon: bool) {
     // SAFETY: mallopt only tunes the allocator.
     unsafe {
-        // One arena: with rayon, sled and FUSE threads, per-thread arenas held a backup of 1M
-        // small chunks at 440 MiB instead of 290 MiB.
+        // One arena: with rayon, index database and FUSE threads, per-thread arenas held a
+        // backup of 1M small chunks at 440 MiB instead of 290 MiB.
         libc::mallopt(libc::M_ARENA_MAX, 1);
         if daemon {
             // The mount daemon caches chunks of all sizes and drops them in LRU order: from the

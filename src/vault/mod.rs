@@ -412,7 +412,7 @@ impl Vault {
 
     /// Record a new point. Its trees and data must already be `put`. Order: every pack with
     /// its data and trees durable, then the pack holding the point (and new item) meta blobs,
-    /// then the index, then the catalog, then a sled flush (see `Store::flush`).
+    /// then the index, then the catalog, then an index database flush (see `Store::flush`).
     pub fn commit_point(
         &self,
         item: &str,
@@ -474,7 +474,7 @@ impl Vault {
     }
 
     /// Write records in the order of DESIGN §4: flush (every blob they refer to durable), meta
-    /// blobs, flush, failure check, catalog, sled flush. The first flush matters since meta
+    /// blobs, flush, failure check, catalog, database flush. The first flush matters since meta
     /// blobs have their own pack: one that fills and is finished by a put below must not be
     /// durable while the data it names still sits in the open data pack (`repair` would bring
     /// back a point without its chunks).

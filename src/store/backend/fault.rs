@@ -8,7 +8,7 @@
 //!   length);
 //! - creates, renames, removals and mkdirs in a directory not fsynced since are undone;
 //! - the index database is what its last completed flush made durable: the index directory is
-//!   copied after each flush and the copy put back (sled promises no more than that).
+//!   copied after each flush and the copy put back (the engine promises no more than that).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
