@@ -1,17 +1,22 @@
-//! Crash safety of `vaultfs backup`: SIGKILL at several moments of a backup (before the vault is
-//! open, while packs are being written and indexed, while the point is committed) must leave a
-//! vault that `check --read-data` accepts, in which every earlier point restores bit-identically,
-//! whose point list holds only complete points, and on which the next `backup` succeeds.
+//! Crash safety of `vaultfs backup`: SIGKILL at several moments of a backup (as soon as the
+//! vault is open, while packs are being written and indexed, while the point is committed) must
+//! leave a vault that `check --read-data` accepts, in which every earlier point restores
+//! bit-identically, whose point list holds only complete points, and on which the next `backup`
+//! succeeds.
 //!
 //! Everything runs the real binary on real temp dirs. Each interrupted backup writes 128 MiB of
-//! never-seen data (plus edits to small files), which keeps the binary busy for most of a second,
-//! and the kills are spread over a timed run of the same size, then aimed at the commit.
+//! never-seen data (plus edits to small files). Kills wait for events, not for time: the vault
+//! lock taken, the n-th new pack durable, all data written, and the binary's own n-th
+//! durability call (`VAULTFS_TEST_KILL_AT_DURABLE`, a test-hooks build kills itself there),
+//! aimed at the commit. Power cuts, which also lose what was not fsynced, are
+//! `tests/powercut.rs`.
 
 mod common;
 use common::*;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -175,9 +180,13 @@ fn assert_restores(vault: &Path, (item, point): &(String, String), expected: &Pa
     assert_same_tree(expected, &out);
 }
 
-fn spawn_backup(vault: &Path, src: &Path) -> Child {
-    Command::new(bin())
-        .args(["backup", p(vault), ITEM, p(src)])
+/// `vaultfs backup` of `src`; `kill_at`: the durability call at which it kills itself.
+fn spawn_backup(vault: &Path, src: &Path, kill_at: Option<u64>) -> Child {
+    let mut cmd = Command::new(bin());
+    if let Some(n) = kill_at {
+        cmd.env("VAULTFS_TEST_KILL_AT_DURABLE", n.to_string());
+    }
+    cmd.args(["backup", p(vault), ITEM, p(src)])
         .env("VAULTFS_PASSPHRASE", PASS)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -197,12 +206,17 @@ fn live(known: &Known) -> BTreeSet<(String, String)> {
 /// When a round sends SIGKILL.
 #[derive(Debug, Clone, Copy)]
 enum Kill {
-    /// This many ms after the spawn.
-    After(u64),
-    /// This many ms after the backup has written as many bytes as its new data holds (`wchar`
-    /// in /proc/PID/io): every data pack is then written, and what is left is the last pack's
+    /// As soon as the backup holds the vault's lock: open, nothing written yet.
+    AtLock,
+    /// Once this many new packs are in `packs/` (durable; their index entries follow).
+    Packs(usize),
+    /// Once the backup has written as many bytes as its new data holds (`wchar` in
+    /// /proc/PID/io): every data pack is then written, and what is left is the last pack's
     /// header, fsync and rename, the point's records, the index and the catalog: the commit.
-    DataWrittenPlus(u64),
+    DataWritten,
+    /// On entering its n-th durability call (an fsync of a pack or a directory, an index
+    /// flush): the binary kills itself there.
+    Durable(u64),
 }
 
 /// Bytes process `pid` has passed to write(2) so far.
@@ -210,6 +224,45 @@ fn written_bytes(pid: u32) -> Option<u64> {
     let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
     io.lines()
         .find_map(|l| l.strip_prefix("wchar:")?.trim().parse().ok())
+}
+
+/// Packs under `vault/packs/`.
+fn pack_count(vault: &Path) -> usize {
+    walk(&vault.join("packs"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .count()
+}
+
+/// Does `pid` hold a POSIX write lock on the file with inode `ino` (per /proc/locks)?
+fn holds_lock(pid: u32, ino: u64) -> bool {
+    let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 6
+            && f[1] == "POSIX"
+            && f[4] == pid.to_string()
+            && f[5].rsplit(':').next() == Some(&ino.to_string())
+    })
+}
+
+/// Wait until `event` holds (checked every millisecond) or `child` exits; panics after a
+/// minute. Returns false if the child exited first.
+fn wait_for(child: &mut Child, what: &Kill, mut event: impl FnMut(u32) -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if event(child.id()) {
+            return true;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what:?}: the event never came"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// One round: change the source, start `backup`, SIGKILL it at `when` (unless it already
@@ -226,32 +279,31 @@ fn crash_round(
     let before = live(known);
 
     let t0 = Instant::now();
-    let mut child = spawn_backup(vault, &source.src);
-    match when {
-        Kill::After(ms) => std::thread::sleep(Duration::from_millis(ms)),
-        Kill::DataWrittenPlus(ms) => {
-            let data = FRESH_FILES * FRESH_BYTES as u64;
-            let mut polled = false;
-            while child.try_wait().unwrap().is_none() {
-                let written = written_bytes(child.id());
-                polled |= written.is_some();
-                if written.unwrap_or(0) >= data {
-                    std::thread::sleep(Duration::from_millis(ms));
-                    break;
-                }
-                assert!(
-                    t0.elapsed() < Duration::from_secs(60),
-                    "the backup never wrote its data"
-                );
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            assert!(polled, "could not read /proc/{}/io", child.id());
-        }
-    }
+    let packs_before = pack_count(vault);
+    let kill_at = match when {
+        Kill::Durable(n) => Some(n),
+        _ => None,
+    };
+    let mut child = spawn_backup(vault, &source.src, kill_at);
+    let lock_ino = fs::metadata(vault.join("lock")).unwrap().ino();
+    let data = FRESH_FILES * FRESH_BYTES as u64;
+    let reached = match when {
+        Kill::AtLock => wait_for(&mut child, &when, |pid| holds_lock(pid, lock_ino)),
+        Kill::Packs(n) => wait_for(&mut child, &when, |_| pack_count(vault) >= packs_before + n),
+        Kill::DataWritten => wait_for(&mut child, &when, |pid| {
+            written_bytes(pid).is_some_and(|w| w >= data)
+        }),
+        // It kills itself at the event; wait for that (or for the end).
+        Kill::Durable(_) => child.wait().map(|_| true).unwrap(),
+    };
     let at = t0.elapsed();
     if child.try_wait().unwrap().is_none() {
         child.kill().expect("SIGKILL the backup");
     }
+    assert!(
+        reached || matches!(when, Kill::Durable(_)),
+        "round {round}: the backup ended before {when:?}: the round tested nothing"
+    );
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -339,20 +391,15 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
     assert_eq!(pt.0, ITEM);
     known.push((pt, None));
 
-    // Point 2: round 0, the same amount of new data every interrupted run writes, timed so the
-    // kills can be spread over a whole backup up to its very end (pack flush and commit).
+    // Point 2: round 0, the same amount of new data every interrupted run writes, with its
+    // packs counted so the last kills can be aimed at the commit: a run's durability calls are
+    // two per pack (its data, its directory entry) and three index flushes.
     source.next_round(0);
-    let t0 = Instant::now();
-    let out = spawn_backup(&vault, &source.src)
-        .wait_with_output()
-        .unwrap();
-    let full_ms = t0.elapsed().as_millis() as u64;
-    assert!(
-        out.status.success(),
-        "timed backup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pt = created_point(&String::from_utf8_lossy(&out.stdout)).expect("created point line");
+    let packs_before = pack_count(&vault);
+    let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);
+    let new_packs = (pack_count(&vault) - packs_before) as u64;
+    let calls = 2 * new_packs + 3;
+    let pt = created_point(&out).expect("created point line");
     known.push((pt, Some(0)));
     assert_eq!(
         list_points(&vault),
@@ -360,38 +407,46 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
         "points after two complete backups"
     );
     eprintln!(
-        "backup of {} MiB of new data: {full_ms} ms",
+        "backup of {} MiB of new data: {new_packs} packs, {calls} durability calls",
         (FRESH_FILES * FRESH_BYTES as u64) >> 20
     );
+    let data_packs = new_packs as usize - 2;
 
-    // Fixed delays (before and while the vault opens, while packs are written) and one at 90%
-    // of the timed run. Then kills aimed at the commit: once all new data is written, wait
-    // 0, 1, 3, ... ms, until a run gets its point committed before the kill comes.
-    let mut fixed: Vec<u64> = [0, 20, 100, 300, 700]
-        .into_iter()
-        .filter(|&d| d <= 20 || d < full_ms * 8 / 10)
-        .chain([full_ms * 9 / 10])
-        .collect();
-    fixed.sort_unstable();
     let mut round = 0;
     let mut interrupted = 0;
-    for &ms in &fixed {
+    let events = [
+        Kill::AtLock,
+        Kill::Packs(1),
+        Kill::Packs(data_packs / 2),
+        Kill::Packs(data_packs - 4),
+        Kill::DataWritten,
+    ];
+    for when in events {
         round += 1;
-        let (killed, _) = crash_round(&vault, &mut source, &mut known, round, Kill::After(ms));
-        interrupted += killed as usize;
+        let (killed, _) = crash_round(&vault, &mut source, &mut known, round, when);
+        assert!(
+            killed,
+            "round {round}: {when:?} did not interrupt the backup"
+        );
+        interrupted += 1;
     }
-    for ms in [0, 1, 3, 6, 12, 25] {
+    // The commit: each of the last durability calls of a run (the last data pack, the pack of
+    // trees, the pack of records, the index flushes), until a run gets as far as its point.
+    let mut committed_once = false;
+    for n in calls.saturating_sub(8).max(1)..=calls + 2 {
         round += 1;
-        let when = Kill::DataWrittenPlus(ms);
+        let when = Kill::Durable(n);
         let (killed, committed) = crash_round(&vault, &mut source, &mut known, round, when);
         interrupted += killed as usize;
         if committed {
+            committed_once = true;
             break;
         }
     }
+    assert!(committed_once, "no run got as far as its point");
     assert!(
-        interrupted * 2 >= round as usize,
-        "only {interrupted} of {round} backups were still running when killed ({full_ms} ms backup): the test did not exercise crashes"
+        interrupted >= events.len() + 3,
+        "only {interrupted} of {round} backups were killed: the test did not exercise the commit"
     );
 
     // A re-run after all the crashes succeeds and stores the tree as it is now.

@@ -88,9 +88,10 @@ impl Db {
     }
 
     fn open_raw(dir: &Path, observer: Option<Arc<dyn Observer>>) -> Result<Db> {
-        // Under an observer only explicit flushes write durably, so what a simulated power cut
-        // keeps is exactly what the last flush made durable.
-        let flush_every_ms = if observer.is_some() { None } else { Some(1000) };
+        // An observer that models durability (a simulated power cut) needs every durable write
+        // to be one of our flushes.
+        let timed = observer.as_ref().is_none_or(|o| o.timed_index_flushes());
+        let flush_every_ms = timed.then_some(1000);
         let cfg = sled::Config::new()
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)

@@ -225,6 +225,8 @@ impl Vault {
     }
 
     fn open_with(dir: &Path, secret: Secret, observer: Option<Arc<dyn Observer>>) -> Result<Vault> {
+        #[cfg(feature = "test-hooks")]
+        let observer = observer.or_else(crate::store::backend::fault::KillAt::from_env);
         let u = Self::unlock(dir, secret, observer)?;
         let db = Db::open(
             &dir.join(INDEX_DIR),

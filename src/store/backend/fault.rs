@@ -1,4 +1,6 @@
-//! Simulated power cuts, for crash tests (built with the `test-hooks` feature only).
+//! Simulated power cuts and kills at exact durability points, for crash tests (built with the
+//! `test-hooks` feature only). [`KillAt`] sends SIGKILL at the n-th durability call of the
+//! real binary.
 //!
 //! [`PowerCut`] is an [`Observer`] of a vault's local backend and index. It counts durability
 //! calls; the `n`-th is refused and the power is off from then on (every later change or
@@ -14,7 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::{Change, Durable, Observer};
 
@@ -169,7 +172,49 @@ impl PowerCut {
     }
 }
 
+/// Kills this process with SIGKILL on entering its n-th durability call: kill -9 at an exact
+/// point of the write order, in the real binary. Set by `VAULTFS_TEST_KILL_AT_DURABLE=n` in a
+/// `test-hooks` build (`Vault::open` installs it); counts file and directory fsyncs and index
+/// flushes, like [`PowerCut`].
+pub struct KillAt {
+    n: u64,
+    calls: AtomicU64,
+}
+
+impl KillAt {
+    pub const ENV: &str = "VAULTFS_TEST_KILL_AT_DURABLE";
+
+    /// The observer the environment asks for, if any.
+    pub fn from_env() -> Option<Arc<dyn Observer>> {
+        let n = std::env::var(Self::ENV).ok()?.parse().ok()?;
+        Some(Arc::new(KillAt {
+            n,
+            calls: AtomicU64::new(0),
+        }))
+    }
+}
+
+impl Observer for KillAt {
+    fn change(&self, _: Change<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn before_durable(&self, _: Durable<'_>) -> io::Result<()> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+            // SAFETY: kill(2) on our own pid; SIGKILL cannot be caught, nothing runs after it.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        Ok(())
+    }
+
+    fn durable(&self, _: Durable<'_>) {}
+}
+
 impl Observer for PowerCut {
+    fn timed_index_flushes(&self) -> bool {
+        false
+    }
+
     fn change(&self, change: Change<'_>) -> io::Result<()> {
         let mut st = self.lock();
         if st.off {

@@ -190,4 +190,9 @@ pub trait Observer: Send + Sync {
     fn before_durable(&self, what: Durable<'_>) -> io::Result<()>;
     /// After the durability call returned.
     fn durable(&self, what: Durable<'_>);
+    /// Whether the index may also flush on its own timer (as it does unobserved). An observer
+    /// that models what each flush made durable says no.
+    fn timed_index_flushes(&self) -> bool {
+        true
+    }
 }
