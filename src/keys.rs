@@ -98,20 +98,10 @@ impl MasterKey {
         self.wrap_with(id, passphrase, kdf, salt, nonce)
     }
 
-    /// [`MasterKey::wrap`] with a chosen salt and nonce: golden vectors only.
-    #[cfg(feature = "test-hooks")]
-    pub fn wrap_fixed(
-        &self,
-        id: u32,
-        passphrase: &[u8],
-        kdf: KdfParams,
-        salt: [u8; 16],
-        nonce: [u8; 12],
-    ) -> Result<KeySlot, KeyError> {
-        self.wrap_with(id, passphrase, kdf, salt, nonce)
-    }
-
-    fn wrap_with(
+    /// [`MasterKey::wrap`] with a given salt and nonce. A real slot needs fresh random ones
+    /// (that is `wrap`); golden vectors pass fixed ones.
+    #[doc(hidden)]
+    pub fn wrap_with(
         &self,
         id: u32,
         passphrase: &[u8],

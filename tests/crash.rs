@@ -163,15 +163,6 @@ fn list_points(vault: &Path) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// The `(ITEM, POINT)` of a `created point ITEM/POINT` line.
-fn created_point(stdout: &str) -> Option<(String, String)> {
-    stdout.lines().find_map(|l| {
-        let rest = l.strip_prefix("created point ")?;
-        let (i, pt) = rest.trim().split_once('/')?;
-        Some((i.to_string(), pt.to_string()))
-    })
-}
-
 /// Restore `item/point` into a fresh directory and compare it with `expected`.
 fn assert_restores(vault: &Path, (item, point): &(String, String), expected: &Path) {
     let dest = tempdir();

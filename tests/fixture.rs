@@ -182,12 +182,7 @@ fn make_fixture(tar: &Path, manifest_path: &Path) {
     let mut points = Vec::new();
     let backup = |points: &mut Vec<Value>| {
         let out = run(&["backup", p(&vault), ITEM, p(&src)]);
-        let name = out
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix(&format!("created point {ITEM}/")))
-            .expect("created point line")
-            .to_string();
+        let (_, name) = created_point(&out).expect("created point line");
         points.push(json!({"point": name, "deleted": false, "entries": entries(&src)}));
     };
     backup(&mut points);

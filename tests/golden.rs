@@ -239,7 +239,7 @@ fn location() -> Location {
 
 fn config_file() -> ConfigFile {
     let slot = MasterKey::from_bytes(MASTER)
-        .wrap_fixed(1, PASSPHRASE, KDF, SALT, NONCE)
+        .wrap_with(1, PASSPHRASE, KDF, SALT, NONCE)
         .unwrap();
     ConfigFile {
         format: FORMAT_NAME.into(),
@@ -542,44 +542,21 @@ fn check_reads(version: u32, doc: &Value) {
         what("index.value")
     );
     // Records decode to the values they were made from.
-    let decode_eq = |name: &str, check: &dyn Fn(&[u8]) -> bool| {
-        assert!(check(&bytes(v, name)), "{} decodes differently", what(name));
-    };
-    decode_eq("record.vault_params", &|b| {
-        format::decode::<VaultParams>(b, "params").unwrap() == params()
-    });
-    decode_eq("record.node.file", &|b| {
-        format::decode::<Node>(b, "node").unwrap() == file_node()
-    });
-    decode_eq("record.tree", &|b| {
-        format::decode::<Tree>(b, "tree").unwrap() == tree()
-    });
-    decode_eq("record.item", &|b| {
-        format::decode::<ItemRecord>(b, "item").unwrap() == item()
-    });
-    decode_eq("record.point", &|b| {
-        format::decode::<PointRecord>(b, "point").unwrap() == point()
-    });
-    decode_eq("record.incoming", &|b| {
-        format::decode::<IncomingRecord>(b, "incoming").unwrap() == incoming()
-    });
-    decode_eq("record.policy", &|b| {
-        format::decode::<PolicyRecord>(b, "policy").unwrap() == policy()
-    });
-    let metas = [
-        ("record.meta.item", MetaRecord::Item(item())),
-        ("record.meta.point", MetaRecord::Point(Box::new(point()))),
-        (
-            "record.meta.incoming",
-            MetaRecord::Incoming(Box::new(incoming())),
-        ),
-        ("record.meta.policy", MetaRecord::Policy(policy())),
-    ];
-    for (name, meta) in metas {
-        decode_eq(name, &|b| {
-            format::decode::<MetaRecord>(b, "meta").unwrap() == meta
-        });
-    }
+    decodes_to(v, "record.vault_params", params());
+    decodes_to(v, "record.node.file", file_node());
+    decodes_to(v, "record.tree", tree());
+    decodes_to(v, "record.item", item());
+    decodes_to(v, "record.point", point());
+    decodes_to(v, "record.incoming", incoming());
+    decodes_to(v, "record.policy", policy());
+    decodes_to(v, "record.meta.item", MetaRecord::Item(item()));
+    decodes_to(v, "record.meta.point", MetaRecord::Point(Box::new(point())));
+    decodes_to(
+        v,
+        "record.meta.incoming",
+        MetaRecord::Incoming(Box::new(incoming())),
+    );
+    decodes_to(v, "record.meta.policy", MetaRecord::Policy(policy()));
     // The config opens with its passphrase, gives the same master key and parameters.
     let vault = dir.path().join("vault");
     std::fs::create_dir(&vault).unwrap();
@@ -613,6 +590,16 @@ fn check_reads(version: u32, doc: &Value) {
     );
     assert_eq!(cat.incoming(&codec, "web01").unwrap(), Some(incoming()));
     assert_eq!(cat.policy(&codec, "web01").unwrap(), Some(policy()));
+}
+
+/// The record vector `name` decodes to `want`.
+fn decodes_to<T>(v: &Value, name: &str, want: T)
+where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let got: T = format::decode(&bytes(v, name), "record")
+        .unwrap_or_else(|e| panic!("golden vector {name}: {e}"));
+    assert_eq!(got, want, "golden vector {name} decodes differently");
 }
 
 #[test]

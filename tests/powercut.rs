@@ -136,13 +136,8 @@ fn power_cut_at_every_durability_point_of_backup() {
             &(64 << 10).to_string(),
         ],
     );
-    let first = ok(&["backup", p(&base), ITEM, p(&srcs[0])]);
-    let first = first
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix(&format!("created point {ITEM}/")))
-        .expect("created point line")
-        .to_string();
+    let out = ok(&["backup", p(&base), ITEM, p(&srcs[0])]);
+    let (_, first) = created_point(&out).expect("created point line");
 
     // A run without a cut counts the durability points.
     let fresh = |n: &str| -> (PathBuf, PathBuf) {
@@ -204,12 +199,8 @@ fn power_cut_at_every_durability_point_of_backup() {
         );
         // The next backup works and stores the newest tree.
         let out = ok(&["backup", p(&vault), ITEM, p(&srcs[2])]);
-        let name = out
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix(&format!("created point {ITEM}/")))
-            .expect("created point line");
-        assert_restores(&vault, name, &srcs[2], &format!("{what}, next backup"));
+        let (_, name) = created_point(&out).expect("created point line");
+        assert_restores(&vault, &name, &srcs[2], &format!("{what}, next backup"));
         std::fs::remove_dir_all(&work).unwrap();
     }
 }

@@ -44,6 +44,15 @@ pub fn succeeded(args: &[&str], out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The `(ITEM, POINT)` of the `created point ITEM/POINT` line of a backup's output.
+pub fn created_point(stdout: &str) -> Option<(String, String)> {
+    stdout.lines().find_map(|l| {
+        let rest = l.strip_prefix("created point ")?;
+        let (i, pt) = rest.trim().split_once('/')?;
+        Some((i.to_string(), pt.to_string()))
+    })
+}
+
 /// The command must fail with a non-zero exit and one clear line on stderr (no panic).
 /// Returns that stderr.
 pub fn fails(args: &[&str]) -> String {

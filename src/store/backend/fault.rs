@@ -127,22 +127,15 @@ impl PowerCut {
                 f.set_len(len)?;
             }
         }
-        let moved_back: HashSet<PathBuf> = st
-            .pending
-            .iter()
-            .filter_map(|e| match e {
-                Entry::RenamedFrom { from, .. } => Some(from.clone()),
-                _ => None,
-            })
-            .collect();
-        let durable_to: HashSet<PathBuf> = st
-            .pending
-            .iter()
-            .filter_map(|e| match e {
-                Entry::RenamedTo { to, .. } => Some(to.clone()),
-                _ => None,
-            })
-            .collect();
+        // Renames whose old name's removal, or whose new name, is not durable.
+        let (mut old_kept, mut new_lost) = (HashSet::new(), HashSet::new());
+        for e in &st.pending {
+            match e {
+                Entry::RenamedFrom { from, .. } => old_kept.insert(from.clone()),
+                Entry::RenamedTo { to, .. } => new_lost.insert(to.clone()),
+                _ => false,
+            };
+        }
         for e in st.pending.drain(..).rev() {
             match e {
                 Entry::Created(p) => remove_if_there(&p)?,
@@ -151,12 +144,12 @@ impl PowerCut {
                 }
                 // The new name never reached the disk: the file is back under its old name if
                 // that removal was not durable either, and gone otherwise.
-                Entry::RenamedTo { from, to } if moved_back.contains(&from) => {
+                Entry::RenamedTo { from, to } if old_kept.contains(&from) => {
                     fs::rename(&to, &from)?
                 }
                 Entry::RenamedTo { to, .. } => remove_if_there(&to)?,
                 // The new name is durable but the old one's removal is not: both names remain.
-                Entry::RenamedFrom { from, to } if !durable_to.contains(&to) => {
+                Entry::RenamedFrom { from, to } if !new_lost.contains(&to) => {
                     fs::hard_link(&to, &from)?
                 }
                 Entry::RenamedFrom { .. } => {}
