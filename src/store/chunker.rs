@@ -6,7 +6,10 @@
 
 use std::io::{self, Read};
 
-use fastcdc::v2020::{FastCDC, Normalization};
+use fastcdc::v2020::{
+    AVERAGE_MAX, AVERAGE_MIN, FastCDC, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+    Normalization,
+};
 
 /// Chunk size bounds, fixed per vault at `init`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,12 +20,22 @@ pub struct ChunkerParams {
     pub seed: u64,
 }
 
+/// Chunk size bounds FastCDC does not accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid chunk sizes {min}/{avg}/{max}: need even min<avg<max with min in \
+     {MINIMUM_MIN}..={MINIMUM_MAX}, avg in {AVERAGE_MIN}..={AVERAGE_MAX}, max in \
+     {MAXIMUM_MIN}..={MAXIMUM_MAX}"
+)]
+pub struct BadChunkSizes {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
 impl ChunkerParams {
-    /// Checks the bounds FastCDC accepts; returns a message for the user otherwise.
-    pub fn validate(min: u32, avg: u32, max: u32) -> Result<(), String> {
-        use fastcdc::v2020::{
-            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
-        };
+    /// Checks the bounds FastCDC accepts.
+    pub fn validate(min: u32, avg: u32, max: u32) -> Result<(), BadChunkSizes> {
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&(min as usize))
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&(avg as usize))
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&(max as usize))
@@ -34,11 +47,7 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "invalid chunk sizes {min}/{avg}/{max}: need even min<avg<max with min in \
-                 {MINIMUM_MIN}..={MINIMUM_MAX}, avg in {AVERAGE_MIN}..={AVERAGE_MAX}, max in \
-                 {MAXIMUM_MIN}..={MAXIMUM_MAX}"
-            ))
+            Err(BadChunkSizes { min, avg, max })
         }
     }
 }

@@ -136,7 +136,7 @@ impl Vault {
             opts.chunk_avg_bytes,
             opts.chunk_max_bytes,
         )
-        .map_err(VaultError::BadSetting)?;
+        .map_err(|e| VaultError::BadSetting(e.to_string()))?;
         if !(1..=19).contains(&opts.zstd_level) {
             return Err(VaultError::BadSetting(
                 "zstd level must be between 1 and 19".into(),
