@@ -413,7 +413,7 @@ fn today() -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
     for (name, bytes) in records() {
         put(name, json!(hex::encode(bytes)));
     }
-    let config = vaultfs::vault::config_bytes(&codec, config_file(), &params()).unwrap();
+    let config = vaultfs::vault::config::config_bytes(&codec, config_file(), &params()).unwrap();
     put("config", json!(String::from_utf8(config).unwrap()));
     for (k, v) in catalog_values(&codec) {
         put(&k, v);

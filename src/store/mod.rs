@@ -438,11 +438,26 @@ mod tests {
     use crate::keys::MasterKey;
 
     fn store(dir: &std::path::Path) -> Store {
-        let backend = backend::local::LocalBackend::new(dir);
-        backend.init().unwrap();
-        let db = Db::create(&dir.join("index"), b"test").unwrap();
+        backend::local::LocalBackend::new(dir).init().unwrap();
+        store_at(dir)
+    }
+
+    /// The store of `dir`, its index reopened (a fresh key: only for reads that fail before
+    /// authentication).
+    fn store_at(dir: &std::path::Path) -> Store {
+        let index = dir.join("index");
+        let db = match Db::open(&index, b"test", None) {
+            Ok(db) => db,
+            Err(_) => Db::create(&index, b"test").unwrap(),
+        };
         let codec = Codec::new(MasterKey::generate().unwrap().derive(), 3);
-        Store::open(Arc::new(backend), codec, db, 64 << 10).unwrap()
+        Store::open(
+            Arc::new(backend::local::LocalBackend::new(dir)),
+            codec,
+            db,
+            64 << 10,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -490,5 +505,70 @@ mod tests {
         for (kind, id) in ids {
             assert!(!s.get(kind, &id).unwrap().is_empty());
         }
+    }
+
+    /// Damaged stored bytes are `Corrupt`, gone ones `Missing`; a local failure keeps its errno.
+    #[test]
+    fn damage_and_local_failures_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let id = s.put(BlobKind::Data, &[7u8; 5000]).unwrap();
+        s.flush().unwrap();
+        let loc = s.index().get(&id).unwrap().unwrap();
+        let path = dir.path().join(Key::Pack(loc.pack).name());
+        let pristine = std::fs::read(&path).unwrap();
+
+        let mut flipped = pristine.clone();
+        flipped[loc.offset as usize + 20] ^= 1;
+        std::fs::write(&path, &flipped).unwrap();
+        let e = s.get(BlobKind::Data, &id).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt { what: Damaged::Blob { id: i, .. }, .. } if *i == id),
+            "{e:?}"
+        );
+        assert!(e.is_damage());
+        assert!(s.get(BlobKind::Tree, &id).unwrap_err().is_damage());
+
+        std::fs::write(&path, &pristine[..loc.offset as usize + 3]).unwrap();
+        let e = s.get(BlobKind::Data, &id).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                StoreError::Corrupt {
+                    what: Damaged::Object(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(s.read_pack_header(&loc.pack).unwrap_err().is_damage());
+
+        std::fs::remove_file(&path).unwrap();
+        drop(s);
+        let fresh = store_at(dir.path());
+        let e = fresh.get(BlobKind::Data, &id).unwrap_err();
+        assert!(
+            matches!(e, StoreError::Missing(Key::Pack(p)) if p == loc.pack),
+            "{e:?}"
+        );
+
+        // A pack path that is a directory: EISDIR, kept as such, not damage.
+        std::fs::create_dir(&path).unwrap();
+        let e = fresh.get(BlobKind::Data, &id).unwrap_err();
+        match &e {
+            StoreError::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::EISDIR)),
+            other => panic!("{other:?}"),
+        }
+        assert!(!e.is_damage());
+        let e = StoreError::io("open", "x", std::io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(
+            matches!(&e, StoreError::Io { source, .. } if source.raw_os_error() == Some(libc::EMFILE))
+        );
+        let e = StoreError::io(
+            "write",
+            "x",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(e, StoreError::NoSpace(_)));
     }
 }

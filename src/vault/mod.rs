@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod check;
+pub mod config;
 mod error;
 pub mod fsmeta;
 pub mod gc;
@@ -25,20 +26,19 @@ use std::sync::Arc;
 pub use error::{NotAVault, Result, VaultError};
 
 use crate::format::{
-    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_OLDEST, IncomingRecord,
-    ItemRecord, MetaRecord, PointRecord, VaultParams,
+    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
+    PointRecord, VaultParams,
 };
 use crate::keys::{KdfParams, MasterKey, random_bytes};
 use crate::store::backend::local::LocalBackend;
-use crate::store::backend::{Backend, Key, LockGuard, Observer};
+use crate::store::backend::{Backend, LockGuard, Observer};
 use crate::store::chunker::{Chunker, ChunkerParams};
 use crate::store::codec::Codec;
 use crate::store::index::Db;
-use crate::store::{BlobKind, Damaged, Store, StoreError};
+use crate::store::{BlobKind, Store};
 use catalog::Catalog;
 
 pub const INDEX_DIR: &str = "index";
-const PARAMS_AAD: &[u8] = b"vaultfs config params";
 
 /// Choices made at `init`.
 #[derive(Debug, Clone)]
@@ -175,31 +175,12 @@ impl Vault {
         };
         Db::create(&dir.join(INDEX_DIR), &vault_id)?;
         // The config goes last: a directory without it is not a vault yet.
-        write_config(&backend, &codec, config, &params)
+        config::write(&backend, &codec, config, &params)
     }
 
     /// Read and version-check a vault's config without any key.
     pub fn read_config(dir: &Path) -> Result<ConfigFile> {
-        if !dir.exists() {
-            return Err(VaultError::NotAVault(dir.to_path_buf(), NotAVault::Missing));
-        }
-        if !dir.is_dir() {
-            return Err(VaultError::NotAVault(
-                dir.to_path_buf(),
-                NotAVault::NotADirectory,
-            ));
-        }
-        let text = match LocalBackend::new(dir).get(Key::Config) {
-            Ok(t) => t,
-            Err(StoreError::Missing(_)) => {
-                return Err(VaultError::NotAVault(
-                    dir.to_path_buf(),
-                    NotAVault::NoConfig,
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        parse_config(dir, &text)
+        config::read(dir)
     }
 
     /// Open a vault: config, lock, key, index.
@@ -230,7 +211,7 @@ impl Vault {
         let u = Self::unlock(dir, secret, observer)?;
         let db = Db::open(
             &dir.join(INDEX_DIR),
-            &vault_id_bytes(&u.config)?,
+            &config::vault_id_bytes(&u.config)?,
             u.observer.clone(),
         )?;
         if u.config.version < FORMAT_VERSION {
@@ -238,7 +219,7 @@ impl Vault {
             // must refuse the vault instead of misreading it.
             let mut config = u.config.clone();
             config.version = FORMAT_VERSION;
-            write_config(u.backend.as_ref(), &u.codec, config, &u.params)?;
+            config::write(u.backend.as_ref(), &u.codec, config, &u.params)?;
         }
         Self::assemble(dir, u, db)
     }
@@ -265,7 +246,7 @@ impl Vault {
             Secret::Passphrase(p) => MasterKey::unwrap(&config.key_slots, p)?,
             Secret::Key(k) => k,
         };
-        let params = open_params(&config, &master)?;
+        let params = config::open_params(&config, &master)?;
         let codec = Codec::new(master.derive(), params.zstd_level);
         Ok(Unlocked {
             config,
@@ -333,7 +314,7 @@ impl Vault {
             p.soft_delete_always_on = true;
         }
         let config = Self::read_config(&self.dir)?;
-        write_config(self.store.backend(), self.store.codec(), config, &p)?;
+        config::write(self.store.backend(), self.store.codec(), config, &p)?;
         *self.params.write().expect("params lock") = p.clone();
         Ok(p)
     }
@@ -537,74 +518,4 @@ impl Vault {
     pub fn tree(&self, id: &crate::store::BlobId) -> Result<format::Tree> {
         tree::load(&self.store, id)
     }
-}
-
-pub(crate) fn vault_id_bytes(config: &ConfigFile) -> Result<Vec<u8>> {
-    hex::decode(&config.vault_id).map_err(|_| bad_config("vault_id is not hex"))
-}
-
-fn bad_config(why: impl std::fmt::Display) -> VaultError {
-    VaultError::corrupt(Damaged::Config, format!("is damaged: {why}"))
-}
-
-/// Version-check and parse the config's bytes. The version is read before anything else, so
-/// a newer format is named as such even if the rest has changed shape.
-fn parse_config(dir: &Path, text: &[u8]) -> Result<ConfigFile> {
-    let value: serde_json::Value = serde_json::from_slice(text)
-        .map_err(|e| bad_config(format_args!("{}: {e}", dir.join("config").display())))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
-        return Err(VaultError::NotAVault(
-            dir.to_path_buf(),
-            NotAVault::ForeignConfig,
-        ));
-    }
-    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-    if version > FORMAT_VERSION as u64 {
-        return Err(VaultError::NewerFormat {
-            found: version.min(u32::MAX as u64) as u32,
-            supported: FORMAT_VERSION,
-        });
-    }
-    if version < FORMAT_VERSION_OLDEST as u64 {
-        return Err(bad_config(format_args!("unknown format version {version}")));
-    }
-    serde_json::from_value(value).map_err(bad_config)
-}
-
-fn params_aad(config: &ConfigFile) -> Vec<u8> {
-    let mut aad = PARAMS_AAD.to_vec();
-    aad.extend_from_slice(config.vault_id.as_bytes());
-    aad
-}
-
-/// Open the sealed [`VaultParams`] of `config`.
-fn open_params(config: &ConfigFile, master: &MasterKey) -> Result<VaultParams> {
-    let sealed = hex::decode(&config.params).map_err(|_| bad_config("params are not hex"))?;
-    let plain = Codec::new(master.derive(), 3)
-        .open_raw(&sealed, &params_aad(config))
-        .map_err(|e| e.into_store(Damaged::Record("vault params")))?;
-    format::decode(&plain, "vault params")
-        .map_err(|e| VaultError::corrupt(Damaged::Record("vault params"), e.to_string()))
-}
-
-/// The bytes of `VAULT/config`: `config` as pretty JSON with `params` sealed into it.
-pub fn config_bytes(
-    codec: &Codec,
-    mut config: ConfigFile,
-    params: &VaultParams,
-) -> Result<Vec<u8>> {
-    config.params = hex::encode(codec.seal_raw(&format::encode(params), &params_aad(&config))?);
-    let mut text = serde_json::to_vec_pretty(&config).expect("a config serialises to JSON");
-    text.push(b'\n');
-    Ok(text)
-}
-
-/// Seal `params` into `config` and replace the config atomically.
-fn write_config(
-    backend: &dyn Backend,
-    codec: &Codec,
-    config: ConfigFile,
-    params: &VaultParams,
-) -> Result<()> {
-    Ok(backend.put(Key::Config, &config_bytes(codec, config, params)?)?)
 }

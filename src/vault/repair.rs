@@ -11,7 +11,8 @@ use crate::format::{self, IncomingRecord, ItemRecord, MetaRecord, PointRecord, P
 use crate::store::index::{Db, Location};
 use crate::store::{BlobKind, Damaged};
 
-use super::{INDEX_DIR, Result, Vault, VaultError, now_ns, vault_id_bytes};
+use super::config::vault_id_bytes;
+use super::{INDEX_DIR, Result, Vault, VaultError, now_ns};
 
 #[derive(Debug, Default)]
 pub struct RepairReport {
