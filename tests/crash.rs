@@ -171,11 +171,12 @@ fn assert_restores(vault: &Path, (item, point): &(String, String), expected: &Pa
     assert_same_tree(expected, &out);
 }
 
-/// `vaultfs backup` of `src`; `kill_at`: the durability call at which it kills itself.
-fn spawn_backup(vault: &Path, src: &Path, kill_at: Option<u64>) -> Child {
+/// `vaultfs backup` of `src`; `kill_at`: the durability call at which it kills itself
+/// (`VAULTFS_TEST_KILL_AT_DURABLE` syntax).
+fn spawn_backup(vault: &Path, src: &Path, kill_at: Option<String>) -> Child {
     let mut cmd = Command::new(bin());
-    if let Some(n) = kill_at {
-        cmd.env("VAULTFS_TEST_KILL_AT_DURABLE", n.to_string());
+    if let Some(at) = kill_at {
+        cmd.env("VAULTFS_TEST_KILL_AT_DURABLE", at);
     }
     cmd.args(["backup", p(vault), ITEM, p(src)])
         .env("VAULTFS_PASSPHRASE", PASS)
@@ -205,9 +206,11 @@ enum Kill {
     /// /proc/PID/io): every data pack is then written, and what is left is the last pack's
     /// header, fsync and rename, the point's records, the index and the catalog: the commit.
     DataWritten,
-    /// On entering its n-th durability call (an fsync of a pack or a directory, an index
-    /// flush): the binary kills itself there.
-    Durable(u64),
+    /// On entering the durability call (an fsync of a pack or a directory, an index flush)
+    /// `.1` calls after the `.0`-th index flush of the run: the binary kills itself there.
+    /// A backup's commit ends in: finish the last data pack and the pack of trees, flush 1,
+    /// the pack of records (its data and directory), flush 2, the catalog, flush 3.
+    Durable(u64, u64),
 }
 
 /// Bytes process `pid` has passed to write(2) so far.
@@ -272,7 +275,7 @@ fn crash_round(
     let t0 = Instant::now();
     let packs_before = pack_count(vault);
     let kill_at = match when {
-        Kill::Durable(n) => Some(n),
+        Kill::Durable(k, j) => Some(format!("index:{k}+{j}")),
         _ => None,
     };
     let mut child = spawn_backup(vault, &source.src, kill_at);
@@ -285,14 +288,14 @@ fn crash_round(
             written_bytes(pid).is_some_and(|w| w >= data)
         }),
         // It kills itself at the event; wait for that (or for the end).
-        Kill::Durable(_) => child.wait().map(|_| true).unwrap(),
+        Kill::Durable(..) => child.wait().map(|_| true).unwrap(),
     };
     let at = t0.elapsed();
     if child.try_wait().unwrap().is_none() {
         child.kill().expect("SIGKILL the backup");
     }
     assert!(
-        reached || matches!(when, Kill::Durable(_)),
+        reached || matches!(when, Kill::Durable(..)),
         "round {round}: the backup ended before {when:?}: the round tested nothing"
     );
     let out = child.wait_with_output().unwrap();
@@ -383,13 +386,11 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
     known.push((pt, None));
 
     // Point 2: round 0, the same amount of new data every interrupted run writes, with its
-    // packs counted so the last kills can be aimed at the commit: a run's durability calls are
-    // two per pack (its data, its directory entry) and three index flushes.
+    // packs counted for the pack events.
     source.next_round(0);
     let packs_before = pack_count(&vault);
     let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);
-    let new_packs = (pack_count(&vault) - packs_before) as u64;
-    let calls = 2 * new_packs + 3;
+    let new_packs = pack_count(&vault) - packs_before;
     let pt = created_point(&out).expect("created point line");
     known.push((pt, Some(0)));
     assert_eq!(
@@ -398,10 +399,10 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
         "points after two complete backups"
     );
     eprintln!(
-        "backup of {} MiB of new data: {new_packs} packs, {calls} durability calls",
+        "backup of {} MiB of new data: {new_packs} packs",
         (FRESH_FILES * FRESH_BYTES as u64) >> 20
     );
-    let data_packs = new_packs as usize - 2;
+    let data_packs = new_packs - 2;
 
     let mut round = 0;
     let mut interrupted = 0;
@@ -421,24 +422,25 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
         );
         interrupted += 1;
     }
-    // The commit: each of the last durability calls of a run (the last data pack, the pack of
-    // trees, the pack of records, the index flushes), until a run gets as far as its point.
+    // The commit, step by step: at the first index flush (every pack of data and trees
+    // durable, nothing flushed), at the fsyncs of the pack of records, at the flush after it,
+    // at the last flush (catalog written, not flushed); then a run that gets to its point.
+    let commit = [(1, 0), (1, 1), (1, 2), (2, 0), (3, 0), (4, 0)];
     let mut committed_once = false;
-    for n in calls.saturating_sub(8).max(1)..=calls + 2 {
+    for (k, j) in commit {
         round += 1;
-        let when = Kill::Durable(n);
+        let when = Kill::Durable(k, j);
         let (killed, committed) = crash_round(&vault, &mut source, &mut known, round, when);
         interrupted += killed as usize;
-        if committed {
-            committed_once = true;
-            break;
-        }
+        assert_eq!(
+            (killed, committed),
+            (k <= 3, k > 3),
+            "round {round}: {when:?}"
+        );
+        committed_once |= committed;
     }
     assert!(committed_once, "no run got as far as its point");
-    assert!(
-        interrupted >= events.len() + 3,
-        "only {interrupted} of {round} backups were killed: the test did not exercise the commit"
-    );
+    assert_eq!(interrupted, events.len() + commit.len() - 1);
 
     // A re-run after all the crashes succeeds and stores the tree as it is now.
     let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Change, Durable, Observer};
@@ -165,13 +164,16 @@ impl PowerCut {
     }
 }
 
-/// Kills this process with SIGKILL on entering its n-th durability call: kill -9 at an exact
-/// point of the write order, in the real binary. Set by `VAULTFS_TEST_KILL_AT_DURABLE=n` in a
-/// `test-hooks` build (`Vault::open` installs it); counts file and directory fsyncs and index
-/// flushes, like [`PowerCut`].
+/// Kills this process with SIGKILL on entering a chosen durability call: kill -9 at an exact
+/// point of the write order, in the real binary. Set by `VAULTFS_TEST_KILL_AT_DURABLE` in a
+/// `test-hooks` build (`Vault::open` installs it): `N` is the N-th durability call (file and
+/// directory fsyncs and index flushes, counted like [`PowerCut`]); `index:K+J` the J-th call
+/// after the K-th index flush (J = 0: that flush), which names the same step of a commit
+/// however many packs came before it.
 pub struct KillAt {
-    n: u64,
-    calls: AtomicU64,
+    /// (index flushes to see first, then calls to let through).
+    at: (u64, u64),
+    state: Mutex<(u64, u64)>,
 }
 
 impl KillAt {
@@ -179,10 +181,17 @@ impl KillAt {
 
     /// The observer the environment asks for, if any.
     pub fn from_env() -> Option<Arc<dyn Observer>> {
-        let n = std::env::var(Self::ENV).ok()?.parse().ok()?;
+        let spec = std::env::var(Self::ENV).ok()?;
+        let at = match spec.strip_prefix("index:") {
+            Some(rest) => {
+                let (k, j) = rest.split_once('+').unwrap_or((rest, "0"));
+                (k.parse().ok()?, j.parse().ok()?)
+            }
+            None => (0, spec.parse::<u64>().ok()?.checked_sub(1)?),
+        };
         Some(Arc::new(KillAt {
-            n,
-            calls: AtomicU64::new(0),
+            at,
+            state: Mutex::new((0, 0)),
         }))
     }
 }
@@ -192,11 +201,19 @@ impl Observer for KillAt {
         Ok(())
     }
 
-    fn before_durable(&self, _: Durable<'_>) -> io::Result<()> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+    fn before_durable(&self, what: Durable<'_>) -> io::Result<()> {
+        let mut st = self.state.lock().expect("kill state");
+        let (flushes, after) = &mut *st;
+        if matches!(what, Durable::Index(_)) && *flushes < self.at.0 {
+            // This call is that flush: calls after it count from here.
+            *flushes += 1;
+            *after = 0;
+        }
+        if (*flushes, *after) == self.at {
             // SAFETY: kill(2) on our own pid; SIGKILL cannot be caught, nothing runs after it.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         }
+        *after += 1;
         Ok(())
     }
 
