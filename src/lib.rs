@@ -20,8 +20,10 @@
 
 pub mod cli;
 pub mod control;
+pub mod daemon;
 pub mod format;
+pub mod fuse;
 pub mod keys;
-pub mod mount;
 pub mod store;
 pub mod vault;
+pub mod view;

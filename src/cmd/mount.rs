@@ -15,7 +15,7 @@ use vaultfs::keys::MasterKey;
 
 use vaultfs::cli::MountArgs;
 use vaultfs::control::Handler;
-use vaultfs::mount::daemon::{self, MountOptions};
+use vaultfs::daemon::{self, MountOptions};
 use vaultfs::vault::Vault;
 
 use super::{Env, Outcome};

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use vaultfs::cli::UmountArgs;
 use vaultfs::control::{self, Request};
-use vaultfs::mount::daemon;
+use vaultfs::daemon;
 use vaultfs::vault::lock;
 
 use super::{Env, Outcome};

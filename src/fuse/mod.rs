@@ -13,10 +13,12 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::errno::{FsError, FsResult, errno};
-use super::incoming::{self, Incoming, Owner, SetAttr};
-use super::inodes::{self, Entry};
-use super::view::{DirEntry, VaultFs};
+use crate::view::incoming::{self, Incoming, Owner, SetAttr};
+use crate::view::points::inodes::{self, Entry};
+use crate::view::points::{DirEntry, VaultFs};
+use errno::{FsError, FsResult, errno};
+
+pub mod errno;
 
 /// Entries inside a point never change: let the kernel keep them.
 const TTL_IMMUTABLE: Duration = Duration::from_secs(3600);

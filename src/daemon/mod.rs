@@ -15,8 +15,10 @@ use std::sync::mpsc;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
-use super::fuse::{FuseFs, MAX_READ_BYTES};
-use super::view::VaultFs;
+use crate::fuse::{FuseFs, MAX_READ_BYTES};
+use crate::view::points::VaultFs;
+
+mod scheduler;
 use crate::control::{self, Handler, Request, Responder, Response};
 use crate::vault::{Vault, VaultError};
 
@@ -272,7 +274,7 @@ pub fn serve(
         let (v, stop) = (vault.clone(), sched_stop.clone());
         std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || super::scheduler::run(v, stop))
+            .spawn(move || scheduler::run(v, stop))
             .map_err(|e| VaultError::Failed(format!("cannot start the scheduler: {e}")))?
     };
 

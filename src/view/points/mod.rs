@@ -14,11 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use super::cache::WeightedCache;
-use super::errno::{FsError, FsResult};
-use super::incoming::{self, Incoming};
-use super::inodes::{self, Area, Entry, InodeTable, PointCtx, Push};
-use super::pool::Pool;
+use crate::fuse::errno::{FsError, FsResult};
+use crate::view::cache::WeightedCache;
+use crate::view::incoming::{self, Incoming};
+use crate::view::pool::Pool;
+use inodes::{Area, Entry, InodeTable, PointCtx, Push};
+
+pub mod inodes;
 use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, BlobKind};
 use crate::vault::{Vault, VaultError, tree};
@@ -135,7 +137,7 @@ pub struct VaultFs {
 const LISTINGS_MAX: usize = 256;
 const LISTED_ENTRIES_MAX: usize = 256 * 1024;
 
-pub(super) fn to_time(ns: i64) -> SystemTime {
+pub(crate) fn to_time(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
@@ -143,7 +145,7 @@ pub(super) fn to_time(ns: i64) -> SystemTime {
     }
 }
 
-pub(super) fn file_type(kind: NodeKind) -> FileType {
+pub(crate) fn file_type(kind: NodeKind) -> FileType {
     match kind {
         NodeKind::File => FileType::RegularFile,
         NodeKind::Dir => FileType::Directory,
@@ -1061,7 +1063,7 @@ fn dots(ino: u64, parent: u64) -> Vec<DirEntry> {
 }
 
 /// A chunk through the cache, checked against the length its tree gives.
-pub(super) fn load_chunk(
+pub(crate) fn load_chunk(
     cache: &WeightedCache<BlobId, Vec<u8>>,
     vault: &Vault,
     c: ChunkRef,

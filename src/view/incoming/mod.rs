@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use super::cache::WeightedCache;
-use super::errno::{FsError, FsResult};
-use super::inodes;
-use super::staging::{Reader, Staged, Staging};
-use super::view::{DirEntry, file_type, load_chunk, to_time};
+use crate::fuse::errno::{FsError, FsResult};
+use crate::view::cache::WeightedCache;
+use crate::view::points::inodes;
+use crate::view::points::{DirEntry, file_type, load_chunk, to_time};
+use staging::{Reader, Staged, Staging};
+
+pub mod staging;
 use crate::format::{ChunkRef, IncomingRecord, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, StoreError};
 use crate::vault::incoming::{LiveIncoming, Totals};
