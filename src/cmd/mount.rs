@@ -176,7 +176,7 @@ fn daemon_main(
         if foreground && r.is_ok() {
             eprintln!("vaultfs: mounted at {mnt}; Ctrl-C or `vaultfs umount {mnt}` to unmount");
         }
-        report(ready, r)
+        report(ready, r.map_err(|e| e.to_string()))
     })?;
     Ok(())
 }

@@ -1,92 +1,86 @@
-//! The only place where a failure becomes an errno. Policy:
-//! - damaged or missing stored data (authentication failure, missing blob or pack, truncated
-//!   pack) → `EIO`, and the caller logs the item, point and path;
+//! The only place where a view error becomes an errno. Policy:
+//! - damaged, missing or unauthenticated stored data → `EIO` (the view logs the item, point
+//!   and path);
 //! - any change under `points/` or `.deleted/` → `EROFS`;
 //! - a vault or staging area without room → `ENOSPC`;
-//! - a name that does not exist → `ENOENT`; an xattr that does not exist → `ENODATA`;
-//! - a local I/O error keeps its own errno (e.g. `ENOSPC`); anything else → `EIO`.
+//! - a name that does not exist → `ENOENT`; an xattr that does not exist → `ENODATA`; one that
+//!   is not kept at all → `EOPNOTSUPP`;
+//! - a name component over 255 bytes → `ENAMETOOLONG`, on every operation that takes a name;
+//! - a local I/O error keeps its own errno (`EMFILE` stays `EMFILE`); one without an errno, a
+//!   request that panicked, and any other failure of the vault layer → `EIO`.
 //!
 //! Never `ENOSYS` for a runtime failure: that would tell the kernel the operation is
 //! unsupported for the rest of the mount.
 
 use fuser::Errno;
 
-use crate::store::StoreError;
-use crate::vault::VaultError;
-
-/// Why a filesystem operation failed, before it becomes an errno.
-#[derive(Debug)]
-pub enum FsError {
-    NotFound,
-    ReadOnly,
-    NoXattr,
-    /// The attribute is not kept here at all (EOPNOTSUPP).
-    Unsupported,
-    Range,
-    NotDir,
-    IsDir,
-    Invalid,
-    BadHandle,
-    Exists,
-    NotEmpty,
-    NotPermitted,
-    CrossDevice,
-    /// Damaged or missing data; the message names what was hit.
-    Damaged(String),
-    Vault(VaultError),
-}
-
-impl From<VaultError> for FsError {
-    fn from(e: VaultError) -> Self {
-        FsError::Vault(e)
-    }
-}
-
-impl From<StoreError> for FsError {
-    fn from(e: StoreError) -> Self {
-        FsError::Vault(VaultError::Store(e))
-    }
-}
-
-pub type FsResult<T> = Result<T, FsError>;
+use crate::view::ViewError;
 
 /// Map a failure to the errno the kernel gets.
-pub fn errno(e: &FsError) -> Errno {
+pub fn errno(e: &ViewError) -> Errno {
     match e {
-        FsError::NotFound => Errno::ENOENT,
-        FsError::ReadOnly => Errno::EROFS,
-        FsError::NoXattr => Errno::NO_XATTR,
-        FsError::Unsupported => Errno::EOPNOTSUPP,
-        FsError::Range => Errno::ERANGE,
-        FsError::NotDir => Errno::ENOTDIR,
-        FsError::IsDir => Errno::EISDIR,
-        FsError::Invalid => Errno::EINVAL,
-        FsError::BadHandle => Errno::EBADF,
-        FsError::Exists => Errno::EEXIST,
-        FsError::NotEmpty => Errno::ENOTEMPTY,
-        FsError::NotPermitted => Errno::EPERM,
-        FsError::CrossDevice => Errno::EXDEV,
-        FsError::Damaged(_) => Errno::EIO,
-        FsError::Vault(v) => vault_errno(v),
+        ViewError::NotFound => Errno::ENOENT,
+        ViewError::ReadOnly => Errno::EROFS,
+        ViewError::NoXattr => Errno::NO_XATTR,
+        ViewError::XattrUnsupported => Errno::EOPNOTSUPP,
+        ViewError::NotDir => Errno::ENOTDIR,
+        ViewError::IsDir => Errno::EISDIR,
+        ViewError::Invalid => Errno::EINVAL,
+        ViewError::BadHandle => Errno::EBADF,
+        ViewError::Exists => Errno::EEXIST,
+        ViewError::NotEmpty => Errno::ENOTEMPTY,
+        ViewError::NotPermitted => Errno::EPERM,
+        ViewError::CrossDevice => Errno::EXDEV,
+        ViewError::NameTooLong => Errno::ENAMETOOLONG,
+        ViewError::Busy => Errno::EBUSY,
+        ViewError::NoSpace => Errno::ENOSPC,
+        ViewError::Corrupt(_) => Errno::EIO,
+        ViewError::Io { source, .. } => source
+            .raw_os_error()
+            .map(Errno::from_i32)
+            .unwrap_or(Errno::EIO),
+        ViewError::Vault(_) => Errno::EIO,
     }
 }
 
-fn vault_errno(e: &VaultError) -> Errno {
-    match e {
-        VaultError::UnknownItem(_) | VaultError::UnknownPoint { .. } | VaultError::NoPoints(_) => {
-            Errno::ENOENT
-        }
-        VaultError::BadItemName(_) | VaultError::BadPointName(_) => Errno::EINVAL,
-        VaultError::HasPoints(_) => Errno::EBUSY,
-        VaultError::Io { source, .. } => source
-            .raw_os_error()
-            .map(Errno::from_i32)
-            .unwrap_or(Errno::EIO),
-        VaultError::Store(StoreError::NoSpace(_)) => Errno::ENOSPC,
-        VaultError::Store(StoreError::Io { source, .. }) => source
-            .raw_os_error()
-            .map(Errno::from_i32)
-            .unwrap_or(Errno::EIO),
-        _ => Errno::EIO,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use crate::vault::VaultError;
+
+    fn of(e: impl Into<ViewError>) -> i32 {
+        errno(&e.into()).code()
+    }
+
+    #[test]
+    fn local_io_errors_keep_their_errno() {
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(of(VaultError::io("open", "/x", emfile)), libc::EMFILE);
+        let eacces = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(of(StoreError::io("open", "/p", eacces)), libc::EACCES);
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(of(VaultError::io("write", "/x", enospc)), libc::ENOSPC);
+        let no_errno = std::io::Error::other("no errno");
+        assert_eq!(
+            of(ViewError::io("read", "staging file", no_errno)),
+            libc::EIO
+        );
+    }
+
+    #[test]
+    fn damaged_data_is_eio_and_names_are_their_own() {
+        let id = crate::store::BlobId([7; 32]);
+        let pack = crate::store::PackId([1; 16]);
+        assert_eq!(of(StoreError::Corrupt { id, pack }), libc::EIO);
+        assert_eq!(of(StoreError::MissingBlob(id)), libc::EIO);
+        assert!(matches!(
+            ViewError::from(StoreError::MissingPack(pack)),
+            ViewError::Corrupt(_)
+        ));
+        assert_eq!(of(ViewError::NameTooLong), libc::ENAMETOOLONG);
+        assert_eq!(of(VaultError::UnknownItem("x".into())), libc::ENOENT);
+        assert_eq!(of(VaultError::HasPoints("x".into())), libc::EBUSY);
+        assert_eq!(of(StoreError::NoSpace("disk".into())), libc::ENOSPC);
     }
 }

@@ -1,121 +1,186 @@
-//! The fuser adapter: each callback makes one call into [`VaultFs`] and sends one reply.
-//! Errors become errnos only through [`errno::errno`].
+//! The FUSE door: each callback makes one call into the [`View`] and sends one reply. What is
+//! FUSE's own lives here: the kernel's capabilities, how long it may cache what (from the
+//! view's [`Stability`]), open flags, and errnos (only through [`errno::errno`]).
+//!
+//! Every call into the view is guarded: a panic (a bug) answers that one request `EIO`, and
+//! the worker thread goes on serving; the view's locks do not poison, so the next request finds
+//! them free.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::view::incoming::{self, Incoming, Owner, SetAttr};
-use crate::view::points::inodes::{self, Entry};
-use crate::view::points::{DirEntry, VaultFs};
-use errno::{FsError, FsResult, errno};
+use crate::view::time::to_ns;
+use crate::view::{
+    Attr, Caller, Kind, Lookup, NAME_MAX, RenameMode, SetAttr, Stability, View, ViewResult,
+    XattrSet,
+};
 
 pub mod errno;
+mod session;
+
+pub use session::{FuseSession, Unmounter, raise_readahead};
 
 /// Entries inside a point never change: let the kernel keep them.
 const TTL_IMMUTABLE: Duration = Duration::from_secs(3600);
 /// Listings of items and points change when points are added or deleted.
-const TTL_LISTING: Duration = Duration::from_secs(1);
+const TTL_CATALOG: Duration = Duration::from_secs(1);
 /// Entries in incoming trees change only through this mount, that is through the kernel,
 /// which updates its own caches (the one change it cannot see, a mode set by an ACL, is
 /// notified). Fewer revalidations are fewer round trips per file an rsync writes.
-const TTL_INCOMING: Duration = Duration::from_secs(30);
+const TTL_LIVE: Duration = Duration::from_secs(30);
 /// Largest read the kernel may send and read-ahead we ask for.
 pub const MAX_READ_BYTES: u32 = 1 << 20;
 
+/// Add to a tracing filter: fuser warns about every operation it answers ENOSYS for
+/// (copy_file_range, say), and the kernel falls back by itself, so these are not worth a log
+/// line each.
+pub fn quiet_log(directives: &mut String) {
+    if !directives.contains("fuser") {
+        directives.push_str(",fuser=error");
+    }
+}
+
 pub struct FuseFs {
-    fs: Arc<VaultFs>,
+    view: Arc<View>,
     /// The kernel opens directories without asking (OPENDIR answered ENOSYS once): readdirs
     /// come without a handle.
     no_opendir: bool,
 }
 
 impl FuseFs {
-    pub fn new(fs: Arc<VaultFs>) -> FuseFs {
+    pub fn new(view: Arc<View>) -> FuseFs {
         FuseFs {
-            fs,
+            view,
             no_opendir: false,
         }
     }
+}
 
-    /// The listing a readdir reads: through its handle, or without one.
-    fn listing(&self, ino: INodeNo, fh: FileHandle, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
-        if fh.0 == 0 {
-            self.fs.listing(ino.0, offset)
-        } else {
-            self.fs.readdir(fh.0, offset)
-        }
+/// One call into the view, guarded: a panic in it answers `EIO`.
+fn call<T>(f: impl FnOnce() -> ViewResult<T>) -> Result<T, Errno> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(|e| errno::errno(&e)),
+        Err(_) => Err(Errno::EIO),
     }
 }
 
-fn ttl_for(ino: u64, kind_is_point_content: bool) -> Duration {
-    if kind_is_point_content && ino > inodes::DELETED {
-        TTL_IMMUTABLE
-    } else {
-        TTL_LISTING
+/// A call into the view that answers nothing (forget, release); a panic in it is logged by the
+/// panic hook and otherwise ignored.
+fn call_quietly(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+fn ttl(s: Stability) -> Duration {
+    match s {
+        Stability::Immutable => TTL_IMMUTABLE,
+        Stability::Catalog => TTL_CATALOG,
+        Stability::Live => TTL_LIVE,
     }
 }
 
-fn owner(req: &Request) -> Owner {
-    Owner {
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
         uid: req.uid(),
         gid: req.gid(),
     }
 }
 
 fn time_ns(t: TimeOrNow) -> i64 {
-    let t = match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => SystemTime::now(),
-    };
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i64,
-        Err(e) => -(e.duration().as_nanos() as i64),
+    match t {
+        TimeOrNow::SpecificTime(t) => to_ns(t),
+        TimeOrNow::Now => to_ns(SystemTime::now()),
     }
 }
 
-fn reply_entry(reply: ReplyEntry, r: FsResult<fuser::FileAttr>) {
+/// The handle of a readdir: none when the kernel opened the directory without asking.
+fn dir_handle(fh: FileHandle) -> Option<u64> {
+    (fh.0 != 0).then_some(fh.0)
+}
+
+fn reply_entry(reply: ReplyEntry, r: Result<Attr, Errno>) {
     match r {
-        Ok(attr) => reply.entry(&TTL_INCOMING, &attr, Generation(0)),
-        Err(e) => reply.error(errno(&e)),
+        Ok(a) => reply.entry(&ttl(a.stability), &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(e),
     }
 }
 
-fn reply_empty(reply: ReplyEmpty, r: FsResult<()>) {
+fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(&e)),
+        Err(e) => reply.error(e),
     }
 }
 
-impl FuseFs {
-    /// The incoming trees, if `ino` is theirs; writes anywhere else are refused.
-    fn writable(&self, ino: u64) -> FsResult<&Incoming> {
-        if incoming::owns(ino) {
-            Ok(self.fs.incoming())
-        } else {
-            Err(FsError::ReadOnly)
-        }
+fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(e),
     }
+}
 
-    fn ttl(&self, ino: u64) -> Duration {
-        if ino & incoming::BIT != 0 {
-            return TTL_INCOMING;
-        }
-        let immutable = matches!(self.fs_entry_kind(ino), Some(true));
-        ttl_for(ino, immutable)
-    }
-
-    fn fs_entry_kind(&self, ino: u64) -> Option<bool> {
-        self.fs.is_point_content(ino)
+/// The attributes of a negative entry are not used; the kernel needs some.
+fn no_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }
 
@@ -131,7 +196,7 @@ impl Filesystem for FuseFs {
         let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
         // Directories open without a round trip (OPENDIR and RELEASEDIR were two of the four
         // requests per directory of a cold `find`); the kernel then keeps every listing, and
-        // the daemon tells it when one of items or points changes (`VaultFs::catalog_changed`).
+        // the daemon tells it when one of items or points changes (`View::catalog_changed`).
         self.no_opendir = config
             .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
             .is_ok();
@@ -139,27 +204,26 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
-            Ok(attr) => reply.entry(&self.ttl(attr.ino.0), &attr, Generation(0)),
+        match call(|| self.view.lookup(parent.0, name.as_bytes())) {
+            Ok(Lookup::Found(a)) => reply.entry(&ttl(a.stability), &file_attr(&a), Generation(0)),
             // Inside an incoming tree a name appears only through the kernel: let it cache the
             // absence (node id 0), so rsync's lstat-then-create costs one lookup, not two.
-            Err(FsError::NotFound) if parent.0 & incoming::BIT != 0 => {
-                let mut attr = self.fs.getattr(parent.0).unwrap_or_else(|_| empty_attr());
-                attr.ino = INodeNo(0);
-                reply.entry(&TTL_INCOMING, &attr, Generation(0))
+            Ok(Lookup::Absent(Stability::Live)) => {
+                reply.entry(&TTL_LIVE, &no_attr(), Generation(0))
             }
-            Err(e) => reply.error(errno(&e)),
+            Ok(Lookup::Absent(_)) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.fs.forget(ino.0, nlookup);
+        call_quietly(|| self.view.forget(ino.0, nlookup));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
-            Ok(attr) => reply.attr(&self.ttl(ino.0), &attr),
-            Err(e) => reply.error(errno(&e)),
+        match call(|| self.view.getattr(ino.0)) {
+            Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -188,21 +252,18 @@ impl Filesystem for FuseFs {
             size,
             atime_ns: atime.map(time_ns),
             mtime_ns: mtime.map(time_ns),
-            ctime_ns: ctime.map(|t| time_ns(TimeOrNow::SpecificTime(t))),
+            ctime_ns: ctime.map(to_ns),
         };
-        match self
-            .writable(ino.0)
-            .and_then(|inc| inc.setattr(ino.0, change))
-        {
-            Ok(attr) => reply.attr(&TTL_INCOMING, &attr),
-            Err(e) => reply.error(errno(&e)),
+        match call(|| self.view.setattr(ino.0, change)) {
+            Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
+            Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        match call(|| self.view.readlink(ino.0)) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -219,9 +280,10 @@ impl Filesystem for FuseFs {
         // The kernel applies the umask already unless told not to (FUSE_DONT_MASK); doing it
         // again is harmless and keeps this right if that changes.
         let mode = mode & !umask;
-        let r = self
-            .writable(parent.0)
-            .and_then(|inc| inc.mknod(parent.0, name, mode, rdev, owner(req)));
+        let r = call(|| {
+            self.view
+                .mknod(parent.0, name.as_bytes(), mode, rdev, caller(req))
+        });
         reply_entry(reply, r);
     }
 
@@ -235,24 +297,19 @@ impl Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         let mode = mode & !umask;
-        let r = self
-            .writable(parent.0)
-            .and_then(|inc| inc.mkdir(parent.0, name, mode, owner(req)));
+        let r = call(|| {
+            self.view
+                .mkdir(parent.0, name.as_bytes(), mode, caller(req))
+        });
         reply_entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable(parent.0)
-            .and_then(|inc| inc.unlink(parent.0, name));
-        reply_empty(reply, r);
+        reply_empty(reply, call(|| self.view.unlink(parent.0, name.as_bytes())));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable(parent.0)
-            .and_then(|inc| inc.rmdir(parent.0, name));
-        reply_empty(reply, r);
+        reply_empty(reply, call(|| self.view.rmdir(parent.0, name.as_bytes())));
     }
 
     fn symlink(
@@ -263,10 +320,11 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let target = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
-        let r = self
-            .writable(parent.0)
-            .and_then(|inc| inc.symlink(parent.0, name, target, owner(req)));
+        let target = target.as_os_str().as_bytes();
+        let r = call(|| {
+            self.view
+                .symlink(parent.0, name.as_bytes(), target, caller(req))
+        });
         reply_entry(reply, r);
     }
 
@@ -280,28 +338,23 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let into = (incoming::owns(parent.0), incoming::owns(newparent.0));
-        if into != (false, false) {
-            let r = if into != (true, true) {
-                Err(FsError::CrossDevice)
-            } else if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
-                Err(FsError::Invalid)
-            } else {
-                self.fs
-                    .incoming()
-                    .rename(parent.0, name, newparent.0, newname, noreplace)
-            };
-            return reply_empty(reply, r);
-        }
-        // Moving a point never replaces anything, so NOREPLACE (what mv asks for) is fine.
-        if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
-            return reply.error(errno(&FsError::ReadOnly));
-        }
-        match self.fs.rename(parent.0, name, newparent.0, newname) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        let mode = if flags.is_empty() {
+            RenameMode::Replace
+        } else if flags == RenameFlags::RENAME_NOREPLACE {
+            RenameMode::NoReplace
+        } else {
+            RenameMode::Other
+        };
+        let r = call(|| {
+            self.view.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                mode,
+            )
+        });
+        reply_empty(reply, r);
     }
 
     fn link(
@@ -312,27 +365,21 @@ impl Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let r = match (incoming::owns(ino.0), incoming::owns(newparent.0)) {
-            (true, true) => self.fs.incoming().link(ino.0, newparent.0, newname),
-            (false, false) => Err(FsError::ReadOnly),
-            _ => Err(FsError::CrossDevice),
-        };
+        let r = call(|| self.view.link(ino.0, newparent.0, newname.as_bytes()));
         reply_entry(reply, r);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        // Points never change: keep their pages. Incoming files change only through this
-        // mount, but keep-cache would also keep pages across a truncate by another handle.
-        let keep = if incoming::owns(ino.0) {
-            FopenFlags::empty()
-        } else {
-            FopenFlags::FOPEN_KEEP_CACHE
-        };
-        match self.fs.open(ino.0, write, truncate) {
-            Ok(fh) => reply.opened(FileHandle(fh), keep),
-            Err(e) => reply.error(errno(&e)),
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || truncate;
+        match call(|| self.view.open(ino.0, write, truncate)) {
+            // Points never change: keep their pages. Incoming files change only through this
+            // mount, but keep-cache would also keep pages across a truncate by another handle.
+            Ok(o) if o.stability == Stability::Immutable => {
+                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -347,9 +394,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        match call(|| self.view.read(fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -365,12 +412,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let r = self
-            .writable(ino.0)
-            .and_then(|inc| inc.write(fh.0, offset, data));
-        match r {
+        match call(|| self.view.write(ino.0, fh.0, offset, data)) {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -397,7 +441,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
+        call_quietly(|| self.view.release(fh.0));
         reply.ok();
     }
 
@@ -409,13 +453,7 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Points are durable already; an incoming file is stored and its tree saved.
-        let r = if incoming::owns(ino.0) {
-            self.fs.incoming().fsync(Some(fh.0))
-        } else {
-            Ok(())
-        };
-        reply_empty(reply, r);
+        reply_empty(reply, call(|| self.view.fsync(ino.0, fh.0)));
     }
 
     fn fsyncdir(
@@ -426,12 +464,7 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = if incoming::owns(ino.0) {
-            self.fs.incoming().fsync(None)
-        } else {
-            Ok(())
-        };
-        reply_empty(reply, r);
+        reply_empty(reply, call(|| self.view.fsyncdir(ino.0)));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -439,18 +472,15 @@ impl Filesystem for FuseFs {
             // Once: the kernel stops sending OPENDIR for the rest of the connection.
             return reply.error(Errno::ENOSYS);
         }
-        match self.fs.opendir(ino.0) {
-            Ok(fh) => {
-                // A directory inside a point never changes: the kernel may keep its listing
-                // and answer later readdirs itself.
-                let flags = if self.fs.is_point_content(ino.0) == Some(true) {
-                    FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
-                } else {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                };
-                reply.opened(FileHandle(fh), flags)
-            }
-            Err(e) => reply.error(errno(&e)),
+        match call(|| self.view.opendir(ino.0)) {
+            // A directory inside a point never changes: the kernel may keep its listing and
+            // answer later readdirs itself.
+            Ok(o) if o.stability == Stability::Immutable => reply.opened(
+                FileHandle(o.fh),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -462,24 +492,17 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.listing(ino, fh, offset) {
+        match call(|| self.view.readdir(ino.0, dir_handle(fh), offset)) {
             Ok(list) => {
-                if offset as usize >= list.len() && fh.0 == 0 {
-                    self.fs.listing_done(ino.0);
-                }
                 for (i, e) in list.iter().enumerate().skip(offset as usize) {
-                    if reply.add(
-                        INodeNo(e.ino),
-                        (i + 1) as u64,
-                        e.kind,
-                        OsStr::from_bytes_compat(&e.name),
-                    ) {
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), name) {
                         break;
                     }
                 }
                 reply.ok();
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -491,61 +514,20 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let list = match self.listing(ino, fh, offset) {
-            Ok(list) => list,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        if offset as usize >= list.len() && fh.0 == 0 {
-            self.fs.listing_done(ino.0);
-        }
-        // Inside a point, entry i of the listing is node i - 2 of the directory's tree.
-        let ctx = self.fs.listing_context(ino.0);
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let name = OsStr::from_bytes_compat(&e.name);
-            // The kernel takes no reference for "." and "..": never register them.
-            let dot = e.name == b"." || e.name == b"..";
-            let found = if let Some(ctx) = ctx.as_ref().filter(|_| !dot && i >= 2) {
-                self.fs
-                    .peek_listed(ctx, ino.0, e.ino, i - 2)
-                    .map(|(entry, a)| (Some(entry), a))
-            } else if dot {
-                // ".." may name an inode the kernel never looked up (a deleted point entered
-                // straight from .deleted/): its own attributes stand in.
-                self.fs
-                    .getattr(e.ino)
-                    .or_else(|_| self.fs.getattr(ino.0))
-                    .map(|a| (None, a))
-            } else {
-                self.fs
-                    .peek(ino.0, &e.name)
-                    .map(|(entry, a)| (Some(entry), a))
-            };
-            let (entry, attr) = match found {
-                Ok(x) => x,
-                Err(err) => return reply.error(errno(&err)),
-            };
-            let ttl = if matches!(entry, Some(Some(Entry::Node { .. }))) {
-                TTL_IMMUTABLE
-            } else if e.ino & incoming::BIT != 0 {
-                TTL_INCOMING
-            } else {
-                TTL_LISTING
-            };
-            if reply.add(
-                INodeNo(e.ino),
-                (i + 1) as u64,
-                name,
-                &ttl,
-                &attr,
-                Generation(0),
-            ) {
-                break;
-            }
-            if let Some(entry) = entry {
-                self.fs.remember(e.ino, entry);
-            }
-        }
-        reply.ok();
+        let r = call(|| {
+            self.view
+                .readdirplus(ino.0, dir_handle(fh), offset, |e, next, a| {
+                    reply.add(
+                        INodeNo(e.ino),
+                        next,
+                        OsStr::from_bytes(&e.name),
+                        &ttl(a.stability),
+                        &file_attr(a),
+                        Generation(0),
+                    )
+                })
+        });
+        reply_empty_dir(reply, r);
     }
 
     fn releasedir(
@@ -556,16 +538,23 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
+        call_quietly(|| self.view.release(fh.0));
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.fs.statfs() {
-            Ok((blocks, free, bsize)) => {
-                reply.statfs(blocks, free, free, 1 << 32, 1 << 31, bsize, 255, bsize)
-            }
-            Err(e) => reply.error(errno(&e)),
+        match call(|| self.view.statfs()) {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.free,
+                s.free,
+                1 << 32,
+                1 << 31,
+                s.block_size,
+                NAME_MAX as u32,
+                s.block_size,
+            ),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -579,30 +568,28 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = self
-            .writable(ino.0)
-            .and_then(|inc| inc.setxattr(ino.0, name, value, flags));
+        let how = if flags & libc::XATTR_CREATE != 0 {
+            XattrSet::Create
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrSet::Replace
+        } else {
+            XattrSet::Any
+        };
+        let r = call(|| self.view.setxattr(ino.0, name.as_bytes(), value, how));
         reply_empty(reply, r);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(ino.0, name) {
-            Ok(v) => reply_xattr(reply, size, &v),
-            Err(e) => reply.error(errno(&e)),
-        }
+        let r = call(|| self.view.getxattr(ino.0, name.as_bytes()));
+        reply_xattr(reply, size, r);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.listxattr(ino.0) {
-            Ok(v) => reply_xattr(reply, size, &v),
-            Err(e) => reply.error(errno(&e)),
-        }
+        reply_xattr(reply, size, call(|| self.view.listxattr(ino.0)));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable(ino.0)
-            .and_then(|inc| inc.removexattr(ino.0, name));
+        let r = call(|| self.view.removexattr(ino.0, name.as_bytes()));
         reply_empty(reply, r);
     }
 
@@ -621,59 +608,26 @@ impl Filesystem for FuseFs {
         reply: ReplyCreate,
     ) {
         let mode = mode & !umask;
-        let r = self
-            .writable(parent.0)
-            .and_then(|inc| inc.create(parent.0, name, mode, owner(req)));
+        let r = call(|| {
+            self.view
+                .create(parent.0, name.as_bytes(), mode, caller(req))
+        });
         match r {
-            Ok((attr, fh)) => reply.created(
-                &TTL_INCOMING,
-                &attr,
+            Ok((a, o)) => reply.created(
+                &ttl(a.stability),
+                &file_attr(&a),
                 Generation(0),
-                FileHandle(fh),
+                FileHandle(o.fh),
                 FopenFlags::empty(),
             ),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 }
 
-fn empty_attr() -> fuser::FileAttr {
-    fuser::FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: SystemTime::UNIX_EPOCH,
-        mtime: SystemTime::UNIX_EPOCH,
-        ctime: SystemTime::UNIX_EPOCH,
-        crtime: SystemTime::UNIX_EPOCH,
-        kind: fuser::FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-fn reply_xattr(reply: ReplyXattr, size: u32, v: &[u8]) {
-    if size == 0 {
-        reply.size(v.len() as u32);
-    } else if v.len() > size as usize {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(v);
-    }
-}
-
-/// `OsStr` from raw bytes (Unix names are bytes).
-trait FromBytesCompat {
-    fn from_bytes_compat(b: &[u8]) -> &OsStr;
-}
-
-impl FromBytesCompat for OsStr {
-    fn from_bytes_compat(b: &[u8]) -> &OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
+fn reply_empty_dir(reply: ReplyDirectoryPlus, r: Result<(), Errno>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }

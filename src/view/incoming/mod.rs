@@ -13,32 +13,31 @@
 //!   next save checks the index), so a failed pack write never loses written data silently.
 //!
 //! Locks: `freeze` (read by every change, write by save and snapshot, so they see a still tree),
-//! then `state` (all metadata). File data is read and written outside `state`.
+//! then `state` (all metadata). File data is read and written outside `state`. None of them is
+//! poisoned by a panicking request: the next one finds the state as the panic left it, which
+//! every change keeps consistent step by step.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use fuser::{FileAttr, FileType, INodeNo};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 
-use crate::fuse::errno::{FsError, FsResult};
-use crate::view::cache::WeightedCache;
-use crate::view::points::inodes;
-use crate::view::points::{DirEntry, file_type, load_chunk, to_time};
-use staging::{Reader, Staged, Staging};
-
-pub mod staging;
+use super::chunks::{ChunkCache, load_chunk};
+use super::error::{ViewError, ViewResult};
+use super::ino::{INCOMING, INCOMING_BIT as BIT, ROOT};
+use super::kernel::Kernel;
+use super::time::to_time;
+use super::types::{Attr, Caller, DirEntry, Kind, SetAttr, Stability, XattrSet};
 use crate::format::{ChunkRef, IncomingRecord, Node, NodeKind, PointRecord, Tree};
 use crate::store::{BlobId, StoreError};
 use crate::vault::incoming::{LiveIncoming, Totals};
 use crate::vault::ingest::{self, FileError};
 use crate::vault::{Result as VResult, Vault, VaultError, now_ns, tree};
+use staging::{Reader, Staged, Staging};
 
-/// Top bit of every incoming inode number and file handle.
-pub const BIT: u64 = 1 << 63;
+mod staging;
 /// How often a changed incoming tree is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Writes fail with ENOSPC when the vault's filesystem would keep less free space than this
@@ -48,35 +47,6 @@ const RESERVE_BYTES: u64 = 16 << 20;
 const COMMIT_THREADS: usize = 2;
 /// How long an idle commit worker lets closed files gather before it waits for the next.
 const COMMIT_GATHER: Duration = Duration::from_millis(5);
-
-/// True for inode numbers this module answers for.
-pub fn owns(ino: u64) -> bool {
-    ino == inodes::INCOMING || ino & BIT != 0
-}
-
-/// True for file handles this module gave out.
-pub fn owns_handle(fh: u64) -> bool {
-    fh & BIT != 0
-}
-
-/// Attribute changes of a `setattr`. Times are ns since the epoch.
-#[derive(Debug, Default)]
-pub struct SetAttr {
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub size: Option<u64>,
-    pub atime_ns: Option<i64>,
-    pub mtime_ns: Option<i64>,
-    pub ctime_ns: Option<i64>,
-}
-
-/// Who creates an entry.
-#[derive(Debug, Clone, Copy)]
-pub struct Owner {
-    pub uid: u32,
-    pub gid: u32,
-}
 
 struct FileData {
     /// Current size (of the staging file, when there is one).
@@ -151,7 +121,7 @@ struct Inode {
 }
 
 impl Inode {
-    fn new(item: Arc<str>, kind: NodeKind, mode: u32, who: Owner) -> Inode {
+    fn new(item: Arc<str>, kind: NodeKind, mode: u32, who: Caller) -> Inode {
         let now = now_ns();
         Inode {
             item,
@@ -229,19 +199,19 @@ impl Inode {
         }
     }
 
-    fn file(&self) -> FsResult<&FileData> {
+    fn file(&self) -> ViewResult<&FileData> {
         match &self.data {
             Data::File(f) => Ok(f),
-            Data::Dir(_) => Err(FsError::IsDir),
-            Data::Other => Err(FsError::Invalid),
+            Data::Dir(_) => Err(ViewError::IsDir),
+            Data::Other => Err(ViewError::Invalid),
         }
     }
 
-    fn file_mut(&mut self) -> FsResult<&mut FileData> {
+    fn file_mut(&mut self) -> ViewResult<&mut FileData> {
         match &mut self.data {
             Data::File(f) => Ok(f),
-            Data::Dir(_) => Err(FsError::IsDir),
-            Data::Other => Err(FsError::Invalid),
+            Data::Dir(_) => Err(ViewError::IsDir),
+            Data::Other => Err(ViewError::Invalid),
         }
     }
 
@@ -271,12 +241,12 @@ struct State {
 }
 
 impl State {
-    fn get(&self, ino: u64) -> FsResult<&Inode> {
-        self.nodes.get(&ino).ok_or(FsError::NotFound)
+    fn get(&self, ino: u64) -> ViewResult<&Inode> {
+        self.nodes.get(&ino).ok_or(ViewError::NotFound)
     }
 
-    fn get_mut(&mut self, ino: u64) -> FsResult<&mut Inode> {
-        self.nodes.get_mut(&ino).ok_or(FsError::NotFound)
+    fn get_mut(&mut self, ino: u64) -> ViewResult<&mut Inode> {
+        self.nodes.get_mut(&ino).ok_or(ViewError::NotFound)
     }
 
     fn alloc(&mut self, inode: Inode) -> u64 {
@@ -329,23 +299,23 @@ impl State {
         }
     }
 
-    fn children(&self, dir: u64) -> FsResult<&BTreeMap<Vec<u8>, u64>> {
+    fn children(&self, dir: u64) -> ViewResult<&BTreeMap<Vec<u8>, u64>> {
         match &self.get(dir)?.data {
             Data::Dir(DirData {
                 children: Some(c), ..
             }) => Ok(c),
-            Data::Dir(_) => Err(FsError::Damaged("directory not loaded".into())),
-            _ => Err(FsError::NotDir),
+            Data::Dir(_) => Err(ViewError::Corrupt("directory not loaded".into())),
+            _ => Err(ViewError::NotDir),
         }
     }
 
-    fn children_mut(&mut self, dir: u64) -> FsResult<&mut BTreeMap<Vec<u8>, u64>> {
+    fn children_mut(&mut self, dir: u64) -> ViewResult<&mut BTreeMap<Vec<u8>, u64>> {
         match &mut self.get_mut(dir)?.data {
             Data::Dir(DirData {
                 children: Some(c), ..
             }) => Ok(c),
-            Data::Dir(_) => Err(FsError::Damaged("directory not loaded".into())),
-            _ => Err(FsError::NotDir),
+            Data::Dir(_) => Err(ViewError::Corrupt("directory not loaded".into())),
+            _ => Err(ViewError::NotDir),
         }
     }
 
@@ -359,7 +329,7 @@ impl State {
         }
     }
 
-    fn unlink_entry(&mut self, dir: u64, name: &[u8], child: u64) -> FsResult<()> {
+    fn unlink_entry(&mut self, dir: u64, name: &[u8], child: u64) -> ViewResult<()> {
         self.children_mut(dir)?.remove(name);
         if self.get(child)?.kind == NodeKind::Dir {
             self.count_subdir(dir, -1);
@@ -386,7 +356,7 @@ struct Handle {
 
 pub struct Incoming {
     vault: Arc<Vault>,
-    chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
+    chunks: Arc<ChunkCache>,
     staging: Arc<Staging>,
     freeze: RwLock<()>,
     /// One save or snapshot at a time: each writes the next record revision.
@@ -407,23 +377,19 @@ pub struct Incoming {
     totals: Mutex<HashMap<BlobId, Totals>>,
     stop: (Mutex<bool>, Condvar),
     /// Tells the kernel about changes it cannot see (a mode set through an ACL).
-    notifier: std::sync::OnceLock<fuser::Notifier>,
+    kernel: Kernel,
 }
 
-fn fs_err(e: VaultError) -> FsError {
-    FsError::Vault(e)
+fn io_err(op: &'static str, e: std::io::Error) -> ViewError {
+    ViewError::io(op, STAGING_FILE, e)
 }
 
-fn io_err(op: &'static str, e: std::io::Error) -> FsError {
-    FsError::Vault(VaultError::io(op, "staging file", e))
-}
+const STAGING_FILE: &str = "staging file";
 
-fn check_name(name: &[u8]) -> FsResult<()> {
+/// A name a new entry may take (its length is checked by the view, for every side).
+fn check_name(name: &[u8]) -> ViewResult<()> {
     if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
-        return Err(FsError::Invalid);
-    }
-    if name.len() > 255 {
-        return Err(FsError::Vault(VaultError::Failed("name too long".into())));
+        return Err(ViewError::Invalid);
     }
     Ok(())
 }
@@ -431,12 +397,13 @@ fn check_name(name: &[u8]) -> FsResult<()> {
 impl Incoming {
     pub fn new(
         vault: Arc<Vault>,
-        chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
+        chunks: Arc<ChunkCache>,
         staging_base: &std::path::Path,
-    ) -> VResult<Arc<Incoming>> {
+        kernel: Kernel,
+    ) -> ViewResult<Arc<Incoming>> {
         let vault_id = Vault::read_config(vault.dir())?.vault_id;
         let staging = Staging::new(staging_base, &vault_id)
-            .map_err(|e| VaultError::io("create staging directory in", staging_base, e))?;
+            .map_err(|e| ViewError::io("create staging directory in", staging_base, e))?;
         let (queue, rx) = std::sync::mpsc::channel::<u64>();
         let rx = Arc::new(Mutex::new(rx));
         let inc = Arc::new(Incoming {
@@ -455,7 +422,7 @@ impl Incoming {
             full: AtomicBool::new(false),
             totals: Mutex::new(HashMap::new()),
             stop: (Mutex::new(false), Condvar::new()),
-            notifier: std::sync::OnceLock::new(),
+            kernel,
         });
         let weak: Weak<dyn LiveIncoming> = Arc::downgrade(&inc) as Weak<dyn LiveIncoming>;
         inc.vault.set_live_incoming(weak);
@@ -466,41 +433,42 @@ impl Incoming {
             std::thread::Builder::new()
                 .name(format!("commit-{i}"))
                 .spawn(move || commit_worker(me, rx))
-                .map_err(|e| VaultError::Failed(format!("cannot start commit threads: {e}")))?;
+                .map_err(|e| ViewError::io("start", "commit threads", e))?;
         }
         let saver = Arc::downgrade(&inc);
         std::thread::Builder::new()
             .name("incoming-saver".into())
             .spawn(move || saver_loop(saver))
-            .map_err(|e| VaultError::Failed(format!("cannot start the saver thread: {e}")))?;
+            .map_err(|e| ViewError::io("start", "the saver thread", e))?;
         Ok(inc)
     }
 
-    pub fn set_notifier(&self, n: fuser::Notifier) {
-        let _ = self.notifier.set(n);
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("incoming state lock")
+        self.state.lock()
     }
 
     // -----------------------------------------------------------------------------------------
     // Loading
 
     /// The root inode of `item`'s incoming tree, loading its saved record on first use.
-    fn root_of(&self, st: &mut State, item: &str) -> FsResult<u64> {
+    fn root_of(&self, st: &mut State, item: &str) -> ViewResult<u64> {
         if let Some(ino) = st.roots.get(item) {
             return Ok(*ino);
         }
         self.vault.item(item).map_err(|e| match e {
-            VaultError::UnknownItem(_) | VaultError::BadItemName(_) => FsError::NotFound,
-            e => FsError::Vault(e),
+            VaultError::UnknownItem(_) | VaultError::BadItemName(_) => ViewError::NotFound,
+            e => e.into(),
         })?;
         let name: Arc<str> = item.into();
         let rec = self.vault.incoming(item)?;
         let inode = match &rec {
             Some(r) => Inode::from_node(name.clone(), &r.root),
-            None => Inode::new(name.clone(), NodeKind::Dir, 0o755, Owner { uid: 0, gid: 0 }),
+            None => Inode::new(
+                name.clone(),
+                NodeKind::Dir,
+                0o755,
+                Caller { uid: 0, gid: 0 },
+            ),
         };
         st.revisions
             .insert(name, rec.as_ref().map(|r| r.revision).unwrap_or(0));
@@ -510,7 +478,7 @@ impl Incoming {
     }
 
     /// Make sure directory `ino`'s entries are in memory.
-    fn load_dir(&self, st: &mut State, ino: u64) -> FsResult<()> {
+    fn load_dir(&self, st: &mut State, ino: u64) -> ViewResult<()> {
         let inode = st.get(ino)?;
         let id = match &inode.data {
             Data::Dir(DirData {
@@ -519,14 +487,13 @@ impl Incoming {
             Data::Dir(DirData {
                 saved: Some(id), ..
             }) => *id,
-            Data::Dir(_) => return Err(FsError::Damaged("directory without a tree".into())),
-            _ => return Err(FsError::NotDir),
+            Data::Dir(_) => return Err(ViewError::Corrupt("directory without a tree".into())),
+            _ => return Err(ViewError::NotDir),
         };
         let item = inode.item.clone();
-        let t = tree::load(self.vault.store(), &id).map_err(|e| {
-            tracing::error!("EIO: incoming/{item}: directory tree {id}: {e}");
-            FsError::Damaged(e.to_string())
-        })?;
+        let t = tree::load(self.vault.store(), &id)
+            .map_err(ViewError::from)
+            .inspect_err(|e| log_failed(&format!("incoming/{item}: directory tree {id}"), e))?;
         let mut children = BTreeMap::new();
         for n in &t.nodes {
             let key = (item.clone(), n.link_group);
@@ -564,7 +531,7 @@ impl Incoming {
     // -----------------------------------------------------------------------------------------
     // Attributes and lookups
 
-    fn attr(&self, st: &State, ino: u64) -> FsResult<FileAttr> {
+    fn attr(&self, st: &State, ino: u64) -> ViewResult<Attr> {
         let i = st.get(ino)?;
         let (size, nlink) = match &i.data {
             Data::File(f) => (f.size, i.nlink),
@@ -573,15 +540,15 @@ impl Incoming {
             Data::Other => (i.target.len() as u64, i.nlink),
         };
         let mtime = to_time(i.mtime_ns);
-        Ok(FileAttr {
-            ino: INodeNo(ino),
+        Ok(Attr {
+            ino,
             size,
             blocks: size.div_ceil(512),
             atime: to_time(i.atime_ns),
             mtime,
             ctime: to_time(i.ctime_ns),
             crtime: mtime,
-            kind: file_type(i.kind),
+            kind: i.kind.into(),
             perm: i.mode as u16,
             nlink: if i.kind == NodeKind::Dir {
                 nlink.max(1)
@@ -591,34 +558,35 @@ impl Incoming {
             uid: i.uid,
             gid: i.gid,
             rdev: i.rdev as u32,
-            blksize: 4096,
-            flags: 0,
+            stability: Stability::Live,
         })
     }
 
-    fn find(&self, st: &mut State, parent: u64, name: &[u8]) -> FsResult<u64> {
-        if parent == inodes::INCOMING {
-            let item = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
+    fn find(&self, st: &mut State, parent: u64, name: &[u8]) -> ViewResult<u64> {
+        if parent == INCOMING {
+            let item = std::str::from_utf8(name).map_err(|_| ViewError::NotFound)?;
             return self.root_of(st, item);
         }
         self.load_dir(st, parent)?;
+        #[cfg(feature = "test-clock")]
+        super::fault::panic_if_named(name);
         st.children(parent)?
             .get(name)
             .copied()
-            .ok_or(FsError::NotFound)
+            .ok_or(ViewError::NotFound)
     }
 
     /// Look up `name` in `parent` and count one kernel reference.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> ViewResult<Attr> {
         let mut st = self.lock();
-        let ino = self.find(&mut st, parent, name.as_bytes())?;
+        let ino = self.find(&mut st, parent, name)?;
         let attr = self.attr(&st, ino)?;
         st.get_mut(ino)?.lookups += 1;
         Ok(attr)
     }
 
     /// Attributes of `name` in `parent` without counting a reference (readdirplus).
-    pub fn peek(&self, parent: u64, name: &[u8]) -> FsResult<FileAttr> {
+    pub fn peek(&self, parent: u64, name: &[u8]) -> ViewResult<Attr> {
         let mut st = self.lock();
         let ino = self.find(&mut st, parent, name)?;
         self.attr(&st, ino)
@@ -638,53 +606,51 @@ impl Incoming {
         st.maybe_drop(ino);
     }
 
-    pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
+    pub fn getattr(&self, ino: u64) -> ViewResult<Attr> {
         self.attr(&self.lock(), ino)
     }
 
-    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+    pub fn readlink(&self, ino: u64) -> ViewResult<Vec<u8>> {
         let st = self.lock();
         let i = st.get(ino)?;
         if i.kind != NodeKind::Symlink {
-            return Err(FsError::Invalid);
+            return Err(ViewError::Invalid);
         }
         Ok(i.target.clone())
     }
 
-    /// The listing of an incoming directory (`incoming/` itself lists every item).
-    pub fn list(&self, ino: u64) -> FsResult<Vec<DirEntry>> {
+    /// The listing of an incoming directory, "." and ".." first (`incoming/` itself lists
+    /// every item).
+    pub fn list(&self, ino: u64) -> ViewResult<Vec<DirEntry>> {
         let mut st = self.lock();
-        let mut out = Vec::new();
-        if ino == inodes::INCOMING {
+        if ino == INCOMING {
+            let mut out = DirEntry::dots(ino, ROOT);
             for it in self.vault.items()? {
                 let root = self.root_of(&mut st, &it.name)?;
                 out.push(DirEntry {
                     ino: root,
-                    kind: FileType::Directory,
+                    kind: Kind::Dir,
                     name: it.name.into_bytes(),
                 });
             }
             return Ok(out);
         }
         self.load_dir(&mut st, ino)?;
+        let parent = st
+            .nodes
+            .get(&ino)
+            .and_then(|i| i.parents.first().copied())
+            .unwrap_or(INCOMING);
+        let mut out = DirEntry::dots(ino, parent);
         for (name, c) in st.children(ino)? {
             let kind = st.nodes.get(c).map(|n| n.kind).unwrap_or(NodeKind::File);
             out.push(DirEntry {
                 ino: *c,
-                kind: file_type(kind),
+                kind: kind.into(),
                 name: name.clone(),
             });
         }
         Ok(out)
-    }
-
-    /// The parent of a directory (for "..").
-    pub fn parent(&self, ino: u64) -> u64 {
-        let st = self.lock();
-        st.nodes
-            .get(&ino)
-            .and_then(|i| i.parents.first().copied())
-            .unwrap_or(inodes::INCOMING)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -696,13 +662,13 @@ impl Incoming {
         parent: u64,
         name: &[u8],
         make: impl FnOnce(Arc<str>) -> Inode,
-    ) -> FsResult<(u64, FileAttr)> {
+    ) -> ViewResult<(u64, Attr)> {
         check_name(name)?;
-        let _f = self.freeze.read().expect("freeze lock");
+        let _f = self.freeze.read();
         let mut st = self.lock();
         self.load_dir(&mut st, parent)?;
         if st.children(parent)?.contains_key(name) {
-            return Err(FsError::Exists);
+            return Err(ViewError::Exists);
         }
         let p = st.get(parent)?;
         let item = p.item.clone();
@@ -727,28 +693,28 @@ impl Incoming {
         Ok((ino, attr))
     }
 
-    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, who: Owner) -> FsResult<FileAttr> {
-        if parent == inodes::INCOMING {
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> ViewResult<Attr> {
+        if parent == INCOMING {
             return self.make_item(name, mode, who);
         }
-        self.add(parent, name.as_bytes(), |item| {
+        self.add(parent, name, |item| {
             Inode::new(item, NodeKind::Dir, mode, who)
         })
         .map(|(_, a)| a)
     }
 
     /// `mkdir incoming/NEW`: a new item.
-    fn make_item(&self, name: &OsStr, mode: u32, who: Owner) -> FsResult<FileAttr> {
-        let item = name.to_str().ok_or(FsError::Invalid)?;
+    fn make_item(&self, name: &[u8], mode: u32, who: Caller) -> ViewResult<Attr> {
+        let item = std::str::from_utf8(name).map_err(|_| ViewError::Invalid)?;
         {
             let mut st = self.lock();
             if self.root_of(&mut st, item).is_ok() {
-                return Err(FsError::Exists);
+                return Err(ViewError::Exists);
             }
         }
         self.vault.create_item(item).map_err(|e| match e {
-            VaultError::BadItemName(_) => FsError::Invalid,
-            e => FsError::Vault(e),
+            VaultError::BadItemName(_) => ViewError::Invalid,
+            e => e.into(),
         })?;
         tracing::info!("created item {item} through incoming/");
         let mut st = self.lock();
@@ -765,13 +731,13 @@ impl Incoming {
     pub fn mknod(
         &self,
         parent: u64,
-        name: &OsStr,
+        name: &[u8],
         mode: u32,
         rdev: u32,
-        who: Owner,
-    ) -> FsResult<FileAttr> {
-        if parent == inodes::INCOMING {
-            return Err(FsError::Invalid);
+        who: Caller,
+    ) -> ViewResult<Attr> {
+        if parent == INCOMING {
+            return Err(ViewError::Invalid);
         }
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => NodeKind::File,
@@ -779,9 +745,9 @@ impl Incoming {
             libc::S_IFCHR => NodeKind::CharDevice,
             libc::S_IFBLK => NodeKind::BlockDevice,
             libc::S_IFSOCK => NodeKind::Socket,
-            _ => return Err(FsError::Invalid),
+            _ => return Err(ViewError::Invalid),
         };
-        self.add(parent, name.as_bytes(), |item| {
+        self.add(parent, name, |item| {
             let mut i = Inode::new(item, kind, mode, who);
             i.rdev = rdev as u64;
             i
@@ -792,14 +758,14 @@ impl Incoming {
     pub fn symlink(
         &self,
         parent: u64,
-        name: &OsStr,
+        name: &[u8],
         target: &[u8],
-        who: Owner,
-    ) -> FsResult<FileAttr> {
-        if parent == inodes::INCOMING {
-            return Err(FsError::Invalid);
+        who: Caller,
+    ) -> ViewResult<Attr> {
+        if parent == INCOMING {
+            return Err(ViewError::Invalid);
         }
-        self.add(parent, name.as_bytes(), |item| {
+        self.add(parent, name, |item| {
             let mut i = Inode::new(item, NodeKind::Symlink, 0o777, who);
             i.target = target.to_vec();
             i
@@ -811,14 +777,14 @@ impl Incoming {
     pub fn create(
         &self,
         parent: u64,
-        name: &OsStr,
+        name: &[u8],
         mode: u32,
-        who: Owner,
-    ) -> FsResult<(FileAttr, u64)> {
-        if parent == inodes::INCOMING {
-            return Err(FsError::Invalid);
+        who: Caller,
+    ) -> ViewResult<(Attr, u64)> {
+        if parent == INCOMING {
+            return Err(ViewError::Invalid);
         }
-        let (ino, attr) = self.add(parent, name.as_bytes(), |item| {
+        let (ino, attr) = self.add(parent, name, |item| {
             Inode::new(item, NodeKind::File, mode, who)
         })?;
         let mut st = self.lock();
@@ -827,23 +793,23 @@ impl Incoming {
         Ok((attr, self.add_handle(ino)))
     }
 
-    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<FileAttr> {
-        check_name(newname.as_bytes())?;
-        if newparent == inodes::INCOMING {
-            return Err(FsError::Invalid);
+    pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> ViewResult<Attr> {
+        check_name(newname)?;
+        if newparent == INCOMING {
+            return Err(ViewError::Invalid);
         }
-        let _f = self.freeze.read().expect("freeze lock");
+        let _f = self.freeze.read();
         let mut st = self.lock();
         self.load_dir(&mut st, newparent)?;
         let src = st.get(ino)?;
         if src.kind == NodeKind::Dir {
-            return Err(FsError::NotPermitted);
+            return Err(ViewError::NotPermitted);
         }
         if src.item != st.get(newparent)?.item {
-            return Err(FsError::CrossDevice);
+            return Err(ViewError::CrossDevice);
         }
-        if st.children(newparent)?.contains_key(newname.as_bytes()) {
-            return Err(FsError::Exists);
+        if st.children(newparent)?.contains_key(newname) {
+            return Err(ViewError::Exists);
         }
         let group = if src.link_group == 0 {
             random_group()?
@@ -856,39 +822,38 @@ impl Incoming {
         src.parents.push(newparent);
         src.ctime_ns = now_ns();
         src.lookups += 1;
-        st.children_mut(newparent)?
-            .insert(newname.as_bytes().to_vec(), ino);
+        st.children_mut(newparent)?.insert(newname.to_vec(), ino);
         st.dir_changed(newparent);
         st.mark_dirty(ino);
         self.attr(&st, ino)
     }
 
-    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
-        if parent == inodes::INCOMING {
-            return Err(FsError::IsDir);
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> ViewResult<()> {
+        if parent == INCOMING {
+            return Err(ViewError::IsDir);
         }
-        let _f = self.freeze.read().expect("freeze lock");
+        let _f = self.freeze.read();
         let mut st = self.lock();
-        let child = self.find(&mut st, parent, name.as_bytes())?;
+        let child = self.find(&mut st, parent, name)?;
         if st.get(child)?.kind == NodeKind::Dir {
-            return Err(FsError::IsDir);
+            return Err(ViewError::IsDir);
         }
-        st.unlink_entry(parent, name.as_bytes(), child)
+        st.unlink_entry(parent, name, child)
     }
 
-    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
-        let _f = self.freeze.read().expect("freeze lock");
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> ViewResult<()> {
+        let _f = self.freeze.read();
         let mut st = self.lock();
-        let child = self.find(&mut st, parent, name.as_bytes())?;
+        let child = self.find(&mut st, parent, name)?;
         if st.get(child)?.kind != NodeKind::Dir {
-            return Err(FsError::NotDir);
+            return Err(ViewError::NotDir);
         }
         self.load_dir(&mut st, child)?;
         if !st.children(child)?.is_empty() {
-            return Err(FsError::NotEmpty);
+            return Err(ViewError::NotEmpty);
         }
-        if parent == inodes::INCOMING {
-            let item = name.to_str().ok_or(FsError::NotFound)?;
+        if parent == INCOMING {
+            let item = std::str::from_utf8(name).map_err(|_| ViewError::NotFound)?;
             self.vault.remove_item(item)?;
             tracing::info!("removed item {item} (it had no points) through incoming/");
             st.roots.remove(item);
@@ -899,28 +864,27 @@ impl Incoming {
             st.maybe_drop(child);
             return Ok(());
         }
-        st.unlink_entry(parent, name.as_bytes(), child)
+        st.unlink_entry(parent, name, child)
     }
 
     pub fn rename(
         &self,
         parent: u64,
-        name: &OsStr,
+        name: &[u8],
         newparent: u64,
-        newname: &OsStr,
+        newname: &[u8],
         noreplace: bool,
-    ) -> FsResult<()> {
-        if parent == inodes::INCOMING || newparent == inodes::INCOMING {
-            return Err(FsError::NotPermitted);
+    ) -> ViewResult<()> {
+        if parent == INCOMING || newparent == INCOMING {
+            return Err(ViewError::NotPermitted);
         }
-        check_name(newname.as_bytes())?;
-        let (name, newname) = (name.as_bytes(), newname.as_bytes());
-        let _f = self.freeze.read().expect("freeze lock");
+        check_name(newname)?;
+        let _f = self.freeze.read();
         let mut st = self.lock();
         let src = self.find(&mut st, parent, name)?;
         self.load_dir(&mut st, newparent)?;
         if st.get(parent)?.item != st.get(newparent)?.item {
-            return Err(FsError::CrossDevice);
+            return Err(ViewError::CrossDevice);
         }
         let src_is_dir = st.get(src)?.kind == NodeKind::Dir;
         if src_is_dir {
@@ -928,7 +892,7 @@ impl Incoming {
             let mut cur = newparent;
             loop {
                 if cur == src {
-                    return Err(FsError::Invalid);
+                    return Err(ViewError::Invalid);
                 }
                 match st.get(cur)?.parents.first() {
                     Some(p) => cur = *p,
@@ -941,16 +905,16 @@ impl Incoming {
                 return Ok(());
             }
             if noreplace {
-                return Err(FsError::Exists);
+                return Err(ViewError::Exists);
             }
             let dst_is_dir = st.get(dst)?.kind == NodeKind::Dir;
             match (src_is_dir, dst_is_dir) {
-                (true, false) => return Err(FsError::NotDir),
-                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(ViewError::NotDir),
+                (false, true) => return Err(ViewError::IsDir),
                 (true, true) => {
                     self.load_dir(&mut st, dst)?;
                     if !st.children(dst)?.is_empty() {
-                        return Err(FsError::NotEmpty);
+                        return Err(ViewError::NotEmpty);
                     }
                 }
                 (false, false) => {}
@@ -973,8 +937,8 @@ impl Incoming {
         Ok(())
     }
 
-    pub fn setattr(&self, ino: u64, a: SetAttr) -> FsResult<FileAttr> {
-        let _f = self.freeze.read().expect("freeze lock");
+    pub fn setattr(&self, ino: u64, a: SetAttr) -> ViewResult<Attr> {
+        let _f = self.freeze.read();
         if let Some(size) = a.size {
             self.truncate(ino, size)?;
         }
@@ -1006,16 +970,16 @@ impl Incoming {
     // -----------------------------------------------------------------------------------------
     // Extended attributes
 
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> ViewResult<Vec<u8>> {
         let st = self.lock();
         st.get(ino)?
             .xattrs
-            .get(name.as_bytes())
+            .get(name)
             .cloned()
-            .ok_or(FsError::NoXattr)
+            .ok_or(ViewError::NoXattr)
     }
 
-    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+    pub fn listxattr(&self, ino: u64) -> ViewResult<Vec<u8>> {
         let st = self.lock();
         let mut out = Vec::new();
         for k in st.get(ino)?.xattrs.keys() {
@@ -1025,47 +989,45 @@ impl Incoming {
         Ok(out)
     }
 
-    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
-        let _f = self.freeze.read().expect("freeze lock");
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], how: XattrSet) -> ViewResult<()> {
+        let _f = self.freeze.read();
         let mut st = self.lock();
         let i = st.get_mut(ino)?;
-        let exists = i.xattrs.contains_key(name.as_bytes());
-        if flags & libc::XATTR_CREATE != 0 && exists {
-            return Err(FsError::Exists);
+        let exists = i.xattrs.contains_key(name);
+        if how == XattrSet::Create && exists {
+            return Err(ViewError::Exists);
         }
-        if flags & libc::XATTR_REPLACE != 0 && !exists {
-            return Err(FsError::NoXattr);
+        if how == XattrSet::Replace && !exists {
+            return Err(ViewError::NoXattr);
         }
         let mut keep = true;
-        if name.as_bytes() == ACL_ACCESS {
+        if name == ACL_ACCESS {
             // Like a local filesystem: an access ACL sets the mode bits (cp -a and rsync -A
             // set permissions this way), and only an extended one is kept.
-            let (mode, extended) = acl_mode(value).ok_or(FsError::Invalid)?;
+            let (mode, extended) = acl_mode(value).ok_or(ViewError::Invalid)?;
             i.mode = (i.mode & !0o777) | mode;
             keep = extended;
         }
         if keep {
-            i.xattrs.insert(name.as_bytes().to_vec(), value.to_vec());
+            i.xattrs.insert(name.to_vec(), value.to_vec());
         } else {
-            i.xattrs.remove(name.as_bytes());
+            i.xattrs.remove(name);
         }
         i.ctime_ns = now_ns();
         st.mark_dirty(ino);
         drop(st);
-        if name.as_bytes() == ACL_ACCESS
-            && let Some(n) = self.notifier.get()
-        {
-            // Attributes only (negative offset): the cached mode is stale.
-            let _ = n.inval_inode(INodeNo(ino), -1, 0);
+        if name == ACL_ACCESS {
+            // Attributes only: the cached mode is stale.
+            self.kernel.get().invalidate(ino, false);
         }
         Ok(())
     }
 
-    pub fn removexattr(&self, ino: u64, name: &OsStr) -> FsResult<()> {
-        let _f = self.freeze.read().expect("freeze lock");
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> ViewResult<()> {
+        let _f = self.freeze.read();
         let mut st = self.lock();
         let i = st.get_mut(ino)?;
-        i.xattrs.remove(name.as_bytes()).ok_or(FsError::NoXattr)?;
+        i.xattrs.remove(name).ok_or(ViewError::NoXattr)?;
         i.ctime_ns = now_ns();
         st.mark_dirty(ino);
         Ok(())
@@ -1076,23 +1038,19 @@ impl Incoming {
 
     fn add_handle(&self, ino: u64) -> u64 {
         let fh = BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .lock()
-            .expect("handles lock")
-            .insert(fh, Handle { ino });
+        self.handles.lock().insert(fh, Handle { ino });
         fh
     }
 
-    fn handle_ino(&self, fh: u64) -> FsResult<u64> {
+    fn handle_ino(&self, fh: u64) -> ViewResult<u64> {
         self.handles
             .lock()
-            .expect("handles lock")
             .get(&fh)
             .map(|h| h.ino)
-            .ok_or(FsError::BadHandle)
+            .ok_or(ViewError::BadHandle)
     }
 
-    pub fn open(&self, ino: u64, truncate: bool) -> FsResult<u64> {
+    pub fn open(&self, ino: u64, truncate: bool) -> ViewResult<u64> {
         {
             let mut st = self.lock();
             let i = st.get_mut(ino)?;
@@ -1100,7 +1058,7 @@ impl Incoming {
             i.open += 1;
         }
         if truncate {
-            let _f = self.freeze.read().expect("freeze lock");
+            let _f = self.freeze.read();
             if let Err(e) = self.truncate(ino, 0) {
                 self.close(ino);
                 return Err(e);
@@ -1113,7 +1071,7 @@ impl Incoming {
     }
 
     pub fn release(&self, fh: u64) {
-        let Some(h) = self.handles.lock().expect("handles lock").remove(&fh) else {
+        let Some(h) = self.handles.lock().remove(&fh) else {
             return;
         };
         self.close(h.ino);
@@ -1141,7 +1099,7 @@ impl Incoming {
         let _ = self.queue.send(ino);
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
         let ino = self.handle_ino(fh)?;
         let (staged, chunks, fsize) = {
             let st = self.lock();
@@ -1163,10 +1121,8 @@ impl Incoming {
         for c in chunks.iter() {
             let c_end = start + c.len as u64;
             if c_end > offset && start < end {
-                let data = load_chunk(&self.chunks, &self.vault, *c).map_err(|why| {
-                    tracing::error!("EIO: an incoming file: {why}");
-                    FsError::Damaged(why)
-                })?;
+                let data = load_chunk(&self.chunks, &self.vault, *c)
+                    .inspect_err(|e| log_failed("an incoming file", e))?;
                 let from = offset.max(start) - start;
                 let to = end.min(c_end) - start;
                 out.extend_from_slice(&data[from as usize..to as usize]);
@@ -1180,13 +1136,13 @@ impl Incoming {
     }
 
     /// Refuse a write of `len` bytes when the vault could not take what waits in staging.
-    fn check_space(&self, len: u64) -> FsResult<()> {
+    fn check_space(&self, len: u64) -> ViewResult<()> {
         let free = {
-            let mut space = self.space.lock().expect("space lock");
+            let mut space = self.space.lock();
             match *space {
                 Some((at, free)) if at.elapsed() < Duration::from_millis(250) => free,
                 _ => {
-                    let free = free_bytes(self.vault.dir()).unwrap_or(u64::MAX);
+                    let free = super::space::free_bytes(self.vault.dir()).unwrap_or(u64::MAX);
                     *space = Some((Instant::now(), free));
                     free
                 }
@@ -1194,20 +1150,20 @@ impl Incoming {
         };
         if self.full.load(Ordering::Relaxed) {
             if free < 4 * RESERVE_BYTES {
-                return Err(no_space());
+                return Err(ViewError::NoSpace);
             }
             self.full.store(false, Ordering::Relaxed);
         }
         let waiting = self.waiting_bytes.load(Ordering::Relaxed) + len;
         if free < waiting.saturating_add(RESERVE_BYTES) {
-            return Err(no_space());
+            return Err(ViewError::NoSpace);
         }
         Ok(())
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> ViewResult<u32> {
         let ino = self.handle_ino(fh)?;
-        let _f = self.freeze.read().expect("freeze lock");
+        let _f = self.freeze.read();
         self.check_space(data.len() as u64)?;
         let staged = self.stage(ino)?;
         staged
@@ -1225,7 +1181,7 @@ impl Incoming {
         Ok(data.len() as u32)
     }
 
-    fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
+    fn truncate(&self, ino: u64, size: u64) -> ViewResult<()> {
         {
             let mut st = self.lock();
             let f = st.get_mut(ino)?.file_mut()?;
@@ -1249,7 +1205,7 @@ impl Incoming {
         Ok(())
     }
 
-    fn commit_empty(&self, st: &mut State, ino: u64) -> FsResult<()> {
+    fn commit_empty(&self, st: &mut State, ino: u64) -> ViewResult<()> {
         let f = st.get_mut(ino)?.file_mut()?;
         f.chunks = Arc::new(Vec::new());
         f.committed_size = 0;
@@ -1259,7 +1215,7 @@ impl Incoming {
     }
 
     /// The staging file of `ino`, made (with the committed content copied in) if needed.
-    fn stage(&self, ino: u64) -> FsResult<Arc<Staged>> {
+    fn stage(&self, ino: u64) -> ViewResult<Arc<Staged>> {
         loop {
             let (chunks, version) = {
                 let st = self.lock();
@@ -1272,10 +1228,8 @@ impl Incoming {
             let staged = self.staging.create();
             let mut pos = 0u64;
             for c in chunks.iter() {
-                let data = load_chunk(&self.chunks, &self.vault, *c).map_err(|why| {
-                    tracing::error!("EIO: an incoming file: {why}");
-                    FsError::Damaged(why)
-                })?;
+                let data = load_chunk(&self.chunks, &self.vault, *c)
+                    .inspect_err(|e| log_failed("an incoming file", e))?;
                 staged
                     .write_at(&data, pos)
                     .map_err(|e| io_err("write", e))?;
@@ -1292,14 +1246,14 @@ impl Incoming {
         }
     }
 
-    /// Chunk and store the staged content of `ino` (no-op when already committed).
-    fn commit(&self, ino: u64) -> FsResult<()> {
+    /// Chunk and store the staged content of `ino` (no-op when already committed, or when it
+    /// is gone or no file).
+    fn commit(&self, ino: u64) -> VResult<()> {
         let (staged, version) = {
             let st = self.lock();
-            let Ok(i) = st.get(ino) else {
+            let Some(f) = st.nodes.get(&ino).and_then(|i| i.file().ok()) else {
                 return Ok(());
             };
-            let f = i.file()?;
             match &f.staged {
                 Some(s) if f.uncommitted() => (s.clone(), f.version),
                 _ => return Ok(()),
@@ -1316,19 +1270,18 @@ impl Incoming {
         );
         let (chunks, len) = match result {
             Ok(x) => x,
-            Err(FileError::Source(e)) => return Err(io_err("read", e)),
+            Err(FileError::Source(e)) => return Err(VaultError::io("read", STAGING_FILE, e)),
             Err(FileError::Vault(e)) => {
                 if matches!(e, VaultError::Store(StoreError::NoSpace(_))) {
                     self.full.store(true, Ordering::Relaxed);
                 }
-                return Err(FsError::Vault(e));
+                return Err(e);
             }
         };
         let mut st = self.lock();
-        let Ok(i) = st.get_mut(ino) else {
+        let Some(f) = st.nodes.get_mut(&ino).and_then(|i| i.file_mut().ok()) else {
             return Ok(());
         };
-        let f = i.file_mut()?;
         let same = f.staged.as_ref().is_some_and(|s| Arc::ptr_eq(s, &staged));
         if !same || f.version != version || !f.uncommitted() {
             return Ok(());
@@ -1349,7 +1302,7 @@ impl Incoming {
     }
 
     /// Commit every staged file (of `item`, or all), in parallel on rayon's pool.
-    fn commit_all(&self, item: Option<&str>) -> FsResult<()> {
+    fn commit_all(&self, item: Option<&str>) -> VResult<()> {
         let inos: Vec<u64> = {
             let st = self.lock();
             st.staged
@@ -1362,12 +1315,12 @@ impl Incoming {
         inos.par_iter().try_for_each(|ino| self.commit(*ino))
     }
 
-    pub fn fsync(&self, fh: Option<u64>) -> FsResult<()> {
+    pub fn fsync(&self, fh: Option<u64>) -> ViewResult<()> {
         if let Some(fh) = fh {
             let ino = self.handle_ino(fh)?;
             self.commit(ino)?;
         }
-        self.save().map_err(fs_err)
+        Ok(self.save()?)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1421,7 +1374,7 @@ impl Incoming {
 
     /// Save every changed item's incoming tree and record.
     pub fn save(&self) -> VResult<()> {
-        let _one = self.save_lock.lock().expect("save lock");
+        let _one = self.save_lock.lock();
         self.settle()?;
         let failures_before = self.vault.store().failures();
         let mut saved_dirs = Vec::new();
@@ -1526,7 +1479,7 @@ impl Incoming {
             Data::Dir(d) => {
                 if let Some(id) = d.saved {
                     node.subtree = Some(id);
-                    let mut cache = self.totals.lock().expect("totals lock");
+                    let mut cache = self.totals.lock();
                     totals = self.vault.totals(&Some(id), &mut cache)?;
                 } else {
                     let children: Vec<(Vec<u8>, u64)> = d
@@ -1542,7 +1495,7 @@ impl Incoming {
                         totals.add(t);
                     }
                     let id = tree::save(self.vault.store(), &Tree { nodes })?;
-                    self.totals.lock().expect("totals lock").insert(id, totals);
+                    self.totals.lock().insert(id, totals);
                     if let Ok(i) = st.get_mut(ino)
                         && let Data::Dir(d) = &mut i.data
                     {
@@ -1560,10 +1513,10 @@ impl Incoming {
     pub fn shutdown(&self) -> VResult<()> {
         {
             let (lock, cv) = &self.stop;
-            *lock.lock().expect("stop lock") = true;
+            *lock.lock() = true;
             cv.notify_all();
         }
-        self.commit_all(None).map_err(fs_to_vault)?;
+        self.commit_all(None)?;
         self.save()?;
         // Everything is stored: the staging directory is not needed until the next mount.
         let _ = std::fs::remove_dir(self.staging.dir());
@@ -1571,14 +1524,14 @@ impl Incoming {
     }
 
     fn snapshot_item(&self, item: &str) -> VResult<PointRecord> {
-        let _one = self.save_lock.lock().expect("save lock");
+        let _one = self.save_lock.lock();
         // No change may land between storing the staged files and building the trees.
-        let freeze = self.freeze.write().expect("freeze lock");
+        let freeze = self.freeze.write();
         let failures_before = self.vault.store().failures();
-        self.commit_all(Some(item)).map_err(fs_to_vault)?;
+        self.commit_all(Some(item))?;
         self.settle()?;
         // A file whose chunks were lost in a failed pack write is stored again.
-        self.commit_all(Some(item)).map_err(fs_to_vault)?;
+        self.commit_all(Some(item))?;
         let created_ns = now_ns();
         let mut saved_dirs = Vec::new();
         let (root, totals, revision, generation) = {
@@ -1651,13 +1604,6 @@ fn unsave(st: &mut State, dirs: &[u64]) {
     }
 }
 
-fn fs_to_vault(e: FsError) -> VaultError {
-    match e {
-        FsError::Vault(v) => v,
-        other => VaultError::Failed(format!("incoming: {other:?}")),
-    }
-}
-
 const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 
 /// The permission bits a POSIX access ACL (`system.posix_acl_access`, version 2) gives, and
@@ -1686,34 +1632,25 @@ fn acl_mode(v: &[u8]) -> Option<(u32, bool)> {
     Some((user << 6 | group << 3 | other, extended || mask.is_some()))
 }
 
-fn no_space() -> FsError {
-    FsError::Vault(VaultError::Store(StoreError::NoSpace(
-        "the vault's filesystem".into(),
-    )))
-}
-
-fn random_group() -> FsResult<u64> {
+fn random_group() -> ViewResult<u64> {
     let mut b = [0u8; 8];
-    crate::keys::random_bytes(&mut b).map_err(|e| FsError::Vault(e.into()))?;
+    crate::keys::random_bytes(&mut b).map_err(VaultError::from)?;
     Ok(u64::from_le_bytes(b) | 1)
 }
 
-/// Free bytes on the filesystem holding `dir`.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into a zeroed struct we own; the path is NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
+/// The log line of a failed read or load: damaged data is an EIO the operator must act on.
+fn log_failed(what: &str, e: &ViewError) {
+    match e {
+        ViewError::Corrupt(why) => tracing::error!("EIO: {what}: {why}"),
+        e => tracing::warn!("{what}: {e}"),
     }
-    Some(st.f_bavail * st.f_frsize)
 }
 
 /// Take closed files off the queue and store them, until the incoming trees are gone.
 fn commit_worker(inc: Weak<Incoming>, rx: Arc<Mutex<std::sync::mpsc::Receiver<u64>>>) {
     use std::sync::mpsc::TryRecvError;
     loop {
-        let queued = rx.lock().expect("commit queue lock").try_recv();
+        let queued = rx.lock().try_recv();
         let next = match queued {
             Ok(ino) => Ok(ino),
             Err(TryRecvError::Disconnected) => return,
@@ -1721,13 +1658,16 @@ fn commit_worker(inc: Weak<Incoming>, rx: Arc<Mutex<std::sync::mpsc::Receiver<u6
                 // Let a few closed files gather: one wake-up per batch instead of per file
                 // (context switches were most of the daemon's CPU during an rsync).
                 std::thread::sleep(COMMIT_GATHER);
-                rx.lock().expect("commit queue lock").recv()
+                rx.lock().recv()
             }
         };
         let Ok(ino) = next else { return };
         let Some(me) = inc.upgrade() else { return };
-        if let Err(e) = me.commit(ino) {
-            tracing::warn!("storing a closed incoming file failed: {e:?}");
+        // A panic (a bug; the hook logs it) loses this commit, not the worker: the file stays
+        // staged and is stored at the next snapshot or unmount.
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.commit(ino)));
+        if let Ok(Err(e)) = done {
+            tracing::warn!("storing a closed incoming file failed: {e}");
         }
     }
 }
@@ -1738,10 +1678,8 @@ fn saver_loop(inc: Weak<Incoming>) {
         let Some(me) = inc.upgrade() else { return };
         {
             let (lock, cv) = &me.stop;
-            let stopped = lock.lock().expect("stop lock");
-            let (stopped, _) = cv
-                .wait_timeout_while(stopped, SAVE_EVERY, |s| !*s)
-                .expect("stop lock");
+            let mut stopped = lock.lock();
+            cv.wait_while_for(&mut stopped, |s| !*s, SAVE_EVERY);
             if *stopped {
                 return;
             }

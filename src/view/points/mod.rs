@@ -1,29 +1,33 @@
-//! The mounted tree: what each inode is, its attributes, listings, reads and the one change the
-//! read-only areas accept (moving a point between `points/ITEM/` and `.deleted/ITEM/`).
+//! The read-only side of the view: the listings above the points (root, `points/`, `.deleted/`,
+//! item directories, `latest`) and the recovery points themselves, their attributes, listings,
+//! reads and the one change these areas accept (moving a point between `points/ITEM/` and
+//! `.deleted/ITEM/`).
 //!
-//! Every method does its work and returns `FsResult`; the FUSE adapter (`fuse.rs`) only
-//! replies. Trees are loaded on first use and kept in a bounded cache; file data goes through
-//! a bounded chunk cache with read-ahead on sequential reads.
+//! Trees are loaded on first use and kept in a bounded cache; file data goes through the
+//! bounded chunk cache with read-ahead on sequential reads, and small files are pushed into the
+//! door's page cache ahead of their readers.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
-use fuser::{FileAttr, FileType, INodeNo};
+use parking_lot::Mutex;
 
-use crate::fuse::errno::{FsError, FsResult};
-use crate::view::cache::WeightedCache;
-use crate::view::incoming::{self, Incoming};
-use crate::view::pool::Pool;
+use super::cache::WeightedCache;
+use super::chunks::{ChunkCache, load_chunk};
+use super::error::{ViewError, ViewResult};
+use super::ino::{DELETED, INCOMING, POINTS, ROOT};
+use super::kernel::Kernel;
+use super::pool::Pool;
+use super::time::to_time;
+use super::types::{Attr, DirEntry, Kind, Stability, StatFs};
+use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
+use crate::store::BlobId;
+use crate::vault::{Vault, VaultError, tree};
 use inodes::{Area, Entry, InodeTable, PointCtx, Push};
 
 pub mod inodes;
-use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
-use crate::store::{BlobId, BlobKind};
-use crate::vault::{Vault, VaultError, tree};
 
 /// Chunks fetched ahead of a sequential reader.
 const READAHEAD_CHUNKS: usize = 2;
@@ -37,8 +41,6 @@ const PUSH_MAX_BYTES: u64 = 256 * 1024;
 const PUSH_WAIT: Duration = Duration::from_secs(5);
 /// Subdirectory trees fetched ahead when a directory's tree is first loaded.
 const READAHEAD_TREES: usize = 16;
-/// Trees get 1/TREE_CACHE_SHARE of the cache budget; the rest holds chunks.
-const TREE_CACHE_SHARE: usize = 2;
 /// Attributes `ls -l` asks for on every file (SELinux context, ACL marker), with the bit that
 /// says a loaded tree carried one of that kind. A file in a point without one answers "not
 /// supported" until such a tree is seen: ls, cp, rsync, tar and getfacl treat that as "no
@@ -51,15 +53,9 @@ const LABEL_XATTRS: [(&[u8], u8); 3] = [
     (b"system.posix_acl_default", 2),
 ];
 
-/// One entry of a directory listing.
-#[derive(Debug, Clone)]
-pub struct DirEntry {
-    pub ino: u64,
-    pub kind: FileType,
-    pub name: Vec<u8>,
-}
+type TreeCache = WeightedCache<BlobId, Tree, ViewError>;
 
-/// See [`VaultFs::listing_context`].
+/// See [`Points::listing_context`].
 pub struct ListingContext {
     point: Arc<PointCtx>,
     id: BlobId,
@@ -78,20 +74,6 @@ struct OpenFile {
     next_offset: AtomicU64,
 }
 
-enum Handle {
-    Dir(Arc<Vec<DirEntry>>),
-    /// A directory inside a point, listed on its first readdir: the kernel keeps such
-    /// listings (FOPEN_CACHE_DIR), and then opens the directory without ever reading it.
-    PointDir(Arc<LazyListing>),
-    File(Arc<OpenFile>),
-}
-
-struct LazyListing {
-    ino: u64,
-    entry: Entry,
-    list: Mutex<Option<Arc<Vec<DirEntry>>>>,
-}
-
 /// A node of a point, holding the tree it lives in while in use.
 enum NodeRef {
     InTree(Arc<Tree>, usize),
@@ -108,15 +90,14 @@ impl std::ops::Deref for NodeRef {
     }
 }
 
-pub struct VaultFs {
+pub struct Points {
     vault: Arc<Vault>,
-    incoming: Arc<Incoming>,
     inodes: Arc<InodeTable>,
-    trees: Arc<WeightedCache<BlobId, Tree>>,
+    trees: Arc<TreeCache>,
     /// The bits of [`LABEL_XATTRS`] some loaded tree carried.
     labels_seen: Arc<AtomicU8>,
-    chunks: Arc<WeightedCache<BlobId, Vec<u8>>>,
-    handles: Mutex<HashMap<u64, Handle>>,
+    chunks: Arc<ChunkCache>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_handle: AtomicU64,
     /// Read-ahead threads.
     prefetcher: Pool,
@@ -124,37 +105,9 @@ pub struct VaultFs {
     /// When items or points last changed (ns since the epoch; 0: not since mounting): the
     /// mtime of the listings above the points. The kernel drops a listing it keeps when it sees
     /// its directory's mtime move.
-    listings_changed_ns: std::sync::atomic::AtomicI64,
+    listings_changed_ns: AtomicI64,
     usage: Mutex<Option<(Instant, u64)>>,
-    /// Set once the session exists; pushes file content to the kernel.
-    notifier: std::sync::OnceLock<fuser::Notifier>,
-    /// Listings being read without a handle (see [`VaultFs::listing`]), by directory.
-    listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
-}
-
-/// Handle-less listings kept at most, and entries in them: a reader that stops early leaves
-/// its listing behind.
-const LISTINGS_MAX: usize = 256;
-const LISTED_ENTRIES_MAX: usize = 256 * 1024;
-
-pub(crate) fn to_time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
-}
-
-pub(crate) fn file_type(kind: NodeKind) -> FileType {
-    match kind {
-        NodeKind::File => FileType::RegularFile,
-        NodeKind::Dir => FileType::Directory,
-        NodeKind::Symlink => FileType::Symlink,
-        NodeKind::Fifo => FileType::NamedPipe,
-        NodeKind::CharDevice => FileType::CharDevice,
-        NodeKind::BlockDevice => FileType::BlockDevice,
-        NodeKind::Socket => FileType::Socket,
-    }
+    kernel: Kernel,
 }
 
 /// Bytes a decoded tree holds on the heap, allocator overhead included (the cache budget is
@@ -184,68 +137,40 @@ fn tree_weight(t: &Tree) -> usize {
     alloc(t.nodes.capacity() * std::mem::size_of::<Node>()) + nodes + 64
 }
 
-impl VaultFs {
+impl Points {
     pub fn new(
         vault: Arc<Vault>,
-        cache_bytes: usize,
-        staging_base: &std::path::Path,
-    ) -> Result<VaultFs, VaultError> {
-        let chunks = Arc::new(WeightedCache::new(
-            cache_bytes - cache_bytes / TREE_CACHE_SHARE,
-        ));
-        let incoming = Incoming::new(vault.clone(), chunks.clone(), staging_base)?;
+        trees_bytes: usize,
+        chunks: Arc<ChunkCache>,
+        kernel: Kernel,
+    ) -> ViewResult<Points> {
         let prefetcher = Pool::new(PREFETCH_THREADS, "prefetch")
-            .map_err(|e| VaultError::Failed(format!("cannot start read-ahead threads: {e}")))?;
-        Ok(VaultFs {
+            .map_err(|e| ViewError::io("start", "read-ahead threads", e))?;
+        Ok(Points {
             vault,
-            incoming,
             inodes: Arc::new(InodeTable::default()),
-            trees: Arc::new(WeightedCache::new(cache_bytes / TREE_CACHE_SHARE)),
+            trees: Arc::new(WeightedCache::new(trees_bytes)),
             labels_seen: Arc::new(AtomicU8::new(0)),
             chunks,
-            handles: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             prefetcher,
             mounted_at: SystemTime::now(),
-            listings_changed_ns: std::sync::atomic::AtomicI64::new(0),
+            listings_changed_ns: AtomicI64::new(0),
             usage: Mutex::new(None),
-            notifier: std::sync::OnceLock::new(),
-            listings: Mutex::new(HashMap::new()),
+            kernel,
         })
     }
 
-    pub fn set_notifier(&self, n: fuser::Notifier) {
-        let _ = self.notifier.set(n);
+    fn entry(&self, ino: u64) -> ViewResult<Entry> {
+        self.inodes.get(ino).ok_or(ViewError::NotFound)
     }
 
-    /// True for inodes inside a point (immutable), false for the listings above them.
-    pub fn is_point_content(&self, ino: u64) -> Option<bool> {
-        self.inodes
-            .get(ino)
-            .map(|e| matches!(e, Entry::Node { .. }))
-    }
-
-    pub fn vault(&self) -> &Arc<Vault> {
-        &self.vault
-    }
-
-    /// The writable `incoming/` trees, for inodes where [`incoming::owns`] holds.
-    pub fn incoming(&self) -> &Incoming {
-        &self.incoming
-    }
-
-    fn entry(&self, ino: u64) -> FsResult<Entry> {
-        self.inodes.get(ino).ok_or(FsError::NotFound)
-    }
-
-    fn tree(&self, id: &BlobId) -> FsResult<Arc<Tree>> {
+    fn tree(&self, id: &BlobId) -> ViewResult<Arc<Tree>> {
         let cached = self.trees.contains(id);
-        let tree = self
-            .trees
-            .get_or_load(id, tree_weight, || {
-                load_tree(&self.vault, id, &self.labels_seen)
-            })
-            .map_err(FsError::Damaged)?;
+        let tree = self.trees.get_or_load(id, tree_weight, || {
+            load_tree(&self.vault, id, &self.labels_seen)
+        })?;
         if !cached {
             // Whoever lists a directory (find, ls -R, tar, rsync) enters its subdirectories
             // next: fetch their trees while this one is being answered.
@@ -269,12 +194,14 @@ impl VaultFs {
 
     /// The tree node of a `Node` entry or the root node of a point directory; `None` for the
     /// listings above the points.
-    fn node(&self, entry: &Entry) -> FsResult<Option<NodeRef>> {
+    fn node(&self, entry: &Entry) -> ViewResult<Option<NodeRef>> {
         match entry {
             Entry::Node { tree, idx, .. } => {
                 let t = self.tree(tree).inspect_err(|e| self.log_damage(entry, e))?;
                 if *idx as usize >= t.nodes.len() {
-                    return Err(FsError::Damaged(format!("tree {tree} has no entry {idx}")));
+                    return Err(ViewError::Corrupt(format!(
+                        "tree {tree} has no entry {idx}"
+                    )));
                 }
                 Ok(Some(NodeRef::InTree(t, *idx as usize)))
             }
@@ -285,14 +212,14 @@ impl VaultFs {
 
     /// The tree listing a directory entry (a point root or a directory inside a point), and
     /// its id.
-    fn dir_tree(&self, entry: &Entry) -> FsResult<(BlobId, Arc<Tree>)> {
-        let node = self.node(entry)?.ok_or(FsError::NotDir)?;
+    fn dir_tree(&self, entry: &Entry) -> ViewResult<(BlobId, Arc<Tree>)> {
+        let node = self.node(entry)?.ok_or(ViewError::NotDir)?;
         if node.kind != NodeKind::Dir {
-            return Err(FsError::NotDir);
+            return Err(ViewError::NotDir);
         }
         let id = node
             .subtree
-            .ok_or_else(|| FsError::Damaged("directory without a tree".into()))?;
+            .ok_or_else(|| ViewError::Corrupt("directory without a tree".into()))?;
         let tree = self.tree(&id).inspect_err(|e| self.log_damage(entry, e))?;
         Ok((id, tree))
     }
@@ -324,44 +251,38 @@ impl VaultFs {
         format!("/{}", parts.join("/"))
     }
 
-    fn log_damage(&self, entry: &Entry, e: &FsError) {
-        if let (FsError::Damaged(why), Some(point)) = (e, point_of(entry)) {
-            tracing::error!(
-                "EIO: {}/{}:{}: {why}",
-                point.item,
-                point.name,
-                self.path_of(entry)
-            );
+    fn log_damage(&self, entry: &Entry, e: &ViewError) {
+        if let Some(point) = point_of(entry) {
+            log_failed_read(&point.item, &point.name, &self.path_of(entry), e);
         }
     }
 
-    fn dir_attr(&self, ino: u64, mode: u16, nlink: u32) -> FileAttr {
+    fn dir_attr(&self, ino: u64, mode: u16, nlink: u32) -> Attr {
         let changed = self.listings_changed_ns.load(Ordering::Relaxed);
         let mtime = if changed > 0 {
             to_time(changed).max(self.mounted_at)
         } else {
             self.mounted_at
         };
-        FileAttr {
-            ino: INodeNo(ino),
+        Attr {
+            ino,
+            kind: Kind::Dir,
             size: 4096,
             blocks: 8,
             atime: mtime,
             mtime,
             ctime: mtime,
             crtime: self.mounted_at,
-            kind: FileType::Directory,
             perm: mode,
             nlink,
             uid: 0,
             gid: 0,
             rdev: 0,
-            blksize: 4096,
-            flags: 0,
+            stability: Stability::Catalog,
         }
     }
 
-    fn node_attr(&self, ino: u64, entry: &Entry, node: &Node) -> FsResult<FileAttr> {
+    fn node_attr(&self, ino: u64, entry: &Entry, node: &Node) -> ViewResult<Attr> {
         let nlink = match node.kind {
             NodeKind::Dir if let Some(n) = tree::dir_nlink_of(node) => n,
             // Trees written before directories recorded it: count. A damaged listing gives EIO
@@ -378,35 +299,36 @@ impl VaultFs {
             _ => node.size,
         };
         let t = to_time(node.mtime_ns);
-        Ok(FileAttr {
-            ino: INodeNo(ino),
+        Ok(Attr {
+            ino,
+            kind: node.kind.into(),
             size,
             blocks: size.div_ceil(512),
             atime: t,
             mtime: t,
             ctime: to_time(node.ctime_ns.max(node.mtime_ns)),
             crtime: t,
-            kind: file_type(node.kind),
             perm: (node.mode & 0o7777) as u16,
             nlink,
             uid: node.uid,
             gid: node.gid,
             rdev: node.rdev as u32,
-            blksize: 4096,
-            flags: 0,
+            // A point's own directory stands in its item's listing, which changes.
+            stability: if matches!(entry, Entry::Node { .. }) {
+                Stability::Immutable
+            } else {
+                Stability::Catalog
+            },
         })
     }
 
     /// Attributes of a known inode.
-    pub fn getattr(&self, ino: u64) -> FsResult<FileAttr> {
-        if ino != inodes::INCOMING && incoming::owns(ino) {
-            return self.incoming.getattr(ino);
-        }
+    pub fn getattr(&self, ino: u64) -> ViewResult<Attr> {
         let entry = self.entry(ino)?;
         self.attr_of(ino, &entry)
     }
 
-    fn attr_of(&self, ino: u64, entry: &Entry) -> FsResult<FileAttr> {
+    fn attr_of(&self, ino: u64, entry: &Entry) -> ViewResult<Attr> {
         match entry {
             Entry::Root => Ok(self.dir_attr(ino, 0o755, 4)),
             Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => {
@@ -414,22 +336,22 @@ impl VaultFs {
             }
             Entry::ItemDir { .. } => Ok(self.dir_attr(ino, 0o755, 2)),
             Entry::Latest { item } => {
-                let target = self.latest_name(item)?.ok_or(FsError::NotFound)?;
+                let target = self.latest_name(item)?.ok_or(ViewError::NotFound)?;
                 let mut a = self.dir_attr(ino, 0o777, 1);
-                a.kind = FileType::Symlink;
+                a.kind = Kind::Symlink;
                 a.size = target.len() as u64;
                 a.blocks = 0;
                 Ok(a)
             }
             Entry::PointDir { point } => self.node_attr(ino, entry, &point.root),
             Entry::Node { .. } => {
-                let node = self.node(entry)?.ok_or(FsError::NotFound)?;
+                let node = self.node(entry)?.ok_or(ViewError::NotFound)?;
                 self.node_attr(ino, entry, &node)
             }
         }
     }
 
-    fn latest_name(&self, item: &str) -> FsResult<Option<String>> {
+    fn latest_name(&self, item: &str) -> ViewResult<Option<String>> {
         Ok(self.vault.points(Some(item), false)?.pop().map(|p| p.name))
     }
 
@@ -444,23 +366,23 @@ impl VaultFs {
     }
 
     /// Find `name` in directory `parent` without registering it.
-    fn find(&self, parent: u64, name: &[u8]) -> FsResult<(u64, Entry)> {
+    fn find(&self, parent: u64, name: &[u8]) -> ViewResult<(u64, Entry)> {
         let parent_entry = self.entry(parent)?;
-        let name_str = std::str::from_utf8(name).map_err(|_| FsError::NotFound);
+        let name_str = std::str::from_utf8(name).map_err(|_| ViewError::NotFound);
         let not_found = |e: VaultError| match e {
             VaultError::UnknownItem(_)
             | VaultError::UnknownPoint { .. }
             | VaultError::BadItemName(_)
             | VaultError::BadPointName(_)
-            | VaultError::NoPoints(_) => FsError::NotFound,
-            other => FsError::Vault(other),
+            | VaultError::NoPoints(_) => ViewError::NotFound,
+            other => other.into(),
         };
         match &parent_entry {
             Entry::Root => match name {
-                b"points" => Ok((inodes::POINTS, Entry::PointsDir)),
-                b"incoming" => Ok((inodes::INCOMING, Entry::IncomingDir)),
-                b".deleted" => Ok((inodes::DELETED, Entry::DeletedDir)),
-                _ => Err(FsError::NotFound),
+                b"points" => Ok((POINTS, Entry::PointsDir)),
+                b"incoming" => Ok((INCOMING, Entry::IncomingDir)),
+                b".deleted" => Ok((DELETED, Entry::DeletedDir)),
+                _ => Err(ViewError::NotFound),
             },
             Entry::PointsDir | Entry::DeletedDir => {
                 let item = name_str?;
@@ -478,25 +400,25 @@ impl VaultFs {
                     },
                 ))
             }
-            Entry::IncomingDir => Err(FsError::NotFound),
+            Entry::IncomingDir => Err(ViewError::NotFound),
             Entry::ItemDir { area, item } => {
                 let name = name_str?;
                 if *area == Area::Points && name == "latest" {
-                    let target = self.latest_name(item)?.ok_or(FsError::NotFound)?;
+                    let target = self.latest_name(item)?.ok_or(ViewError::NotFound)?;
                     return Ok((
                         inodes::latest_ino(item, &target),
                         Entry::Latest { item: item.clone() },
                     ));
                 }
                 if *area == Area::Incoming {
-                    return Err(FsError::NotFound);
+                    return Err(ViewError::NotFound);
                 }
                 let rec = self
                     .vault
                     .resolve(&format!("{item}/{name}"))
                     .map_err(not_found)?;
                 if rec.deleted_at_ns.is_some() != (*area == Area::Deleted) {
-                    return Err(FsError::NotFound);
+                    return Err(ViewError::NotFound);
                 }
                 let point = Self::point_ctx(rec);
                 Ok((point.ino, Entry::PointDir { point }))
@@ -506,7 +428,7 @@ impl VaultFs {
                 let idx = tree
                     .nodes
                     .binary_search_by(|n| n.name.as_slice().cmp(name))
-                    .map_err(|_| FsError::NotFound)?;
+                    .map_err(|_| ViewError::NotFound)?;
                 let point = point_of(&parent_entry)
                     .expect("entries in a point know it")
                     .clone();
@@ -521,19 +443,16 @@ impl VaultFs {
                     },
                 ))
             }
-            Entry::Latest { .. } => Err(FsError::NotDir),
+            Entry::Latest { .. } => Err(ViewError::NotDir),
         }
     }
 
     /// Attributes of `name` in `parent`, without registering it (for readdirplus, which
     /// registers only the entries that fit in the reply).
-    pub fn peek(&self, parent: u64, name: &[u8]) -> FsResult<(Option<Entry>, FileAttr)> {
-        if incoming::owns(parent) {
-            return Ok((None, self.incoming.peek(parent, name)?));
-        }
+    pub fn peek(&self, parent: u64, name: &[u8]) -> ViewResult<(Entry, Attr)> {
         let (ino, entry) = self.find(parent, name)?;
         let attr = self.attr_of(ino, &entry)?;
-        Ok((Some(entry), attr))
+        Ok((entry, attr))
     }
 
     /// What `readdirplus` of a directory inside a point needs to answer its entries without a
@@ -545,7 +464,7 @@ impl VaultFs {
         Some(ListingContext { point, id, tree })
     }
 
-    /// Like [`VaultFs::peek`] for the entry at `idx` of the tree of `ctx` (listed in directory
+    /// Like [`Points::peek`] for the entry at `idx` of the tree of `ctx` (listed in directory
     /// `dir` as `ino`).
     pub fn peek_listed(
         &self,
@@ -553,8 +472,8 @@ impl VaultFs {
         dir: u64,
         ino: u64,
         idx: usize,
-    ) -> FsResult<(Option<Entry>, FileAttr)> {
-        let node = ctx.tree.nodes.get(idx).ok_or(FsError::NotFound)?;
+    ) -> ViewResult<(Entry, Attr)> {
+        let node = ctx.tree.nodes.get(idx).ok_or(ViewError::NotFound)?;
         let entry = Entry::Node {
             point: ctx.point.clone(),
             tree: ctx.id,
@@ -562,75 +481,57 @@ impl VaultFs {
             parent: dir,
         };
         let attr = self.node_attr(ino, &entry, node)?;
-        Ok((Some(entry), attr))
+        Ok((entry, attr))
     }
 
-    /// Register one kernel reference to an entry returned by [`VaultFs::peek`].
-    pub fn remember(&self, ino: u64, entry: Option<Entry>) {
-        match entry {
-            Some(e) => self.inodes.remember(ino, e),
-            None => self.incoming.remember(ino),
-        }
+    /// Register one reference to an entry returned by [`Points::peek`].
+    pub fn remember(&self, ino: u64, entry: Entry) {
+        self.inodes.remember(ino, entry);
     }
 
-    /// Look up `name` in `parent` and register one kernel reference to it.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<FileAttr> {
-        if incoming::owns(parent) {
-            return self.incoming.lookup(parent, name);
-        }
-        let (ino, entry) = self.find(parent, name.as_bytes())?;
+    /// Look up `name` in `parent` and register one reference to it.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> ViewResult<Attr> {
+        let (ino, entry) = self.find(parent, name)?;
         let attr = self.attr_of(ino, &entry)?;
+        #[cfg(feature = "test-clock")]
+        self.inodes.fault_on(name);
         self.inodes.remember(ino, entry);
         Ok(attr)
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        if ino & incoming::BIT != 0 {
-            return self.incoming.forget(ino, n);
-        }
         self.inodes.forget(ino, n);
     }
 
-    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        if incoming::owns(ino) {
-            return self.incoming.readlink(ino);
-        }
+    pub fn readlink(&self, ino: u64) -> ViewResult<Vec<u8>> {
         let entry = self.entry(ino)?;
         if let Entry::Latest { item } = &entry {
             return Ok(self
                 .latest_name(item)?
-                .ok_or(FsError::NotFound)?
+                .ok_or(ViewError::NotFound)?
                 .into_bytes());
         }
         match self.node(&entry)? {
             Some(n) if n.kind == NodeKind::Symlink => Ok(n.target.clone()),
-            _ => Err(FsError::Invalid),
+            _ => Err(ViewError::Invalid),
         }
     }
 
-    /// Snapshot a directory's listing into a handle.
-    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
-        if incoming::owns(ino) {
-            let parent = if ino == inodes::INCOMING {
-                inodes::ROOT
-            } else {
-                self.incoming.parent(ino)
-            };
-            let mut list = dots(ino, parent);
-            list.extend(self.incoming.list(ino)?);
-            return Ok(self.add_handle(Handle::Dir(Arc::new(list))));
-        }
+    /// The listing of a directory, "." and ".." first, or `None` for a directory inside a
+    /// point: the door keeps those listings (they never change), so they are listed on the
+    /// first read, which may never come. With how long the listing stays true.
+    pub fn opendir(&self, ino: u64) -> ViewResult<(Option<Vec<DirEntry>>, Stability)> {
         let entry = self.entry(ino)?;
-        let mut list = dots(ino, self.parent_of(ino, &entry));
+        let mut list = DirEntry::dots(ino, self.parent_of(ino, &entry));
         let dir = |ino, name: &str| DirEntry {
             ino,
-            kind: FileType::Directory,
+            kind: Kind::Dir,
             name: name.as_bytes().to_vec(),
         };
         match &entry {
             Entry::Root => {
-                list.push(dir(inodes::POINTS, "points"));
-                list.push(dir(inodes::INCOMING, "incoming"));
+                list.push(dir(POINTS, "points"));
+                list.push(dir(INCOMING, "incoming"));
             }
             Entry::PointsDir | Entry::DeletedDir => {
                 let area = if matches!(entry, Entry::PointsDir) {
@@ -649,7 +550,7 @@ impl VaultFs {
                     if let (Area::Points, Some(newest)) = (area, pts.last()) {
                         list.push(DirEntry {
                             ino: inodes::latest_ino(item, &newest.name),
-                            kind: FileType::Symlink,
+                            kind: Kind::Symlink,
                             name: b"latest".to_vec(),
                         });
                     }
@@ -658,28 +559,24 @@ impl VaultFs {
                     }
                 }
             }
-            Entry::PointDir { .. } | Entry::Node { .. } => {
-                // The kernel sends OPENDIR only for inodes it knows to be directories.
-                return Ok(self.add_handle(Handle::PointDir(Arc::new(LazyListing {
-                    ino,
-                    entry,
-                    list: Mutex::new(None),
-                }))));
-            }
-            Entry::Latest { .. } => return Err(FsError::NotDir),
+            // The door opens only what it knows to be a directory.
+            Entry::PointDir { .. } => return Ok((None, Stability::Catalog)),
+            Entry::Node { .. } => return Ok((None, Stability::Immutable)),
+            Entry::Latest { .. } => return Err(ViewError::NotDir),
         }
-        Ok(self.add_handle(Handle::Dir(Arc::new(list))))
+        Ok((Some(list), Stability::Catalog))
     }
 
     /// The listing of a directory inside a point, "." and ".." first.
-    fn point_listing(&self, ino: u64, entry: &Entry) -> FsResult<Vec<DirEntry>> {
-        let mut list = dots(ino, self.parent_of(ino, entry));
-        let (_, tree) = self.dir_tree(entry)?;
-        let point = point_of(entry).expect("entries in a point know it");
+    pub fn list(&self, ino: u64) -> ViewResult<Vec<DirEntry>> {
+        let entry = self.entry(ino)?;
+        let mut list = DirEntry::dots(ino, self.parent_of(ino, &entry));
+        let (_, tree) = self.dir_tree(&entry)?;
+        let point = point_of(&entry).ok_or(ViewError::NotDir)?;
         for n in &tree.nodes {
             list.push(DirEntry {
                 ino: inodes::node_ino(point.ino, ino, n),
-                kind: file_type(n.kind),
+                kind: n.kind.into(),
                 name: n.name.clone(),
             });
         }
@@ -688,131 +585,61 @@ impl VaultFs {
 
     fn parent_of(&self, ino: u64, entry: &Entry) -> u64 {
         match entry {
-            Entry::Root | Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => inodes::ROOT,
+            Entry::Root | Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => ROOT,
             Entry::ItemDir {
                 area: Area::Points, ..
-            } => inodes::POINTS,
+            } => POINTS,
             Entry::ItemDir {
                 area: Area::Deleted,
                 ..
-            } => inodes::DELETED,
+            } => DELETED,
             Entry::ItemDir {
                 area: Area::Incoming,
                 ..
-            } => inodes::INCOMING,
+            } => INCOMING,
             Entry::PointDir { point } => inodes::item_dir_ino(Area::Points, &point.item),
             Entry::Node { parent, .. } => *parent,
             Entry::Latest { .. } => ino,
         }
     }
 
-    /// Entries of an open directory from `offset` on.
-    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
-        let _ = offset;
-        let lazy = match self.handles.lock().expect("handles lock").get(&fh) {
-            Some(Handle::Dir(list)) => return Ok(list.clone()),
-            Some(Handle::PointDir(lazy)) => lazy.clone(),
-            _ => return Err(FsError::BadHandle),
-        };
-        let mut list = lazy.list.lock().expect("listing lock");
-        if list.is_none() {
-            *list = Some(Arc::new(self.point_listing(lazy.ino, &lazy.entry)?));
-        }
-        Ok(list.as_ref().expect("just listed").clone())
-    }
-
-    /// The listing of directory `ino` for a readdir without a handle: the kernel opens
-    /// directories without asking (FUSE_NO_OPENDIR_SUPPORT) and keeps their listings itself.
-    /// Taken when a reader starts (offset 0) and kept until it reaches the end, so that one
-    /// pass over a changing directory sees one listing, as it would through a handle.
-    pub fn listing(&self, ino: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
-        if offset > 0
-            && let Some(list) = self.listings.lock().expect("listings lock").get(&ino)
-        {
-            return Ok(list.clone());
-        }
-        let fh = self.opendir(ino)?;
-        let list = self.readdir(fh, 0);
-        self.release(fh);
-        let list = list?;
-        let mut listings = self.listings.lock().expect("listings lock");
-        if listings.len() >= LISTINGS_MAX
-            || listings.values().map(|l| l.len()).sum::<usize>() >= LISTED_ENTRIES_MAX
-        {
-            listings.clear();
-        }
-        listings.insert(ino, list.clone());
-        Ok(list)
-    }
-
-    /// A reader of a handle-less listing got to its end.
-    pub fn listing_done(&self, ino: u64) {
-        self.listings.lock().expect("listings lock").remove(&ino);
-    }
-
     /// An item's records changed (a point made, deleted, undeleted or purged, an item made or
-    /// removed): the listings of items and of that item's points are stale. The kernel keeps
-    /// listings of every directory when it opens them without asking, so it is told to drop
-    /// them; entries it looked up keep their short TTL.
-    pub fn catalog_changed(&self, item: &str) {
+    /// removed): returns the directories whose listings are now stale, and moves their mtime.
+    pub fn catalog_changed(&self, item: &str) -> [u64; 5] {
         self.listings_changed_ns
             .fetch_max(crate::vault::now_ns(), Ordering::Relaxed);
-        let stale = [
-            inodes::POINTS,
-            inodes::DELETED,
-            inodes::INCOMING,
+        [
+            POINTS,
+            DELETED,
+            INCOMING,
             inodes::item_dir_ino(Area::Points, item),
             inodes::item_dir_ino(Area::Deleted, item),
-        ];
-        {
-            let mut listings = self.listings.lock().expect("listings lock");
-            for ino in stale {
-                listings.remove(&ino);
-            }
-        }
-        if let Some(n) = self.notifier.get() {
-            for ino in stale {
-                // ENOENT: the kernel does not hold that directory; nothing to drop.
-                let _ = n.inval_inode(INodeNo(ino), 0, 0);
-            }
-        }
-    }
-
-    fn add_handle(&self, h: Handle) -> u64 {
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().expect("handles lock").insert(fh, h);
-        fh
+        ]
     }
 
     pub fn release(&self, fh: u64) {
-        if incoming::owns_handle(fh) {
-            return self.incoming.release(fh);
-        }
-        self.handles.lock().expect("handles lock").remove(&fh);
+        self.files.lock().remove(&fh);
     }
 
     /// Open a file for reading; any write access is refused.
-    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> FsResult<u64> {
-        if incoming::owns(ino) {
-            return self.incoming.open(ino, truncate);
-        }
+    pub fn open(&self, ino: u64, write: bool) -> ViewResult<u64> {
         let entry = self.entry(ino)?;
         let Entry::Node { point, parent, .. } = &entry else {
             return if write {
-                Err(FsError::ReadOnly)
+                Err(ViewError::ReadOnly)
             } else {
-                Err(FsError::IsDir)
+                Err(ViewError::IsDir)
             };
         };
         if write {
-            return Err(FsError::ReadOnly);
+            return Err(ViewError::ReadOnly);
         }
         let Some(NodeRef::InTree(tree, idx)) = self.node(&entry)? else {
-            return Err(FsError::Invalid);
+            return Err(ViewError::Invalid);
         };
         let node = &tree.nodes[idx];
         if node.kind != NodeKind::File {
-            return Err(FsError::Invalid);
+            return Err(ViewError::Invalid);
         }
         let mut starts = Vec::with_capacity(node.chunks.len());
         let mut pos = 0u64;
@@ -823,12 +650,19 @@ impl VaultFs {
         // Unless read-ahead pushed it already; if someone is pushing it now, wait for that, so
         // no READ of this file is ever in flight during a push (the push would wait on the
         // pages the READ holds, in a thread the READ may need).
-        if pushable(node, pos) {
+        if pushable(node, pos) && self.kernel.get().keeps_pages() {
             if self
                 .inodes
                 .advance_push(ino, &[Push::No, Push::Queued], Push::Pushing)
             {
-                self.push_now(ino, node);
+                push(
+                    self.kernel.get(),
+                    &self.chunks,
+                    &self.vault,
+                    ino,
+                    node.size,
+                    &node.chunks,
+                );
                 self.inodes.finish_push(ino);
             } else {
                 self.inodes.wait_push(ino, PUSH_WAIT);
@@ -843,17 +677,18 @@ impl VaultFs {
             size: pos,
             next_offset: AtomicU64::new(0),
         };
-        Ok(self.add_handle(Handle::File(Arc::new(file))))
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.files.lock().insert(fh, Arc::new(file));
+        Ok(fh)
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        if incoming::owns_handle(fh) {
-            return self.incoming.read(fh, offset, size);
-        }
-        let file = match self.handles.lock().expect("handles lock").get(&fh) {
-            Some(Handle::File(f)) => f.clone(),
-            _ => return Err(FsError::BadHandle),
-        };
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
+        let file = self
+            .files
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(ViewError::BadHandle)?;
         if offset >= file.size || size == 0 {
             return Ok(Vec::new());
         }
@@ -862,14 +697,8 @@ impl VaultFs {
         let mut i = file.starts.partition_point(|s| *s <= offset) - 1;
         let mut pos = offset;
         while pos < end {
-            let data = load_chunk(&self.chunks, &self.vault, file.chunks[i]).map_err(|why| {
-                tracing::error!(
-                    "EIO: {}/{}:{}: {why}",
-                    file.point.item,
-                    file.point.name,
-                    file.path
-                );
-                FsError::Damaged(why)
+            let data = load_chunk(&self.chunks, &self.vault, file.chunks[i]).inspect_err(|e| {
+                log_failed_read(&file.point.item, &file.point.name, &file.path, e)
             })?;
             let from = (pos - file.starts[i]) as usize;
             let to = ((end - file.starts[i]) as usize).min(data.len());
@@ -883,16 +712,6 @@ impl VaultFs {
         Ok(out)
     }
 
-    /// Push a small file's content into the kernel's page cache (FUSE_NOTIFY_STORE), so that
-    /// reading it costs no READ request, and no GETATTR after it either: the kernel marks a
-    /// file's atime stale after every READ it sends, and `tar` stats each file it has read.
-    /// Only authenticated data is pushed; a damaged file is left to `read`, which answers EIO.
-    fn push_now(&self, ino: u64, node: &Node) {
-        if let Some(n) = self.notifier.get() {
-            push(n, &self.chunks, &self.vault, ino, node.size, &node.chunks);
-        }
-    }
-
     /// Whoever reads files one after another (tar, cp -r, rsync) reads them in listing order:
     /// fetch the next few files of the directory while this one is read. Small ones the
     /// kernel knows are pushed whole; of the others, the first chunk is loaded into the cache.
@@ -903,19 +722,17 @@ impl VaultFs {
             .take(READAHEAD_FILES);
         for n in next {
             let ino = inodes::node_ino(point.ino, parent, n);
-            let notifier = self.notifier.get();
             if pushable(n, n.size)
-                && let Some(notifier) = notifier
+                && let Some(kernel) = self.kernel.shared().filter(|k| k.keeps_pages())
                 && self.inodes.advance_push(ino, &[Push::No], Push::Queued)
             {
                 let (cache, vault) = (self.chunks.clone(), self.vault.clone());
-                let (inodes, notifier, chunks) =
-                    (self.inodes.clone(), notifier.clone(), n.chunks.clone());
+                let (inodes, chunks) = (self.inodes.clone(), n.chunks.clone());
                 let size = n.size;
                 self.prefetcher.spawn(move || {
                     // Unless the file was opened meanwhile: then the opener pushed it.
                     if inodes.advance_push(ino, &[Push::Queued], Push::Pushing) {
-                        push(&notifier, &cache, &vault, ino, size, &chunks);
+                        push(kernel.as_ref(), &cache, &vault, ino, size, &chunks);
                         inodes.finish_push(ino);
                     }
                 });
@@ -943,37 +760,27 @@ impl VaultFs {
         }
     }
 
-    fn xattrs_of(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        if ino == inodes::INCOMING {
-            return Ok(Vec::new());
-        }
+    fn xattrs_of(&self, ino: u64) -> ViewResult<Vec<(Vec<u8>, Vec<u8>)>> {
         Ok(self
             .node(&self.entry(ino)?)?
             .map(|n| n.xattrs.clone())
             .unwrap_or_default())
     }
 
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
-        if ino != inodes::INCOMING && incoming::owns(ino) {
-            return self.incoming.getxattr(ino, name);
-        }
-        let name = name.as_bytes();
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> ViewResult<Vec<u8>> {
         if let Some((_, v)) = self.xattrs_of(ino)?.into_iter().find(|(k, _)| k == name) {
             return Ok(v);
         }
         match LABEL_XATTRS.iter().find(|(l, _)| *l == name) {
             Some((_, bit)) if self.labels_seen.load(Ordering::Relaxed) & bit == 0 => {
-                Err(FsError::Unsupported)
+                Err(ViewError::XattrUnsupported)
             }
-            _ => Err(FsError::NoXattr),
+            _ => Err(ViewError::NoXattr),
         }
     }
 
     /// NUL-terminated names, as listxattr(2) returns them.
-    pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
-        if ino != inodes::INCOMING && incoming::owns(ino) {
-            return self.incoming.listxattr(ino);
-        }
+    pub fn listxattr(&self, ino: u64) -> ViewResult<Vec<u8>> {
         let mut out = Vec::new();
         for (k, _) in self.xattrs_of(ino)? {
             out.extend_from_slice(&k);
@@ -987,23 +794,23 @@ impl VaultFs {
     pub fn rename(
         &self,
         parent: u64,
-        name: &OsStr,
+        name: &[u8],
         newparent: u64,
-        newname: &OsStr,
-    ) -> FsResult<()> {
+        newname: &[u8],
+    ) -> ViewResult<()> {
         let (from, to) = (self.entry(parent)?, self.entry(newparent)?);
         let (Entry::ItemDir { area: a, item: i }, Entry::ItemDir { area: b, item: j }) =
             (&from, &to)
         else {
-            return Err(FsError::ReadOnly);
+            return Err(ViewError::ReadOnly);
         };
         if i != j || name != newname || a == b || *a == Area::Incoming || *b == Area::Incoming {
-            return Err(FsError::ReadOnly);
+            return Err(ViewError::ReadOnly);
         }
-        let point = name.to_str().ok_or(FsError::NotFound)?;
-        let (_, entry) = self.find(parent, name.as_bytes())?;
+        let point = std::str::from_utf8(name).map_err(|_| ViewError::NotFound)?;
+        let (_, entry) = self.find(parent, name)?;
         if !matches!(entry, Entry::PointDir { .. }) {
-            return Err(FsError::ReadOnly);
+            return Err(ViewError::ReadOnly);
         }
         self.vault.set_deleted(i, point, *b == Area::Deleted)?;
         tracing::info!(
@@ -1017,76 +824,40 @@ impl VaultFs {
         Ok(())
     }
 
-    /// (total blocks, free blocks, block size): used = the vault's packs; free = the disk's.
-    pub fn statfs(&self) -> FsResult<(u64, u64, u32)> {
+    /// Used = the vault's packs; free = the disk's.
+    pub fn statfs(&self) -> ViewResult<StatFs> {
         let dir = self.vault.dir();
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| FsError::Invalid)?;
-        // SAFETY: statvfs writes into a zeroed struct we own; the path is NUL-terminated.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-            return Err(FsError::Vault(VaultError::io(
-                "statfs",
-                dir,
-                std::io::Error::last_os_error(),
-            )));
-        }
+        let st = super::space::statvfs(dir).map_err(|e| ViewError::io("statfs", dir, e))?;
         let bsize = st.f_frsize.max(512);
         let used = self.vault_bytes() / bsize;
         let free = st.f_bavail;
-        Ok((used + free, free, bsize as u32))
+        Ok(StatFs {
+            blocks: used + free,
+            free,
+            block_size: bsize as u32,
+        })
     }
 
     /// Bytes in the vault's packs, recomputed at most every 10 s.
     fn vault_bytes(&self) -> u64 {
-        let mut usage = self.usage.lock().expect("usage lock");
+        let mut usage = self.usage.lock();
         if let Some((at, bytes)) = *usage
             && at.elapsed() < Duration::from_secs(10)
         {
             return bytes;
         }
-        let bytes = dir_size(&self.vault.dir().join(crate::store::PACKS_DIR));
+        let bytes = super::space::dir_size(&self.vault.dir().join(crate::store::PACKS_DIR));
         *usage = Some((Instant::now(), bytes));
         bytes
     }
 }
 
-/// The "." and ".." entries every listing starts with.
-fn dots(ino: u64, parent: u64) -> Vec<DirEntry> {
-    [(ino, &b"."[..]), (parent, &b".."[..])]
-        .into_iter()
-        .map(|(ino, name)| DirEntry {
-            ino,
-            kind: FileType::Directory,
-            name: name.to_vec(),
-        })
-        .collect()
-}
-
-/// A chunk through the cache, checked against the length its tree gives.
-pub(crate) fn load_chunk(
-    cache: &WeightedCache<BlobId, Vec<u8>>,
-    vault: &Vault,
-    c: ChunkRef,
-) -> Result<Arc<Vec<u8>>, String> {
-    cache.get_or_load(
-        &c.id,
-        |v| v.capacity(),
-        || {
-            let data = vault
-                .store()
-                .get(BlobKind::Data, &c.id)
-                .map_err(|e| e.to_string())?;
-            if data.len() != c.len as usize {
-                return Err(format!(
-                    "chunk {} has {} bytes, the tree says {}",
-                    c.id,
-                    data.len(),
-                    c.len
-                ));
-            }
-            Ok(data)
-        },
-    )
+/// The log line of a read that failed: damaged data is an EIO the operator must act on.
+fn log_failed_read(item: &str, point: &str, path: &str, e: &ViewError) {
+    match e {
+        ViewError::Corrupt(why) => tracing::error!("EIO: {item}/{point}:{path}: {why}"),
+        e => tracing::warn!("{item}/{point}:{path}: {e}"),
+    }
 }
 
 /// A file whose content is pushed: non-empty, small, and not hard-linked (links share one
@@ -1095,13 +866,14 @@ fn pushable(node: &Node, size: u64) -> bool {
     size > 0 && size <= PUSH_MAX_BYTES && node.link_group == 0
 }
 
-/// Load a file's chunks and store them in the kernel's page cache of inode `ino`, unless one
-/// fails to load or they do not add up to the file's size (then `read` reports it: a push past
-/// the size would grow the file in the kernel's eyes). The kernel may have forgotten the inode
-/// meanwhile: then there is nothing to fill, and the error says so.
+/// Push a small file's content into the kernel's page cache (FUSE_NOTIFY_STORE), so that
+/// reading it costs no READ request, and no GETATTR after it either: the kernel marks a file's
+/// atime stale after every READ it sends, and `tar` stats each file it has read. Only
+/// authenticated data whose length is the file's size is pushed (a push past the size would
+/// grow the file in the kernel's eyes); a damaged file is left to `read`, which answers EIO.
 fn push(
-    notifier: &fuser::Notifier,
-    cache: &WeightedCache<BlobId, Vec<u8>>,
+    kernel: &dyn super::kernel::KernelCache,
+    cache: &ChunkCache,
     vault: &Vault,
     ino: u64,
     size: u64,
@@ -1114,11 +886,8 @@ fn push(
             Err(_) => return,
         }
     }
-    if data.len() as u64 != size {
-        return;
-    }
-    if let Err(e) = notifier.store(fuser::INodeNo(ino), 0, &data) {
-        tracing::debug!("push of inode {ino:#x}: {e}");
+    if data.len() as u64 == size {
+        kernel.store(ino, &data);
     }
 }
 
@@ -1129,22 +898,9 @@ fn point_of(entry: &Entry) -> Option<&Arc<PointCtx>> {
     }
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Load and decode a tree, noting which of [`LABEL_XATTRS`] its nodes carry.
-fn load_tree(vault: &Vault, id: &BlobId, seen: &AtomicU8) -> Result<Tree, String> {
-    let tree = crate::vault::tree::load(vault.store(), id).map_err(|e| e.to_string())?;
+fn load_tree(vault: &Vault, id: &BlobId, seen: &AtomicU8) -> ViewResult<Tree> {
+    let tree = tree::load(vault.store(), id)?;
     let mut bits = 0u8;
     for (k, _) in tree.nodes.iter().flat_map(|n| n.xattrs.iter()) {
         if let Some((_, bit)) = LABEL_XATTRS.iter().find(|(l, _)| *l == k.as_slice()) {
