@@ -11,34 +11,29 @@ use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::view::time::to_ns;
-use crate::view::{
-    Attr, Caller, Kind, Lookup, NAME_MAX, RenameMode, SetAttr, Stability, View, ViewResult,
-    XattrSet,
-};
+use crate::view::{Lookup, NAME_MAX, RenameMode, SetAttr, Stability, View, ViewResult, XattrSet};
 
+mod convert;
 pub mod errno;
 mod session;
 
+use convert::{
+    TTL_LIVE, caller, dir_handle, file_attr, file_type, no_attr, reply_empty, reply_empty_dir,
+    reply_entry, reply_xattr, time_ns, ttl,
+};
+
 pub use session::{FuseSession, Unmounter, raise_readahead};
 
-/// Entries inside a point never change: let the kernel keep them.
-const TTL_IMMUTABLE: Duration = Duration::from_secs(3600);
-/// Listings of items and points change when points are added or deleted.
-const TTL_CATALOG: Duration = Duration::from_secs(1);
-/// Entries in incoming trees change only through this mount, that is through the kernel,
-/// which updates its own caches (the one change it cannot see, a mode set by an ACL, is
-/// notified). Fewer revalidations are fewer round trips per file an rsync writes.
-const TTL_LIVE: Duration = Duration::from_secs(30);
 /// Largest read the kernel may send and read-ahead we ask for.
 pub const MAX_READ_BYTES: u32 = 1 << 20;
 
@@ -79,109 +74,6 @@ fn call<T>(f: impl FnOnce() -> ViewResult<T>) -> Result<T, Errno> {
 /// panic hook and otherwise ignored.
 fn call_quietly(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
-}
-
-fn ttl(s: Stability) -> Duration {
-    match s {
-        Stability::Immutable => TTL_IMMUTABLE,
-        Stability::Catalog => TTL_CATALOG,
-        Stability::Live => TTL_LIVE,
-    }
-}
-
-fn file_type(k: Kind) -> FileType {
-    match k {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Fifo => FileType::NamedPipe,
-        Kind::CharDevice => FileType::CharDevice,
-        Kind::BlockDevice => FileType::BlockDevice,
-        Kind::Socket => FileType::Socket,
-    }
-}
-
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: a.atime,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        crtime: a.crtime,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
-}
-
-fn time_ns(t: TimeOrNow) -> i64 {
-    match t {
-        TimeOrNow::SpecificTime(t) => to_ns(t),
-        TimeOrNow::Now => to_ns(SystemTime::now()),
-    }
-}
-
-/// The handle of a readdir: none when the kernel opened the directory without asking.
-fn dir_handle(fh: FileHandle) -> Option<u64> {
-    (fh.0 != 0).then_some(fh.0)
-}
-
-fn reply_entry(reply: ReplyEntry, r: Result<Attr, Errno>) {
-    match r {
-        Ok(a) => reply.entry(&ttl(a.stability), &file_attr(&a), Generation(0)),
-        Err(e) => reply.error(e),
-    }
-}
-
-fn reply_empty(reply: ReplyEmpty, r: Result<(), Errno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
-    }
-}
-
-fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, Errno>) {
-    match r {
-        Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-        Ok(v) => reply.data(&v),
-        Err(e) => reply.error(e),
-    }
-}
-
-/// The attributes of a negative entry are not used; the kernel needs some.
-fn no_attr() -> FileAttr {
-    FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: SystemTime::UNIX_EPOCH,
-        mtime: SystemTime::UNIX_EPOCH,
-        ctime: SystemTime::UNIX_EPOCH,
-        crtime: SystemTime::UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
 }
 
 impl Filesystem for FuseFs {
@@ -622,12 +514,5 @@ impl Filesystem for FuseFs {
             ),
             Err(e) => reply.error(e),
         }
-    }
-}
-
-fn reply_empty_dir(reply: ReplyDirectoryPlus, r: Result<(), Errno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
     }
 }

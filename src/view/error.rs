@@ -62,6 +62,15 @@ pub enum ViewError {
 pub type ViewResult<T> = Result<T, ViewError>;
 
 impl ViewError {
+    /// Log a failed read or load of `what` (item, point and path where known): damaged data is
+    /// an EIO line the operator must act on, anything else a warning.
+    pub(crate) fn log(&self, what: &str) {
+        match self {
+            ViewError::Corrupt(why) => tracing::error!("EIO: {what}: {why}"),
+            e => tracing::warn!("{what}: {e}"),
+        }
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> ViewError {
         if source.raw_os_error() == Some(libc::ENOSPC) {
             return ViewError::NoSpace;

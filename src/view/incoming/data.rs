@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::staging::Staged;
 use super::state::{Data, State};
-use super::{Handle, Incoming, RESERVE_BYTES, io_err, log_failed};
+use super::{Handle, Incoming, RESERVE_BYTES, io_err};
 use crate::view::chunks::load_chunk;
 use crate::view::error::{ViewError, ViewResult};
 use crate::view::ino::INCOMING_BIT as BIT;
@@ -94,7 +94,7 @@ impl Incoming {
             let c_end = start + c.len as u64;
             if c_end > offset && start < end {
                 let data = load_chunk(&self.chunks, &self.vault, *c)
-                    .inspect_err(|e| log_failed("an incoming file", e))?;
+                    .inspect_err(|e| e.log("an incoming file"))?;
                 let from = offset.max(start) - start;
                 let to = end.min(c_end) - start;
                 out.extend_from_slice(&data[from as usize..to as usize]);
@@ -201,7 +201,7 @@ impl Incoming {
             let mut pos = 0u64;
             for c in chunks.iter() {
                 let data = load_chunk(&self.chunks, &self.vault, *c)
-                    .inspect_err(|e| log_failed("an incoming file", e))?;
+                    .inspect_err(|e| e.log("an incoming file"))?;
                 staged
                     .write_at(&data, pos)
                     .map_err(|e| io_err("write", e))?;

@@ -108,14 +108,6 @@ fn check_name(name: &[u8]) -> ViewResult<()> {
     Ok(())
 }
 
-/// The log line of a failed read or load: damaged data is an EIO the operator must act on.
-fn log_failed(what: &str, e: &ViewError) {
-    match e {
-        ViewError::Corrupt(why) => tracing::error!("EIO: {what}: {why}"),
-        e => tracing::warn!("{what}: {e}"),
-    }
-}
-
 impl Incoming {
     pub fn new(
         vault: Arc<Vault>,

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::Incoming;
 use super::state::{Data, DirData, Inode, State};
-use super::{Incoming, log_failed};
 use crate::format::NodeKind;
 use crate::vault::{VaultError, tree};
 use crate::view::error::{ViewError, ViewResult};
@@ -55,7 +55,7 @@ impl Incoming {
         let item = inode.item.clone();
         let t = tree::load(self.vault.store(), &id)
             .map_err(ViewError::from)
-            .inspect_err(|e| log_failed(&format!("incoming/{item}: directory tree {id}"), e))?;
+            .inspect_err(|e| e.log(&format!("incoming/{item}: directory tree {id}")))?;
         let mut children = BTreeMap::new();
         for n in &t.nodes {
             let key = (item.clone(), n.link_group);
