@@ -336,11 +336,11 @@ impl Incoming {
             }
         }
         if let Some(dst) = st.children(newparent)?.get(newname).copied() {
-            if dst == src {
-                return Ok(());
-            }
             if noreplace {
                 return Err(ViewError::Exists);
+            }
+            if dst == src {
+                return Ok(());
             }
             let dst_is_dir = st.get(dst)?.kind == NodeKind::Dir;
             match (src_is_dir, dst_is_dir) {

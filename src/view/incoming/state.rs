@@ -155,7 +155,13 @@ impl Inode {
             rdev: n.rdev,
             target: n.target.clone(),
             xattrs: n.xattrs.iter().cloned().collect(),
-            nlink: 1,
+            // A hard-linked file counts the names its tree recorded, also those in
+            // directories not loaded yet (loading them adds parents, not links).
+            nlink: if n.link_group != 0 && n.kind != NodeKind::Dir {
+                n.nlink.max(1)
+            } else {
+                1
+            },
             parents: Vec::new(),
             link_group: n.link_group,
             lookups: 0,

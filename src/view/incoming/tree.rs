@@ -65,9 +65,7 @@ impl Incoming {
                 .filter(|c| st.nodes.contains_key(c))
             {
                 Some(c) => {
-                    let ci = st.get_mut(c)?;
-                    ci.nlink += 1;
-                    ci.parents.push(ino);
+                    st.get_mut(c)?.parents.push(ino);
                     c
                 }
                 None => {
