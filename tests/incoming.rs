@@ -24,45 +24,6 @@ const ITEM: &str = "home";
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// `vaultfs snapshot TARGET ITEM` (TARGET: the vault or the mount point). It must print exactly
-/// one line, `created point ITEM/POINT`, with a well-formed point name; returns POINT.
-#[track_caller]
-fn snapshot(target: &Path, item: &str) -> String {
-    let out = ok(&["snapshot", s(target), item]);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "snapshot should print exactly one line: {out:?}"
-    );
-    let spec = lines[0]
-        .strip_prefix("created point ")
-        .unwrap_or_else(|| panic!("unexpected snapshot output: {out:?}"));
-    let (it, point) = spec.split_once('/').expect("ITEM/POINT");
-    assert_eq!(it, item, "snapshot output names another item: {out:?}");
-    assert!(is_point_name(point), "bad point name in {out:?}");
-    point.to_string()
-}
-
-/// `YYYY-MM-DDTHH-MM-SSZ`, optionally followed by `-N`.
-fn is_point_name(p: &str) -> bool {
-    let pat = b"dddd-dd-ddTdd-dd-ddZ";
-    if p.len() < pat.len() || !p.is_ascii() {
-        return false;
-    }
-    let (head, tail) = p.split_at(pat.len());
-    head.bytes().zip(pat.iter()).all(|(c, &q)| {
-        if q == b'd' {
-            c.is_ascii_digit()
-        } else {
-            c == q
-        }
-    }) && (tail.is_empty()
-        || tail
-            .strip_prefix('-')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())))
-}
-
 /// Wait (≤ 3 s: the kernel caches entries and links for 1 s) until `points/ITEM/POINT` is
 /// listed and `points/ITEM/latest` points to it; returns `points/ITEM/latest/`.
 #[track_caller]

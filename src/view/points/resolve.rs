@@ -158,10 +158,10 @@ impl Points {
 
     /// Look up `name` in `parent` and register one reference to it.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> ViewResult<Attr> {
-        let (ino, entry) = self.find(parent, name)?;
-        let attr = self.attr_of(ino, &entry)?;
         #[cfg(feature = "test-clock")]
         self.inodes.fault_on(name);
+        let (ino, entry) = self.find(parent, name)?;
+        let attr = self.attr_of(ino, &entry)?;
         self.inodes.remember(ino, entry);
         Ok(attr)
     }
