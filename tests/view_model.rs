@@ -56,6 +56,66 @@ fn incoming_matches_the_model_seed_4() {
     run(0x5eed_0004, STEPS);
 }
 
+/// Every operation that takes a name refuses one over 255 bytes with `NameTooLong`, on both
+/// sides of the view (a door that does not look names up first, like a WebDAV server, gets
+/// the same answer as the kernel's lookup).
+#[test]
+fn every_name_taking_operation_refuses_256_bytes() {
+    let tmp = tempdir();
+    let (vault_dir, src) = (tmp.path().join("vault"), tmp.path().join("src"));
+    init_vault(&vault_dir);
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    common::mnt::backup(&vault_dir, ITEM, &src);
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let mut door = Door::open(&vault_dir, &staging);
+    let inc = door.root();
+    let file = door.view.create(inc, b"file", 0o644, ME).unwrap().0.ino;
+    let point_dir = {
+        let points = door
+            .lookup(vaultfs::view::ino::ROOT, b"points")
+            .unwrap()
+            .unwrap();
+        let item = door.lookup(points.ino, ITEM.as_bytes()).unwrap().unwrap();
+        let latest_ino = door.lookup(item.ino, b"latest").unwrap().unwrap().ino;
+        let latest = door.view.readlink(latest_ino);
+        let point = door.lookup(item.ino, &latest.unwrap()).unwrap().unwrap();
+        door.lookup(point.ino, b"dir").unwrap().unwrap().ino
+    };
+    let (ok_name, long) = (vec![b'n'; 255], vec![b'n'; 256]);
+    for dir in [inc, point_dir, INCOMING] {
+        let v = &door.view;
+        let too_long = |what: &str, r: Result<(), ViewError>| {
+            assert!(
+                matches!(r, Err(ViewError::NameTooLong)),
+                "{what} in {dir:#x}: {r:?}"
+            );
+        };
+        too_long("lookup", v.lookup(dir, &long).map(drop));
+        too_long("create", v.create(dir, &long, 0o644, ME).map(drop));
+        too_long("mkdir", v.mkdir(dir, &long, 0o755, ME).map(drop));
+        too_long(
+            "mknod",
+            v.mknod(dir, &long, libc::S_IFIFO | 0o644, 0, ME).map(drop),
+        );
+        too_long("symlink", v.symlink(dir, &long, b"t", ME).map(drop));
+        too_long("link", v.link(file, dir, &long).map(drop));
+        too_long(
+            "rename (new name)",
+            v.rename(inc, b"file", dir, &long, RenameMode::Replace),
+        );
+        too_long(
+            "rename (old name)",
+            v.rename(dir, &long, inc, b"other", RenameMode::Replace),
+        );
+        too_long("unlink", v.unlink(dir, &long));
+        too_long("rmdir", v.rmdir(dir, &long));
+        // 255 bytes are a name like any other.
+        assert!(matches!(v.lookup(dir, &ok_name), Ok(Lookup::Absent(_))));
+    }
+    door.end_step();
+}
+
 // ---------------------------------------------------------------------------------------------
 // The model
 
