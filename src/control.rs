@@ -28,7 +28,7 @@ pub enum Request {
     },
     /// Unmount and stop the daemon; answered once the mount is gone.
     Unmount,
-    /// Where is this vault mounted?
+    /// Where is this vault mounted, and how many scheduler ticks has the daemon done?
     Status,
 }
 

@@ -208,7 +208,7 @@ fn assert_points_become(m: &Mount, item: &str, live: &[&str], deleted: &[&str]) 
         )
     };
     let want = (want_live, want_deleted, want_latest);
-    let reached = wait_until(Duration::from_secs(3), || state() == want);
+    let reached = wait_until(Duration::from_secs(30), || state() == want);
     assert!(
         reached,
         "(points, .deleted, latest) should become {want:?}, is {:?}",
@@ -694,7 +694,7 @@ fn flipped_byte_in_a_pack_is_eio_for_that_file_only() {
     // The log names item, point and path.
     let log = f.vault.join("daemon.log");
     let want = (format!("{ITEM}/{point}"), format!("/{bad}"));
-    let logged = wait_until(Duration::from_secs(2), || {
+    let logged = wait_until(Duration::from_secs(30), || {
         fs::read_to_string(&log).is_ok_and(|t| {
             t.lines()
                 .any(|l| l.contains("EIO") && l.contains(&want.0) && l.contains(&want.1))
@@ -900,7 +900,7 @@ fn kill_9_then_mount_again_clears_the_stale_mount() {
     // SAFETY: kill(2) of the daemon this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     assert!(
-        wait_gone(pid, Duration::from_secs(5)),
+        wait_gone(pid, Duration::from_secs(30)),
         "daemon survived kill -9"
     );
     assert!(
@@ -960,9 +960,10 @@ fn umount_leaves_no_mount_and_no_daemon() {
             String::from_utf8_lossy(&out.stdout)
         );
         assert!(!is_mounted(&f.mnt), "round {round}: still mounted");
+        // umount returns only once the daemon is gone, and the vault with it.
         assert!(
-            wait_gone(pid, Duration::from_secs(5)),
-            "round {round}: daemon {pid} still running after umount"
+            !alive(pid),
+            "round {round}: daemon {pid} still running when umount returned"
         );
         assert!(
             !f.vault.join("control.sock").exists(),
@@ -996,10 +997,7 @@ fn the_guard_unmounts_when_a_test_panics() {
     assert!(thread.join().is_err(), "the thread should have panicked");
     let pid = rx.recv().expect("the thread mounted");
     assert!(!is_mounted(&f.mnt), "the guard left the mount behind");
-    assert!(
-        wait_gone(pid, Duration::from_secs(2)),
-        "the guard left the daemon {pid} running"
-    );
+    assert!(!alive(pid), "the guard left the daemon {pid} running");
     assert!(names_in(&f.mnt).is_empty());
 }
 
@@ -1062,7 +1060,7 @@ fn commands_work_while_mounted_through_the_control_socket() {
     let start = Instant::now();
     let p2 = backup(&f.vault, ITEM, &f.src);
     assert_ne!(p1, p2);
-    let appeared = wait_until(Duration::from_millis(2500), || {
+    let appeared = wait_until(Duration::from_secs(30), || {
         names_in(&m.path(&format!("points/{ITEM}"))).contains(&p2)
             && latest_target(&m, ITEM).as_deref() == Some(p2.as_str())
     });
@@ -1081,7 +1079,7 @@ fn commands_work_while_mounted_through_the_control_socket() {
     make_small_tree(&other, 12);
     backup(&f.vault, "other", &other);
     assert!(
-        wait_until(Duration::from_millis(2500), || names_in(&m.path("points"))
+        wait_until(Duration::from_secs(30), || names_in(&m.path("points"))
             == [ITEM, "other"]),
         "{:?}",
         names_in(&m.path("points"))

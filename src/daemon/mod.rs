@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -19,9 +19,11 @@ use crate::vault::{Vault, VaultError};
 use crate::view::{View, ViewError};
 
 pub mod mounts;
+pub mod process;
 mod scheduler;
 
 pub use mounts::{force_unmount, is_stale_mount, mounts, vault_of_mount};
+pub use process::Holder;
 
 #[derive(Debug, Clone)]
 pub struct MountOptions {
@@ -91,10 +93,15 @@ pub fn serve(
     let mountpoint = opts.mountpoint.clone();
     let mut unmounter = session.unmounter();
     let running = Arc::new(AtomicUsize::new(0));
+    let ticks = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Stop>();
     let started = (|| -> Result<_, DaemonError> {
         notify_catalog_changes(&vault, &view)?;
-        let handler = control_handler(tx.clone(), running.clone(), &mountpoint, commands);
+        let status = Status {
+            mountpoint: mountpoint.display().to_string(),
+            ticks: ticks.clone(),
+        };
+        let handler = control_handler(tx.clone(), running.clone(), status, commands);
         control::serve(vault.dir(), handler).map_err(start("the control socket"))?;
         let session_tx = tx.clone();
         let worker = std::thread::Builder::new()
@@ -135,7 +142,7 @@ pub fn serve(
         let (v, stop) = (vault.clone(), sched_stop.clone());
         std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || scheduler::run(v, stop))
+            .spawn(move || scheduler::run(v, stop, ticks))
             .map_err(start("the scheduler"))?
     };
 
@@ -164,6 +171,7 @@ pub fn serve(
     let _ = worker.join();
     signal_handle.close();
     sched_stop.store(true, Ordering::Relaxed);
+    scheduler.thread().unpark();
     let _ = scheduler.join();
     let mut waited = false;
     while running.load(Ordering::SeqCst) > 0 {
@@ -244,16 +252,22 @@ fn notify_catalog_changes(vault: &Vault, view: &Arc<View>) -> Result<(), DaemonE
     Ok(())
 }
 
-/// What the control socket does: unmount, say where the vault is mounted, or run a command
-/// (counted in `running`: the daemon lets those finish before it exits).
+/// What a status request shows.
+struct Status {
+    mountpoint: String,
+    /// Scheduler ticks done.
+    ticks: Arc<AtomicU64>,
+}
+
+/// What the control socket does: unmount, show the status, or run a command (counted in
+/// `running`: the daemon lets those finish before it exits).
 fn control_handler(
     stop: mpsc::Sender<Stop>,
     running: Arc<AtomicUsize>,
-    mountpoint: &std::path::Path,
+    status: Status,
     commands: Handler,
 ) -> Handler {
     let stop = parking_lot::Mutex::new(stop);
-    let mount_shown = mountpoint.display().to_string();
     Arc::new(move |req: Request, out: &mut Responder| match req {
         Request::Unmount => {
             let (done_tx, done_rx) = mpsc::channel::<mpsc::Sender<()>>();
@@ -269,7 +283,11 @@ fn control_handler(
             }
         }
         Request::Status => {
-            out.out(format!("mounted at {mount_shown}"));
+            out.out(format!("mounted at {}", status.mountpoint));
+            out.out(format!(
+                "scheduler ticks: {}",
+                status.ticks.load(Ordering::Relaxed)
+            ));
             out.send(&Response::Exit(0));
         }
         cmd @ Request::Command { .. } => {

@@ -254,8 +254,9 @@ impl Mount {
         );
         assert!(
             out.status.success(),
-            "vaultfs mount failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
-            out.status.code()
+            "vaultfs mount failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}\ndaemon log:\n{}",
+            out.status.code(),
+            self.log_tail()
         );
         assert!(
             daemon_pid(&stdout).is_some(),
@@ -272,6 +273,13 @@ impl Mount {
             self.pid()
         );
         stderr.into_owned()
+    }
+
+    /// The last lines of the vault's daemon log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.vault.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// The pid of the last daemon started.
