@@ -563,20 +563,10 @@ impl Run {
         self.note(format!("create {}", show_in(&dir, &name)));
         let parent = self.door().resolve(&dir);
         let r = self.door().view.create(parent, &name, mode, ME);
-        let want = if too_long(&[&name]) {
-            Want::NameTooLong
-        } else if self.model.nodes[&d].children.contains_key(&name) {
-            Want::Exists
-        } else {
-            Want::Ok
-        };
+        let want = self.want_new(d, &name);
         self.expect("create", &r, want);
         let Ok((attr, opened)) = r else { return };
-        self.door().held.push(attr.ino);
-        let mut inode = self.inherit(d, MInode::new(MKind::File, mode, ME));
-        inode.mtime_ns = None;
-        let m = self.model.add(inode);
-        self.model.put(d, name, m);
+        let m = self.made(d, name, attr.ino, MInode::new(MKind::File, mode, ME));
         self.open.push(Open {
             fh: opened.fh,
             ino: attr.ino,
@@ -585,6 +575,27 @@ impl Run {
         if self.rng.random_bool(0.4) {
             self.close(self.open.len() - 1);
         }
+    }
+
+    /// What making `name` in directory `d` should answer.
+    fn want_new(&self, d: usize, name: &[u8]) -> Want {
+        if too_long(&[name]) {
+            Want::NameTooLong
+        } else if self.model.nodes[&d].children.contains_key(name) {
+            Want::Exists
+        } else {
+            Want::Ok
+        }
+    }
+
+    /// The view made `inode` as `name` in `d`, counting a reference to `ino`: so does the
+    /// model. Returns its number in the model.
+    fn made(&mut self, d: usize, name: Vec<u8>, ino: u64, inode: MInode) -> usize {
+        self.door().held.push(ino);
+        let inode = self.inherit(d, inode);
+        let m = self.model.add(inode);
+        self.model.put(d, name, m);
+        m
     }
 
     /// Set-group-ID directories pass their group on (and the bit, to directories).
@@ -872,21 +883,12 @@ impl Run {
         let name = self.name();
         let mode = [0o755, 0o700, 0o2775][self.rng.random_range(0..3)];
         self.note(format!("mkdir {}", show_in(&dir, &name)));
-        let want = if too_long(&[&name]) {
-            Want::NameTooLong
-        } else if self.model.nodes[&d].children.contains_key(&name) {
-            Want::Exists
-        } else {
-            Want::Ok
-        };
+        let want = self.want_new(d, &name);
         let parent = self.door().resolve(&dir);
         let r = self.door().view.mkdir(parent, &name, mode, ME);
         self.expect("mkdir", &r, want);
         if let Ok(a) = r {
-            self.door().held.push(a.ino);
-            let inode = self.inherit(d, MInode::new(MKind::Dir, mode, ME));
-            let m = self.model.add(inode);
-            self.model.put(d, name, m);
+            self.made(d, name, a.ino, MInode::new(MKind::Dir, mode, ME));
         }
     }
 
@@ -899,16 +901,10 @@ impl Run {
             if fifo { "mkfifo" } else { "symlink" },
             show_in(&dir, &name)
         ));
-        let want = if too_long(&[&name]) {
-            Want::NameTooLong
-        } else if self.model.nodes[&d].children.contains_key(&name) {
-            Want::Exists
-        } else {
-            Want::Ok
-        };
+        let want = self.want_new(d, &name);
         let parent = self.door().resolve(&dir);
         let target = format!("../target-{}", self.rng.random_range(0..1000)).into_bytes();
-        let (r, mut inode) = if fifo {
+        let (r, inode) = if fifo {
             let r = self
                 .door()
                 .view
@@ -922,10 +918,7 @@ impl Run {
         };
         self.expect("symlink/mknod", &r, want);
         if let Ok(a) = r {
-            self.door().held.push(a.ino);
-            inode = self.inherit(d, inode);
-            let m = self.model.add(inode);
-            self.model.put(d, name, m);
+            self.made(d, name, a.ino, inode);
         }
     }
 

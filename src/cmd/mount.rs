@@ -12,7 +12,7 @@ use vaultfs::keys::MasterKey;
 
 use vaultfs::cli::MountArgs;
 use vaultfs::control::Handler;
-use vaultfs::daemon::process::{self, LOG_FILE, Ready};
+use vaultfs::daemon::process::{self, LOG_FILE, Ready, Started};
 use vaultfs::daemon::{self, MountOptions};
 use vaultfs::vault::Vault;
 
@@ -72,7 +72,7 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     };
     let log = vault.join(LOG_FILE);
     match process::fork_daemon(&vault, run).context("starting the mount daemon")? {
-        (pid, Ok(())) => {
+        (pid, Started::Ready) => {
             env.out(format!(
                 "mounted {} at {} (daemon pid {pid}, log {})",
                 vault.display(),
@@ -81,11 +81,11 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
             ));
             Ok(Outcome::Ok)
         }
-        (_, Err(msg)) if msg.is_empty() => bail!(
+        (_, Started::Died) => bail!(
             "the mount daemon died before mounting; see {}",
             log.display()
         ),
-        (_, Err(msg)) => bail!("{msg}"),
+        (_, Started::Refused(msg)) => bail!("{msg}"),
     }
 }
 
@@ -93,9 +93,8 @@ fn daemon_main(vault_dir: &Path, opts: &MountOptions, key: MasterKey, ready: Rea
     let vault = match Vault::open_with_key(vault_dir, key) {
         Ok(v) => Arc::new(v),
         Err(e) => {
-            let msg = e.to_string();
-            ready.send(Err(msg.clone()));
-            bail!("{msg}");
+            ready.send(Err(&e));
+            return Err(e.into());
         }
     };
     let shared = vault.clone();
@@ -106,7 +105,7 @@ fn daemon_main(vault_dir: &Path, opts: &MountOptions, key: MasterKey, ready: Rea
         if foreground && r.is_ok() {
             eprintln!("vaultfs: mounted at {mnt}; Ctrl-C or `vaultfs umount {mnt}` to unmount");
         }
-        ready.send(r.map_err(|e| e.to_string()))
+        ready.send(r.map_err(|e| e as &dyn std::fmt::Display))
     })?;
     Ok(())
 }

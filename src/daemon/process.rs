@@ -34,7 +34,7 @@ impl Ready {
     }
 
     /// Tell the parent the mount is ready, or why it is not.
-    pub fn send(self, r: Result<(), String>) {
+    pub fn send(self, r: Result<(), &dyn std::fmt::Display>) {
         if let Some(fd) = self.0 {
             let mut f = std::fs::File::from(fd);
             let _ = match r {
@@ -45,16 +45,26 @@ impl Ready {
     }
 }
 
+/// What a forked daemon told its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// The mount is ready.
+    Ready,
+    /// It could not mount; its one-line reason.
+    Refused(String),
+    /// It exited without a word (see its log).
+    Died,
+}
+
 /// Fork a daemon that runs `run` (whose result is its exit code) detached, with stdio to the
-/// vault's log. Returns its pid and what it reported: `Ok` once it is ready, or its error
-/// (empty if it died without a word).
+/// vault's log. Returns its pid and what it reported.
 ///
 /// # Safety of use
 /// Call before any thread exists in this process.
 pub fn fork_daemon(
     vault: &Path,
     run: impl FnOnce(Ready) -> i32,
-) -> std::io::Result<(i32, Result<(), String>)> {
+) -> std::io::Result<(i32, Started)> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe writes two fds into the array.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -74,7 +84,7 @@ pub fn fork_daemon(
         let code = match detach(vault) {
             Ok(()) => run(ready),
             Err(e) => {
-                ready.send(Err(format!("cannot start the daemon: {e}")));
+                ready.send(Err(&format_args!("cannot start the daemon: {e}")));
                 1
             }
         };
@@ -83,11 +93,12 @@ pub fn fork_daemon(
     drop(write_end);
     let mut msg = String::new();
     let _ = std::fs::File::from(read_end).read_to_string(&mut msg);
-    let answer = match msg.strip_prefix("ok") {
-        Some(_) => Ok(()),
-        None => Err(msg.trim_start_matches("err ").trim().to_string()),
+    let started = match msg.strip_prefix("ok") {
+        Some(_) => Started::Ready,
+        None if msg.is_empty() => Started::Died,
+        None => Started::Refused(msg.trim_start_matches("err ").trim().to_string()),
     };
-    Ok((pid, answer))
+    Ok((pid, started))
 }
 
 /// Detach from the terminal: new session, stdin from /dev/null, stdout and stderr to the log.

@@ -96,9 +96,7 @@ impl Points {
                     .nodes
                     .binary_search_by(|n| n.name.as_slice().cmp(name))
                     .map_err(|_| ViewError::NotFound)?;
-                let point = point_of(&parent_entry)
-                    .expect("entries in a point know it")
-                    .clone();
+                let point = point_of(&parent_entry).ok_or(ViewError::NotDir)?.clone();
                 let ino = inodes::node_ino(point.ino, parent, &tree.nodes[idx]);
                 Ok((
                     ino,
