@@ -86,7 +86,7 @@ impl FuseSession {
         Unmounter(self.session.unmount_callable())
     }
 
-    /// Serve requests until the mount goes away. Call [`FuseSession::raise_readahead`] once it
+    /// Serve requests until the mount goes away. Call [`raise_readahead`] once it
     /// runs.
     pub fn run(self) -> io::Result<()> {
         self.session.run()

@@ -11,8 +11,8 @@
 //! ```
 //!
 //! Routing happens here and only here: [`View`] sends each request to `points` (the read-only
-//! side) or `incoming` (the writable side), by [`side_of`] for an inode itself and
-//! [`side_of_names_in`] for the names in a directory. The two sides never import each other;
+//! side) or `incoming` (the writable side), by `side_of` for an inode itself and
+//! `side_of_names_in` for the names in a directory. The two sides never import each other;
 //! what they share (inode numbers, caches, chunk loading, the read-ahead pool, times, the
 //! door's caches) lives beside them in this module.
 
