@@ -241,7 +241,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 pub fn forward(cli: &Cli) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
-    let resolved = vaultfs::mount::daemon::vault_of_mount(given);
+    let resolved = vaultfs::daemon::vault_of_mount(given);
     let vault = resolved.as_deref().unwrap_or(given);
     let stream = control::connect(vault)?;
     let env = Env::local(cli.passphrase_file.clone());
