@@ -28,7 +28,8 @@ pub enum Request {
     },
     /// Unmount and stop the daemon; answered once the mount is gone.
     Unmount,
-    /// Where is this vault mounted, and how many scheduler ticks has the daemon done?
+    /// Where is this vault mounted, how many scheduler ticks has the daemon done, and which
+    /// FUSE requests has it served?
     Status,
 }
 

@@ -621,7 +621,7 @@ impl Run {
             return self.open_file();
         }
         let i = self.rng.random_range(0..self.open.len());
-        let (fh, ino, m) = (self.open[i].fh, self.open[i].ino, self.open[i].model);
+        let (ino, m) = (self.open[i].ino, self.open[i].model);
         let size = self.model.nodes[&m].data.len();
         let len = match self.rng.random_range(0..200) {
             // Past what waits in memory: the staging copy moves to a file.
@@ -639,7 +639,7 @@ impl Run {
         self.note(format!(
             "write {len} bytes at {offset} into model inode {m}"
         ));
-        let r = self.door().view.write(ino, fh, offset as u64, &data);
+        let r = self.door().view.write(ino, offset as u64, &data, false);
         self.expect("write", &r, Want::Ok);
         assert_eq!(r.unwrap(), len as u32);
         let f = self.model.nodes.get_mut(&m).unwrap();
@@ -1046,9 +1046,9 @@ impl Run {
             return;
         }
         let i = self.rng.random_range(0..self.open.len());
-        let (ino, fh) = (self.open[i].ino, self.open[i].fh);
+        let ino = self.open[i].ino;
         self.note(format!("fsync model inode {}", self.open[i].model));
-        let r = self.door().view.fsync(ino, fh);
+        let r = self.door().view.fsync(ino);
         self.expect("fsync", &r, Want::Ok);
     }
 
@@ -1084,9 +1084,9 @@ impl Run {
         self.check_entry(&[], root, self.model.root, full, &mut seen);
         // Files open through handles (some unlinked) read back through those handles.
         for i in 0..self.open.len() {
-            let (fh, m) = (self.open[i].fh, self.open[i].model);
+            let (ino, fh, m) = (self.open[i].ino, self.open[i].fh, self.open[i].model);
             if full || self.touched.contains(&m) {
-                let data = self.read_all(fh, self.model.nodes[&m].data.len());
+                let data = self.read_all(ino, Some(fh), self.model.nodes[&m].data.len());
                 self.same_bytes(
                     &data,
                     &self.model.nodes[&m].data,
@@ -1179,7 +1179,7 @@ impl Run {
             }
             MKind::File if full || self.touched.contains(&m) || data_len <= SMALL => {
                 let fh = self.door().view.open(ino, false, false).expect("open").fh;
-                let data = self.read_all(fh, data_len);
+                let data = self.read_all(ino, Some(fh), data_len);
                 self.door().view.release(fh);
                 self.same_bytes(&data, &self.model.nodes[&m].data, &what);
             }
@@ -1243,13 +1243,13 @@ impl Run {
         }
     }
 
-    fn read_all(&mut self, fh: u64, size: usize) -> Vec<u8> {
+    fn read_all(&mut self, ino: u64, fh: Option<u64>, size: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(size);
         loop {
             let piece = self
                 .door()
                 .view
-                .read(fh, out.len() as u64, 1 << 20)
+                .read(ino, fh, out.len() as u64, 1 << 20)
                 .expect("read");
             if piece.is_empty() {
                 return out;

@@ -169,6 +169,7 @@ pub fn serve(
         let _ = force_unmount(&mountpoint, true);
     }
     let _ = worker.join();
+    tracing::debug!("FUSE requests served: {}", crate::fuse::requests_line());
     signal_handle.close();
     sched_stop.store(true, Ordering::Relaxed);
     scheduler.thread().unpark();
@@ -288,6 +289,7 @@ fn control_handler(
                 "scheduler ticks: {}",
                 status.ticks.load(Ordering::Relaxed)
             ));
+            out.out(format!("fuse requests: {}", crate::fuse::requests_line()));
             out.send(&Response::Exit(0));
         }
         cmd @ Request::Command { .. } => {

@@ -37,6 +37,17 @@ pub use session::{FuseSession, Unmounter, raise_readahead};
 /// Largest read the kernel may send and read-ahead we ask for.
 pub const MAX_READ_BYTES: u32 = 1 << 20;
 
+/// The FUSE requests this process has received since it started, by opcode, as one line
+/// (`LOOKUP=3 GETATTR=1 ...`); the counts are exact, so tests hold the door to them.
+pub fn requests_line() -> String {
+    let counts = fuser::request_counts();
+    if counts.is_empty() {
+        return "none".into();
+    }
+    let words: Vec<String> = counts.iter().map(|(op, n)| format!("{op}={n}")).collect();
+    words.join(" ")
+}
+
 /// Add to a tracing filter: fuser warns about every operation it answers ENOSYS for
 /// (copy_file_range, say), and the kernel falls back by itself, so these are not worth a log
 /// line each.
@@ -51,6 +62,7 @@ pub struct FuseFs {
     /// The kernel opens directories without asking (OPENDIR answered ENOSYS once): readdirs
     /// come without a handle.
     no_opendir: bool,
+    levers: String,
 }
 
 impl FuseFs {
@@ -58,7 +70,12 @@ impl FuseFs {
         FuseFs {
             view,
             no_opendir: false,
+            levers: std::env::var("VAULTFS_LEVERS").unwrap_or_default(),
         }
+    }
+
+    fn lever(&self, name: &str) -> bool {
+        self.levers.split(',').any(|l| l == name || l == "all")
     }
 }
 
@@ -92,6 +109,9 @@ impl Filesystem for FuseFs {
         self.no_opendir = config
             .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
             .is_ok();
+        if self.lever("killpriv") {
+            let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        }
         Ok(())
     }
 
@@ -121,7 +141,7 @@ impl Filesystem for FuseFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -145,6 +165,8 @@ impl Filesystem for FuseFs {
             atime_ns: atime.map(time_ns),
             mtime_ns: mtime.map(time_ns),
             ctime_ns: ctime.map(to_ns),
+            // Whether the caller holds CAP_FSETID is not sent with the request; root does.
+            kill_suidgid: req.uid() != 0,
         };
         match call(|| self.view.setattr(ino.0, change)) {
             Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
@@ -262,6 +284,9 @@ impl Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.lever("noopen") {
+            return reply.error(Errno::ENOSYS);
+        }
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY || truncate;
         match call(|| self.view.open(ino.0, write, truncate)) {
@@ -278,7 +303,7 @@ impl Filesystem for FuseFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -286,7 +311,8 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match call(|| self.view.read(fh.0, offset, size)) {
+        let fh = (fh.0 != 0).then_some(fh.0);
+        match call(|| self.view.read(ino.0, fh, offset, size)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
@@ -296,15 +322,16 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match call(|| self.view.write(ino.0, fh.0, offset, data)) {
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        match call(|| self.view.write(ino.0, offset, data, kill)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
@@ -341,11 +368,11 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, call(|| self.view.fsync(ino.0, fh.0)));
+        reply_empty(reply, call(|| self.view.fsync(ino.0)));
     }
 
     fn fsyncdir(
@@ -499,6 +526,9 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        if self.lever("nocreate") {
+            return reply.error(Errno::ENOSYS);
+        }
         let mode = mode & !umask;
         let r = call(|| {
             self.view

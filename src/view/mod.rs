@@ -327,18 +327,24 @@ impl View {
         }
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
-        match handle_of(fh) {
-            HandleOf::Points => self.points.read(fh, offset, size),
-            HandleOf::Incoming => self.incoming.read(fh, offset, size),
-            HandleOf::Dir => Err(ViewError::IsDir),
+    /// Read file `ino`, through handle `fh` if it was opened with one (the FUSE door opens
+    /// files without asking the view, so its reads carry none).
+    pub fn read(&self, ino: u64, fh: Option<u64>, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
+        if fh.is_some_and(|fh| matches!(handle_of(fh), HandleOf::Dir)) {
+            return Err(ViewError::IsDir);
+        }
+        match side_of(ino) {
+            Side::Points => self.points.read(ino, fh, offset, size),
+            Side::Incoming => self.incoming.read(ino, offset, size),
         }
     }
 
-    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> ViewResult<u32> {
+    /// Write into file `ino`; `kill_suidgid`: the writer may not keep set-user-ID and
+    /// set-group-ID bits (it lacks CAP_FSETID).
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> ViewResult<u32> {
         match side_of(ino) {
             Side::Points => Err(ViewError::ReadOnly),
-            Side::Incoming => self.incoming.write(fh, offset, data),
+            Side::Incoming => self.incoming.write(ino, offset, data, kill_suidgid),
         }
     }
 
@@ -352,10 +358,10 @@ impl View {
     }
 
     /// Make a file's content durable (points are already), then save the incoming trees.
-    pub fn fsync(&self, ino: u64, fh: u64) -> ViewResult<()> {
+    pub fn fsync(&self, ino: u64) -> ViewResult<()> {
         match side_of(ino) {
             Side::Points => Ok(()),
-            Side::Incoming => self.incoming.fsync(Some(fh)),
+            Side::Incoming => self.incoming.fsync(Some(ino)),
         }
     }
 

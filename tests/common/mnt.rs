@@ -427,3 +427,30 @@ pub fn is_point_name(p: &str) -> bool {
             .strip_prefix('-')
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())))
 }
+
+/// The lines of the status the daemon of `vault` answers on its control socket.
+pub fn daemon_status(vault: &Path) -> Vec<String> {
+    use vaultfs::control::{self, Request, Response};
+    let stream = control::connect(vault).expect("the daemon's control socket");
+    let mut lines = Vec::new();
+    control::call(stream, &Request::Status, |r| {
+        if let Response::Out(line) = r {
+            lines.push(line);
+        }
+    })
+    .expect("status from the daemon");
+    lines
+}
+
+/// The FUSE requests the daemon of `vault` has served so far, by opcode (`LOOKUP`, ...).
+pub fn fuse_requests(vault: &Path) -> std::collections::BTreeMap<String, u64> {
+    let lines = daemon_status(vault);
+    let line = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("fuse requests: "))
+        .unwrap_or_else(|| panic!("no request counts in the status: {lines:?}"));
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(op, n)| (op.to_string(), n.parse().expect("a count")))
+        .collect()
+}

@@ -4,11 +4,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::staging::Reader;
 use super::{COMMIT_GATHER, Incoming, STAGING_FILE};
+
+/// A file not written for this long is taken as finished and stored. The FUSE door opens
+/// files without telling the view (no OPEN or RELEASE requests), so no last close says so;
+/// waiting also keeps a file rewritten again and again from being stored every time.
+pub(super) const QUIET: Duration = Duration::from_millis(500);
 use crate::store::StoreError;
 use crate::vault::ingest::{self, FileError};
 use crate::vault::{Result as VResult, VaultError};
@@ -17,6 +23,49 @@ impl Incoming {
     /// Store a file's staged content on a commit worker.
     pub(super) fn commit_later(&self, ino: u64) {
         let _ = self.queue.send(ino);
+    }
+
+    /// File `ino` was just written: it is stored once it has been quiet for [`QUIET`].
+    pub(super) fn written(&self, ino: u64) {
+        self.written.lock().insert(ino, Instant::now());
+    }
+
+    /// The writer of `ino` is done with it (it set its times, or closed its last handle):
+    /// store it now.
+    pub(super) fn finished(&self, ino: u64) {
+        if self.written.lock().remove(&ino).is_some() {
+            self.commit_later(ino);
+        }
+    }
+
+    /// Queue the files whose last write is [`QUIET`] old, unless a handle is still open on
+    /// them (its last close queues them).
+    pub(super) fn commit_quiet(&self) {
+        let now = Instant::now();
+        let quiet: Vec<u64> = {
+            let mut written = self.written.lock();
+            let quiet: Vec<u64> = written
+                .iter()
+                .filter(|(_, at)| now.duration_since(**at) >= QUIET)
+                .map(|(ino, _)| *ino)
+                .collect();
+            for ino in &quiet {
+                written.remove(ino);
+            }
+            quiet
+        };
+        if quiet.is_empty() {
+            return;
+        }
+        let st = self.lock();
+        let closed: Vec<u64> = quiet
+            .into_iter()
+            .filter(|ino| st.nodes.get(ino).is_some_and(|i| i.open == 0))
+            .collect();
+        drop(st);
+        for ino in closed {
+            self.commit_later(ino);
+        }
     }
 
     /// Chunk and store the staged content of `ino` (no-op when already committed, or when it

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::staging::Staged;
-use super::state::{Data, State};
+use super::state::State;
 use super::{Handle, Incoming, RESERVE_BYTES, io_err};
 use crate::view::chunks::load_chunk;
 use crate::view::error::{ViewError, ViewResult};
@@ -17,14 +17,6 @@ impl Incoming {
         let fh = BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Handle { ino });
         fh
-    }
-
-    pub(super) fn handle_ino(&self, fh: u64) -> ViewResult<u64> {
-        self.handles
-            .lock()
-            .get(&fh)
-            .map(|h| h.ino)
-            .ok_or(ViewError::BadHandle)
     }
 
     pub fn open(&self, ino: u64, truncate: bool) -> ViewResult<u64> {
@@ -61,18 +53,15 @@ impl Incoming {
         };
         i.open = i.open.saturating_sub(1);
         let last = i.open == 0;
-        if last
-            && let Data::File(f) = &i.data
-            && f.staged.is_some()
-            && f.uncommitted()
-        {
-            self.commit_later(ino);
-        }
         st.maybe_drop(ino);
+        drop(st);
+        if last {
+            self.finished(ino);
+        }
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
-        let ino = self.handle_ino(fh)?;
+    /// Read file `ino` (with or without a handle: the FUSE door opens files without one).
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
         let (staged, chunks, fsize) = {
             let st = self.lock();
             let f = st.get(ino)?.file()?;
@@ -133,8 +122,9 @@ impl Incoming {
         Ok(())
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> ViewResult<u32> {
-        let ino = self.handle_ino(fh)?;
+    /// Write into file `ino`. `kill_suidgid`: the writer may not keep the set-user-ID and
+    /// set-group-ID bits (it lacks CAP_FSETID); a write always drops file capabilities.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> ViewResult<u32> {
         let _f = self.freeze.read();
         self.check_space(data.len() as u64)?;
         let staged = self.stage(ino)?;
@@ -146,10 +136,13 @@ impl Incoming {
         let mut st = self.lock();
         let i = st.get_mut(ino)?;
         i.touch();
+        i.kill_privileges(kill_suidgid);
         let f = i.file_mut()?;
         f.size = f.size.max(offset + data.len() as u64);
         f.version += 1;
         st.mark_dirty(ino);
+        drop(st);
+        self.written(ino);
         Ok(data.len() as u32)
     }
 
@@ -174,6 +167,8 @@ impl Incoming {
         f.size = size;
         f.version += 1;
         st.mark_dirty(ino);
+        drop(st);
+        self.written(ino);
         Ok(())
     }
 

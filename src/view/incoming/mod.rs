@@ -54,6 +54,9 @@ mod tree;
 /// How often a changed incoming tree is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the saver thread looks for files to store (see `commit::QUIET`).
+const QUIET_TICK: Duration = Duration::from_millis(100);
+
 /// Writes fail with ENOSPC when the vault's filesystem would keep less free space than this
 /// after taking the data still waiting in staging files.
 const RESERVE_BYTES: u64 = 16 << 20;
@@ -78,6 +81,9 @@ pub struct Incoming {
     state: Mutex<State>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
+    /// Files written and not yet queued for storing, with the time of their last write (see
+    /// `commit::QUIET`).
+    written: Mutex<HashMap<u64, Instant>>,
     /// Closed files waiting to be stored, taken by the commit workers.
     queue: std::sync::mpsc::Sender<u64>,
     /// Bumped by each `settle`; a commit records the value it finished under.
@@ -129,6 +135,7 @@ impl Incoming {
             state: Mutex::new(State::default()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            written: Mutex::new(HashMap::new()),
             queue,
             epoch: AtomicU64::new(0),
             waiting_bytes: AtomicU64::new(0),

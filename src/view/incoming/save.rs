@@ -4,18 +4,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use super::state::{Data, State};
-use super::{Incoming, SAVE_EVERY};
+use super::{Incoming, QUIET_TICK, SAVE_EVERY};
 use crate::format::{IncomingRecord, Node, PointRecord, Tree};
 use crate::vault::incoming::Totals;
 use crate::vault::{Result as VResult, VaultError, now_ns, tree};
 use crate::view::error::ViewResult;
 
 impl Incoming {
-    pub fn fsync(&self, fh: Option<u64>) -> ViewResult<()> {
-        if let Some(fh) = fh {
-            let ino = self.handle_ino(fh)?;
+    /// Make file `ino`'s content durable (with `None`: the trees only), then save.
+    pub fn fsync(&self, ino: Option<u64>) -> ViewResult<()> {
+        if let Some(ino) = ino {
             self.commit(ino)?;
         }
         Ok(self.save()?)
@@ -287,21 +288,27 @@ fn unsave(st: &mut State, dirs: &[u64]) {
     }
 }
 
-/// Save changed incoming trees every few seconds until shut down.
+/// Queue files that went quiet for storing, and save changed incoming trees every few
+/// seconds, until shut down.
 pub(super) fn saver_loop(inc: Weak<Incoming>) {
+    let mut saved_at = Instant::now();
     loop {
         let Some(me) = inc.upgrade() else { return };
         {
             let (lock, cv) = &me.stop;
             let mut stopped = lock.lock();
-            cv.wait_while_for(&mut stopped, |s| !*s, SAVE_EVERY);
+            cv.wait_while_for(&mut stopped, |s| !*s, QUIET_TICK);
             if *stopped {
                 return;
             }
         }
-        let dirty = !me.lock().dirty.is_empty();
-        if dirty && let Err(e) = me.save() {
-            tracing::warn!("saving incoming failed (will retry): {e}");
+        me.commit_quiet();
+        if saved_at.elapsed() >= SAVE_EVERY {
+            saved_at = Instant::now();
+            let dirty = !me.lock().dirty.is_empty();
+            if dirty && let Err(e) = me.save() {
+                tracing::warn!("saving incoming failed (will retry): {e}");
+            }
         }
         drop(me);
     }

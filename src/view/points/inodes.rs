@@ -171,14 +171,17 @@ impl InodeTable {
     }
 
     /// The kernel dropped `n` lookups of `ino`.
-    pub fn forget(&self, ino: u64, n: u64) {
+    /// Drop `n` kernel references to `ino`; true if that was the last.
+    pub fn forget(&self, ino: u64, n: u64) -> bool {
         let mut map = self.map.lock();
         if let Some(slot) = map.get_mut(&ino) {
             slot.lookups = slot.lookups.saturating_sub(n);
             if slot.lookups == 0 {
                 map.remove(&ino);
+                return true;
             }
         }
+        false
     }
 
     /// Move `ino`'s push state from one of `from` to `to`; false if the kernel does not know

@@ -42,6 +42,9 @@ mod xattrs;
 /// Threads fetching ahead.
 const PREFETCH_THREADS: usize = 2;
 
+/// Files read without a handle whose chunk lists are kept between reads.
+const UNOPENED_FILES_MAX: std::num::NonZeroUsize = std::num::NonZeroUsize::new(256).unwrap();
+
 pub struct Points {
     vault: Arc<Vault>,
     inodes: Arc<InodeTable>,
@@ -50,6 +53,8 @@ pub struct Points {
     labels_seen: Arc<AtomicU8>,
     chunks: Arc<ChunkCache>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// Files read without a handle, by inode (see `read::file_of`).
+    unopened: Mutex<lru::LruCache<u64, Arc<OpenFile>>>,
     next_handle: AtomicU64,
     /// Read-ahead threads.
     prefetcher: Pool,
@@ -78,6 +83,7 @@ impl Points {
             labels_seen: Arc::new(AtomicU8::new(0)),
             chunks,
             files: Mutex::new(HashMap::new()),
+            unopened: Mutex::new(lru::LruCache::new(UNOPENED_FILES_MAX)),
             next_handle: AtomicU64::new(1),
             prefetcher,
             mounted_at: SystemTime::now(),

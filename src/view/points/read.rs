@@ -47,33 +47,14 @@ impl Points {
     /// Open a file for reading; any write access is refused.
     pub fn open(&self, ino: u64, write: bool) -> ViewResult<u64> {
         let entry = self.entry(ino)?;
-        let Entry::Node { point, parent, .. } = &entry else {
-            return if write {
-                Err(ViewError::ReadOnly)
-            } else {
-                Err(ViewError::IsDir)
-            };
-        };
         if write {
             return Err(ViewError::ReadOnly);
         }
-        let Some(NodeRef::InTree(tree, idx)) = self.node(&entry)? else {
-            return Err(ViewError::Invalid);
-        };
-        let node = &tree.nodes[idx];
-        if node.kind != NodeKind::File {
-            return Err(ViewError::Invalid);
-        }
-        let mut starts = Vec::with_capacity(node.chunks.len());
-        let mut pos = 0u64;
-        for c in &node.chunks {
-            starts.push(pos);
-            pos += c.len as u64;
-        }
+        let (file, node) = self.open_file(&entry)?;
         // Unless read-ahead pushed it already; if someone is pushing it now, wait for that, so
         // no READ of this file is ever in flight during a push (the push would wait on the
         // pages the READ holds, in a thread the READ may need).
-        if pushable(node, pos) && self.kernel.get().keeps_pages() {
+        if pushable(&node, file.size) && self.kernel.get().keeps_pages() {
             if self
                 .inodes
                 .advance_push(ino, &[Push::No, Push::Queued], Push::Pushing)
@@ -91,27 +72,66 @@ impl Points {
                 self.inodes.wait_push(ino, PUSH_WAIT);
             }
         }
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.files.lock().insert(fh, file);
+        Ok(fh)
+    }
+
+    /// The file `ino` names, as read needs it, and its node; fetches the files after it in
+    /// its directory ahead of the reader.
+    fn open_file(&self, entry: &Entry) -> ViewResult<(Arc<OpenFile>, Node)> {
+        let Entry::Node { point, parent, .. } = entry else {
+            return Err(ViewError::IsDir);
+        };
+        let Some(NodeRef::InTree(tree, idx)) = self.node(entry)? else {
+            return Err(ViewError::Invalid);
+        };
+        let node = &tree.nodes[idx];
+        if node.kind != NodeKind::File {
+            return Err(ViewError::Invalid);
+        }
+        let mut starts = Vec::with_capacity(node.chunks.len());
+        let mut pos = 0u64;
+        for c in &node.chunks {
+            starts.push(pos);
+            pos += c.len as u64;
+        }
         self.fetch_next_files(point, *parent, &tree.nodes[idx + 1..]);
         let file = OpenFile {
             point: point.clone(),
-            path: self.path_of(&entry),
+            path: self.path_of(entry),
             chunks: node.chunks.clone(),
             starts,
             size: pos,
             next_offset: AtomicU64::new(0),
         };
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().insert(fh, Arc::new(file));
-        Ok(fh)
+        Ok((Arc::new(file), node.clone()))
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
-        let file = self
-            .files
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(ViewError::BadHandle)?;
+    /// The file read as `ino` without a handle (the FUSE door opens files without asking):
+    /// kept for the next reads while the kernel knows the inode, a few hundred at most.
+    fn file_of(&self, ino: u64) -> ViewResult<Arc<OpenFile>> {
+        if let Some(f) = self.unopened.lock().get(&ino) {
+            return Ok(f.clone());
+        }
+        let entry = self.entry(ino)?;
+        let (file, _) = self.open_file(&entry)?;
+        self.unopened.lock().put(ino, file.clone());
+        Ok(file)
+    }
+
+    /// A file's reader went away with its inode.
+    pub(super) fn forget_file(&self, ino: u64) {
+        self.unopened.lock().pop(&ino);
+    }
+
+    /// Read file `ino`, through handle `fh` if it has one.
+    pub fn read(&self, ino: u64, fh: Option<u64>, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
+        let opened = fh.and_then(|fh| self.files.lock().get(&fh).cloned());
+        let file = match opened {
+            Some(f) => f,
+            None => self.file_of(ino)?,
+        };
         if offset >= file.size || size == 0 {
             return Ok(Vec::new());
         }

@@ -165,7 +165,9 @@ impl Points {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        self.inodes.forget(ino, n);
+        if self.inodes.forget(ino, n) {
+            self.forget_file(ino);
+        }
     }
 
     pub(super) fn parent_of(&self, ino: u64, entry: &Entry) -> u64 {

@@ -79,6 +79,8 @@ use crate::session::MAX_WRITE_SIZE;
 pub use crate::session::Session;
 pub use crate::session::SessionACL;
 pub use crate::session::SessionUnmounter;
+pub use crate::stats::request_counts;
+pub use crate::stats::ring_request_count;
 
 mod access_flags;
 mod bsd_file_flags;
@@ -100,6 +102,7 @@ mod reply;
 mod request;
 mod request_param;
 mod session;
+mod stats;
 mod time;
 
 /// We generally support async reads

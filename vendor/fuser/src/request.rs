@@ -49,6 +49,8 @@ impl<'a> RequestWithSender<'a> {
             }
         };
 
+        // vaultfs: count every request the filesystem gets (INIT, read by the handshake, is not).
+        crate::stats::count(request.header().opcode);
         Some(Self { ch, request })
     }
 

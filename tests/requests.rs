@@ -1,0 +1,131 @@
+//! FUSE requests per file of an rsync into `incoming/`: counted by the daemon itself (its
+//! status on the control socket), so exact where times are not. These counts are how the suite
+//! guards the ingest path's round trips (DESIGN.md §6.1, "What FUSE costs").
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::mnt::*;
+use common::*;
+
+/// Files in the tree (in `DIRS` directories), each small enough for one WRITE.
+const FILES: usize = 120;
+const DIRS: usize = 4;
+/// Files the second rsync finds changed.
+const CHANGED: usize = 30;
+
+type Counts = BTreeMap<String, u64>;
+
+/// `after - before`, per opcode, leaving out zeros.
+fn delta(before: &Counts, after: &Counts) -> Counts {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn total(c: &Counts) -> u64 {
+    c.values().sum()
+}
+
+/// `rsync -a --delete SRC/ DST/`; it must succeed.
+#[track_caller]
+fn rsync(src: &Path, dst: &Path) {
+    let out = Command::new("rsync")
+        .args(["-a", "--delete"])
+        .arg(format!("{}/", s(src)))
+        .arg(format!("{}/", s(dst)))
+        .output()
+        .expect("run rsync");
+    assert!(
+        out.status.success(),
+        "rsync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `FILES` files of 100 B to 16 KiB in `DIRS` directories, modes and mtimes varied.
+fn make_tree(root: &Path) {
+    for i in 0..FILES {
+        let dir = root.join(format!("d{}", i % DIRS));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(format!("file-{i:03}.txt"));
+        fs::write(&p, noise(100 + (i * 137) % 16_000, i as u64)).unwrap();
+        sh(&format!(
+            "chmod {} '{}' && touch -d '2020-01-01 00:00:{:02}' '{}'",
+            if i % 3 == 0 { "0600" } else { "0644" },
+            p.display(),
+            i % 60,
+            p.display()
+        ));
+    }
+}
+
+/// Run `f` and return the requests the daemon of `vault` served meanwhile.
+fn counted(vault: &Path, f: impl FnOnce()) -> Counts {
+    let before = fuse_requests(vault);
+    f();
+    delta(&before, &fuse_requests(vault))
+}
+
+fn per_file(c: &Counts, files: usize) -> f64 {
+    total(c) as f64 / files as f64
+}
+
+#[test]
+fn rsync_into_incoming_costs_few_requests_per_file() {
+    let fx = Fixture::new();
+    make_tree(&fx.src);
+    let mut m = Mount::new(&fx.vault, &fx.mnt);
+    let dst = m.path("incoming/r");
+    fs::create_dir(&dst).unwrap();
+
+    let new = counted(&fx.vault, || rsync(&fx.src, &dst));
+    let unchanged_warm = counted(&fx.vault, || rsync(&fx.src, &dst));
+    for i in 0..CHANGED {
+        let p = fx
+            .src
+            .join(format!("d{}/file-{:03}.txt", (i * 4) % DIRS, i * 4));
+        fs::write(&p, noise(200 + i * 11, 1000 + i as u64)).unwrap();
+    }
+    let changed = counted(&fx.vault, || rsync(&fx.src, &dst));
+    // A fresh mount: nothing cached by the kernel, as for tomorrow's rsync.
+    drop(m);
+    m = Mount::new(&fx.vault, &fx.mnt);
+    let unchanged_cold = counted(&fx.vault, || rsync(&fx.src, &dst));
+    let check = Command::new("rsync")
+        .args(["-a", "-n", "-i", "--delete"])
+        .arg(format!("{}/", s(&fx.src)))
+        .arg(format!("{}/", s(&dst)))
+        .output()
+        .unwrap();
+    assert!(
+        check.stdout.is_empty(),
+        "incoming differs from the source after the rsyncs: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    drop(m);
+
+    let report = format!(
+        "requests per file ({FILES} files in {DIRS} directories, {CHANGED} changed):\n\
+         new            {:5.2}  {new:?}\n\
+         unchanged warm {:5.2}  {unchanged_warm:?}\n\
+         changed        {:5.2}  {changed:?}\n\
+         unchanged cold {:5.2}  {unchanged_cold:?}",
+        per_file(&new, FILES),
+        per_file(&unchanged_warm, FILES),
+        per_file(&changed, CHANGED),
+        per_file(&unchanged_cold, FILES),
+    );
+    eprintln!("{report}");
+    // Directories cost a few requests each; with FILES = 30 x DIRS they stay under 0.3 a file.
+    assert!(per_file(&new, FILES) <= 8.0, "{report}");
+    assert!(per_file(&changed, CHANGED) <= 8.5, "{report}");
+    assert!(per_file(&unchanged_warm, FILES) <= 0.5, "{report}");
+    assert!(per_file(&unchanged_cold, FILES) <= 1.5, "{report}");
+}
