@@ -45,6 +45,12 @@ fn main() -> ExitCode {
         }
     };
     tune_allocator(matches!(cli.command, vaultfs::cli::Command::Mount(_)));
+    // Every file vaultfs makes in a vault (config, packs, the index database's files, the
+    // socket, the log) is the owner's alone, whatever umask it was started with (DESIGN.md §5).
+    // SAFETY: umask only sets this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     // The index engine logs its own view of a damaged database; vaultfs reports that as one
     // error line.
     let mut directives = cli.log.clone();
@@ -71,7 +77,7 @@ fn main() -> ExitCode {
     if let Some(code) = cmd::forward(&cli) {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let env = cmd::Env::local(cli.passphrase_file.clone());
+    let env = cmd::Env::local(&cli);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::run(cli.command, &env))) {
         Ok(result) => ExitCode::from(cmd::finish(result, &env) as u8),
         Err(_) => ExitCode::from(70),

@@ -148,6 +148,37 @@ fn version_2_fixture_vault_opens_checks_and_restores_identically() {
     }
 }
 
+/// Versions 1 and 2 differ only in record kinds v2 added, and v3 only in the config: a v1 or v2
+/// vault is upgraded in place at its first open (config rewritten as v3, its copy made, a copy
+/// sealed into the packs) and keeps every point.
+#[test]
+fn version_1_and_2_vaults_are_upgraded_in_place() {
+    for version in [1, 2] {
+        let tmp = tempdir();
+        sh(&format!(
+            "tar -xzf '{}' -C '{}'",
+            fixtures().join("vault-v2.tar.gz").display(),
+            tmp.path().display()
+        ));
+        let vault = tmp.path().join("vault");
+        let cfg_path = vault.join("config");
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["version"] = version.into();
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        let before = listed(&vault, false);
+        let cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        assert_eq!(cfg["version"], 3, "v{version} not upgraded: {cfg}");
+        assert_eq!(
+            std::fs::read(&cfg_path).unwrap(),
+            std::fs::read(vault.join("config.copy")).unwrap(),
+            "v{version}: the config's copy"
+        );
+        assert_eq!(listed(&vault, false), before);
+        let check = run(&["check", p(&vault), "--read-data"]);
+        assert!(check.contains(": 0 errors"), "v{version}: {check}");
+    }
+}
+
 /// Write the fixture vault and its manifest (from the source trees, not from a restore).
 fn make_fixture(tar: &Path, manifest_path: &Path) {
     let tmp = tempdir();

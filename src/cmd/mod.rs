@@ -5,10 +5,12 @@
 mod backup;
 mod check;
 mod completions;
+mod credential;
 mod delete;
 mod gc;
 mod init;
 mod items;
+mod key;
 mod mount;
 mod points;
 mod policy;
@@ -29,7 +31,7 @@ use zeroize::Zeroizing;
 
 use vaultfs::cli::{Cli, Command};
 use vaultfs::control::{self, Request, Responder, Response};
-use vaultfs::keys::MasterKey;
+use vaultfs::keys::Credential;
 use vaultfs::vault::Vault;
 
 /// What a command achieved, mapped to the process exit code.
@@ -48,6 +50,9 @@ enum Sink<'a> {
 /// The world a command runs in.
 pub struct Env<'a> {
     passphrase_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    rsa_key: Option<PathBuf>,
+    unwrap_command: Option<String>,
     /// Passphrase sent by a control-socket client.
     passphrase: Option<Zeroizing<Vec<u8>>>,
     /// Inside the daemon: the vault it holds open.
@@ -57,9 +62,12 @@ pub struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
-    pub fn local(passphrase_file: Option<PathBuf>) -> Env<'static> {
+    pub fn local(cli: &Cli) -> Env<'static> {
         Env {
-            passphrase_file,
+            passphrase_file: cli.passphrase_file.clone(),
+            key_file: cli.key_file.clone(),
+            rsa_key: cli.rsa_key.clone(),
+            unwrap_command: cli.unwrap_command.clone(),
             passphrase: None,
             daemon_vault: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
@@ -76,6 +84,9 @@ impl<'a> Env<'a> {
     ) -> Env<'a> {
         Env {
             passphrase_file: None,
+            key_file: None,
+            rsa_key: None,
+            unwrap_command: None,
             passphrase: Some(passphrase),
             daemon_vault: Some(vault),
             cwd,
@@ -118,10 +129,7 @@ impl<'a> Env<'a> {
             return Ok(p.clone());
         }
         let pass = if let Some(f) = &self.passphrase_file {
-            let text = std::fs::read(f)
-                .with_context(|| format!("cannot read passphrase file {}", f.display()))?;
-            let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-            Zeroizing::new(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+            credential::first_line(f).context("cannot read the passphrase file")?
         } else if let Some(v) = std::env::var_os("VAULTFS_PASSPHRASE") {
             Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
         } else if std::io::stdin().is_terminal() {
@@ -147,8 +155,8 @@ impl<'a> Env<'a> {
     /// Open `vault` (or, in the daemon, check the passphrase and share the open vault).
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
         let vault = self.path(vault);
-        let config = Vault::read_config(&vault)?;
-        let pass = self.passphrase(&vault, false)?;
+        Vault::read_config(&vault)?;
+        let credential = self.credential(&vault)?;
         if let Some(v) = &self.daemon_vault {
             if !same_dir(v.dir(), &vault) {
                 bail!(
@@ -157,10 +165,20 @@ impl<'a> Env<'a> {
                     vault.display()
                 );
             }
-            MasterKey::unwrap(&config.key_slots, &pass)?;
+            Vault::unwrap_key(&vault, &credential)?;
             return Ok(v.clone());
         }
-        Ok(Arc::new(Vault::open(&vault, &pass)?))
+        let v = Vault::open(&vault, &credential)?;
+        for note in v.notes() {
+            self.err(format!("vaultfs: note: {note}"));
+        }
+        Ok(Arc::new(v))
+    }
+
+    /// The credential, for commands that unlock a vault themselves (mount, repair).
+    pub fn unlock_credential(&self, vault: &Path) -> Result<Credential> {
+        Vault::read_config(vault)?;
+        self.credential(vault)
     }
 
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
@@ -202,6 +220,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Gc(a) => gc::run(a, env),
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
+        Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -244,7 +263,7 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     let resolved = vaultfs::mount::daemon::vault_of_mount(given);
     let vault = resolved.as_deref().unwrap_or(given);
     let stream = control::connect(vault)?;
-    let env = Env::local(cli.passphrase_file.clone());
+    let env = Env::local(cli);
     let pass = match env.passphrase(vault, false) {
         Ok(p) => p,
         Err(e) => return Some(finish(Err(e), &env)),

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 
 use vaultfs::cli::VaultArg;
-use vaultfs::vault::{Vault, repair};
+use vaultfs::vault::repair;
 
 use super::{Env, Outcome};
 
@@ -12,9 +12,16 @@ pub fn run(a: VaultArg, env: &Env) -> Result<Outcome> {
         bail!("the vault is mounted: unmount it (vaultfs umount MNT) before repair");
     }
     let vault = env.path(&a.vault);
-    Vault::read_config(&vault)?;
-    let p = env.passphrase(&vault, false)?;
-    let (_vault, report) = repair::repair(&vault, &p)?;
+    let credential = env.unlock_credential(&vault)?;
+    let (v, mut report) = repair::repair(&vault, &credential)?;
+    if let Some(generation) = report.config_restored {
+        env.err(format!(
+            "vaultfs: the config was older than the packs know: restored generation {generation} from the packs"
+        ));
+        // The restored config may know newer data keys: read the packs again with them.
+        drop(v);
+        report = repair::repair(&vault, &credential)?.1;
+    }
     for e in &report.errors {
         env.err(format!("vaultfs: {e}"));
     }

@@ -4,8 +4,9 @@
 //! plaintext' = codec byte (0 raw, 1 zstd) ‖ payload. Binding kind and id into the AAD means a
 //! blob authenticates only as the object the index says it is.
 
-use aes_gcm::Nonce;
+use aes_gcm::{Aes256Gcm, Nonce};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aes_gcm::aead::AeadInOut;
 
@@ -52,6 +53,11 @@ impl OpenError {
 
 pub struct Codec {
     keys: Keys,
+    /// Per data key (as in `keys.data`): how many objects it opened (`check` shows the epochs).
+    opened: Vec<AtomicU64>,
+    /// The data key that opened the last object: tried first, so reading data of an older
+    /// epoch costs one failed tag check only when the epoch changes.
+    last_opened: AtomicUsize,
     zstd_level: i32,
     /// Only for golden vectors: every seal uses this nonce (see [`Codec::with_fixed_nonce`]).
     fixed_nonce: Option<[u8; 12]>,
@@ -60,10 +66,27 @@ pub struct Codec {
 impl Codec {
     pub fn new(keys: Keys, zstd_level: i32) -> Codec {
         Codec {
+            opened: keys.data.iter().map(|_| AtomicU64::new(0)).collect(),
+            last_opened: AtomicUsize::new(keys.data.len() - 1),
             keys,
             zstd_level,
             fixed_nonce: None,
         }
+    }
+
+    /// The key epoch that seals new data.
+    pub fn sealing_epoch(&self) -> u32 {
+        self.keys.data.last().expect("a data key").0
+    }
+
+    /// Each key epoch and how many objects its data key has opened so far.
+    pub fn opened_by_epoch(&self) -> Vec<(u32, u64)> {
+        self.keys
+            .data
+            .iter()
+            .zip(&self.opened)
+            .map(|((e, _), n)| (*e, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// A codec that seals with one fixed nonce, so sealed bytes are reproducible: golden
@@ -80,6 +103,15 @@ impl Codec {
         }
     }
 
+    /// [`Codec::with_fixed_nonce`] with given subkeys (later key epochs): golden vectors only.
+    #[cfg(feature = "test-hooks")]
+    pub fn with_fixed_nonce_keys(keys: Keys, zstd_level: i32, nonce: [u8; 12]) -> Codec {
+        Codec {
+            fixed_nonce: Some(nonce),
+            ..Codec::new(keys, zstd_level)
+        }
+    }
+
     pub fn chunker_seed(&self) -> u64 {
         self.keys.chunker_seed
     }
@@ -87,7 +119,7 @@ impl Codec {
     /// The id of a plaintext: keyed blake3, so ids leak nothing without the key.
     /// The kind is hashed in too: an empty tree and a one-byte file may not share an id.
     pub fn blob_id(&self, kind: BlobKind, plain: &[u8]) -> BlobId {
-        let mut h = blake3::Hasher::new_keyed(&self.keys.id_key);
+        let mut h = zeroize::Zeroizing::new(blake3::Hasher::new_keyed(&self.keys.id_key));
         h.update(&[kind as u8]);
         h.update(plain);
         BlobId(*h.finalize().as_bytes())
@@ -186,18 +218,43 @@ impl Codec {
         Ok(buf[12..buf.len() - 16].to_vec())
     }
 
-    /// `buf` = 12 placeholder bytes ‖ plaintext; fills in a fresh nonce, encrypts in place,
-    /// appends the tag.
+    /// [`Codec::seal_raw`] with the config key (the vault's parameters, data keys of later
+    /// epochs): what opening a vault needs must not depend on a data key it unseals.
+    pub fn seal_config(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::with_capacity(plain.len() + 28);
+        out.extend_from_slice(&[0u8; 12]);
+        out.extend_from_slice(plain);
+        self.encrypt_with(&self.keys.config, &mut out, aad)?;
+        Ok(out)
+    }
+
+    /// Inverse of [`Codec::seal_config`].
+    pub fn open_config(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let mut buf = zeroize::Zeroizing::new(sealed.to_vec());
+        decrypt_with(&self.keys.config, &mut buf, aad)?;
+        Ok(buf[12..buf.len() - 16].to_vec())
+    }
+
+    /// `buf` = 12 placeholder bytes ‖ plaintext; fills in a fresh nonce, encrypts in place with
+    /// the current epoch's data key, appends the tag.
     fn encrypt_tail(&self, buf: &mut Vec<u8>, aad: &[u8]) -> Result<(), StoreError> {
+        let (_, key) = self.keys.data.last().expect("a data key");
+        self.encrypt_with(key, buf, aad)
+    }
+
+    fn encrypt_with(
+        &self,
+        key: &Aes256Gcm,
+        buf: &mut Vec<u8>,
+        aad: &[u8],
+    ) -> Result<(), StoreError> {
         let mut nonce = [0u8; 12];
         match self.fixed_nonce {
             Some(fixed) => nonce = fixed,
             None => random_bytes(&mut nonce)?,
         }
         buf[..12].copy_from_slice(&nonce);
-        let tag = self
-            .keys
-            .data
+        let tag = key
             .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut buf[12..]).into())
             .map_err(|_| StoreError::TooLarge {
                 what: "sealed object",
@@ -209,24 +266,42 @@ impl Codec {
     }
 
     /// Authenticate and decrypt `nonce ‖ ciphertext ‖ tag` in place (the plaintext is then
-    /// `buf[12..len - 16]`).
+    /// `buf[12..len - 16]`) with the data key of whichever epoch sealed it. Tags are checked
+    /// before anything is decrypted, so a key that does not fit leaves `buf` as it was.
     fn decrypt_in_place(&self, buf: &mut [u8], aad: &[u8]) -> Result<(), OpenError> {
-        if buf.len() < 28 {
-            return Err(OpenError::TooShort(buf.len()));
+        let n = self.keys.data.len();
+        let first = self.last_opened.load(Ordering::Relaxed).min(n - 1);
+        for i in std::iter::once(first).chain((0..n).rev().filter(|i| *i != first)) {
+            match decrypt_with(&self.keys.data[i].1, buf, aad) {
+                Ok(()) => {
+                    self.opened[i].fetch_add(1, Ordering::Relaxed);
+                    if i != first {
+                        self.last_opened.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Err(OpenError::Unauthentic) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        let nonce: [u8; 12] = buf[..12].try_into().expect("12 bytes");
-        let tag_at = buf.len() - 16;
-        let tag: [u8; 16] = buf[tag_at..].try_into().expect("16 bytes");
-        self.keys
-            .data
-            .decrypt_inout_detached(
-                &Nonce::from(nonce),
-                aad,
-                (&mut buf[12..tag_at]).into(),
-                &tag.into(),
-            )
-            .map_err(|_| OpenError::Unauthentic)
+        Err(OpenError::Unauthentic)
     }
+}
+
+fn decrypt_with(key: &Aes256Gcm, buf: &mut [u8], aad: &[u8]) -> Result<(), OpenError> {
+    if buf.len() < 28 {
+        return Err(OpenError::TooShort(buf.len()));
+    }
+    let nonce: [u8; 12] = buf[..12].try_into().expect("12 bytes");
+    let tag_at = buf.len() - 16;
+    let tag: [u8; 16] = buf[tag_at..].try_into().expect("16 bytes");
+    key.decrypt_inout_detached(
+        &Nonce::from(nonce),
+        aad,
+        (&mut buf[12..tag_at]).into(),
+        &tag.into(),
+    )
+    .map_err(|_| OpenError::Unauthentic)
 }
 
 /// A zstd compression context and the level it was made for.

@@ -17,6 +17,8 @@ const ITEM_AAD: &[u8] = b"vaultfs catalog item";
 const POINT_AAD: &[u8] = b"vaultfs catalog point";
 const INCOMING_AAD: &[u8] = b"vaultfs catalog incoming";
 const POLICY_AAD: &[u8] = b"vaultfs catalog policy";
+const CONFIG_GENERATION_AAD: &[u8] = b"vaultfs catalog config generation";
+const CONFIG_GENERATION_KEY: &[u8] = b"config generation";
 
 pub struct Catalog {
     items: Tree,
@@ -25,6 +27,9 @@ pub struct Catalog {
     incoming: Tree,
     /// Key: keyed-hash(item)[..16]; value: the item's [`PolicyRecord`] (format v2).
     policies: Tree,
+    /// Vault-wide state (format v3): the newest config generation this database has seen, so
+    /// an older config copied back is found at open.
+    state: Tree,
     /// Told the item whenever its item or point records change (see [`Catalog::on_change`]).
     listener: std::sync::OnceLock<Listener>,
 }
@@ -63,6 +68,7 @@ impl Catalog {
             points: db.tree("points")?,
             incoming: db.tree("incoming")?,
             policies: db.tree("policies")?,
+            state: db.tree("state")?,
             listener: std::sync::OnceLock::new(),
         })
     }
@@ -232,6 +238,30 @@ impl Catalog {
         )
     }
 
+    /// The newest config generation recorded, if any.
+    pub fn config_generation(&self, codec: &Codec) -> Result<Option<u64>> {
+        match self.state.get(CONFIG_GENERATION_KEY)? {
+            Some(v) => {
+                let g: u64 = open_value(
+                    codec,
+                    CONFIG_GENERATION_AAD,
+                    CONFIG_GENERATION_KEY,
+                    &v,
+                    "config generation",
+                )?;
+                Ok(Some(g))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_config_generation(&self, codec: &Codec, generation: u64) -> Result<()> {
+        let aad = aad(CONFIG_GENERATION_AAD, CONFIG_GENERATION_KEY);
+        let v = codec.seal_raw(&format::encode(&generation), &aad)?;
+        self.state.insert(CONFIG_GENERATION_KEY, v)?;
+        Ok(())
+    }
+
     /// Forget a point (gc purge).
     pub fn remove_point(&self, codec: &Codec, item: &str, name: &str) -> Result<()> {
         self.points.remove(Self::point_key(codec, item, name))?;
@@ -266,6 +296,7 @@ impl Catalog {
         self.points.clear()?;
         self.incoming.clear()?;
         self.policies.clear()?;
+        self.state.clear()?;
         Ok(())
     }
 }

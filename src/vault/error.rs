@@ -79,6 +79,17 @@ pub enum VaultError {
         what: &'static str,
         source: rayon::ThreadPoolBuildError,
     },
+    #[error(
+        "the config is generation {found}, but this vault has seen generation {known}: an older \
+         config was copied back (rollback); `vaultfs repair` restores the newest from the packs"
+    )]
+    ConfigRolledBack { found: u64, known: u64 },
+    #[error("key slot {0} does not exist")]
+    NoSuchSlot(u32),
+    #[error("key slot {0} is the vault's last: add another slot before removing it")]
+    LastSlot(u32),
+    #[error("the vault is mounted: unmount it (vaultfs umount MNT) before changing its keys")]
+    KeysWhileMounted,
     /// A broken invariant of this program (a bug), named.
     #[error("internal error: {0}")]
     Internal(&'static str),

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use crate::format::{self, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord};
+use crate::format::{
+    self, ConfigRecord, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord,
+};
+use crate::keys::Credential;
 use crate::store::index::{Db, Location};
 use crate::store::{BlobKind, Damaged};
 
@@ -20,11 +23,13 @@ pub struct RepairReport {
     pub blobs: u64,
     pub items: u64,
     pub points: u64,
+    /// The generation of a newer config found in the packs and written back (rollback).
+    pub config_restored: Option<u64>,
     pub errors: Vec<String>,
 }
 
-pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
-    let unlocked = Vault::unlock(dir, super::Secret::Passphrase(passphrase), None)?;
+pub fn repair(dir: &Path, credential: &Credential) -> Result<(Vault, RepairReport)> {
+    let unlocked = Vault::unlock(dir, super::Secret::Credential(credential), None)?;
     let vault_id = vault_id_bytes(&unlocked.config)?;
     let index_dir = dir.join(INDEX_DIR);
     let aside = dir.join(format!("{INDEX_DIR}.old-{}", now_ns()));
@@ -39,6 +44,7 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
     let mut points: HashMap<(String, String), PointRecord> = HashMap::new();
     let mut incoming: HashMap<String, IncomingRecord> = HashMap::new();
     let mut policies: HashMap<String, PolicyRecord> = HashMap::new();
+    let mut newest_config: Option<ConfigRecord> = None;
     for pack in store.list_packs()? {
         let entries = match store.read_pack_header(&pack) {
             Ok(e) => e,
@@ -95,6 +101,14 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
                         policies.insert(p.item.clone(), p);
                     }
                 }
+                Ok(MetaRecord::Config(c)) => {
+                    if newest_config
+                        .as_ref()
+                        .is_none_or(|old| old.generation < c.generation)
+                    {
+                        newest_config = Some(c);
+                    }
+                }
                 Err(err) => report.errors.push(format!("meta record: {err}")),
             }
         }
@@ -124,6 +138,7 @@ pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
     }
     report.items = items.len() as u64;
     report.points = points.len() as u64;
+    report.config_restored = vault.restore_config(newest_config)?;
     store.db().flush()?;
     if aside.exists() {
         fs::remove_dir_all(&aside).map_err(|e| VaultError::io("remove", &aside, e))?;

@@ -27,6 +27,8 @@ pub enum Key {
     Pack(PackId),
     /// The vault's config (format version, key slots, sealed parameters).
     Config,
+    /// Its second copy (format v3): either heals the other.
+    ConfigCopy,
 }
 
 /// Kinds of objects that can be listed.
@@ -45,6 +47,7 @@ impl Key {
                 format!("{PACKS_PREFIX}/{}/{hex}{PACK_SUFFIX}", &hex[..2])
             }
             Key::Config => CONFIG_NAME.to_string(),
+            Key::ConfigCopy => CONFIG_COPY_NAME.to_string(),
         }
     }
 
@@ -64,6 +67,7 @@ impl fmt::Display for Key {
         match self {
             Key::Pack(id) => write!(f, "pack {id}"),
             Key::Config => f.write_str("the vault config"),
+            Key::ConfigCopy => f.write_str("the vault config's copy"),
         }
     }
 }
@@ -71,6 +75,7 @@ impl fmt::Display for Key {
 pub const PACKS_PREFIX: &str = "packs";
 const PACK_SUFFIX: &str = ".pack";
 pub const CONFIG_NAME: &str = "config";
+pub const CONFIG_COPY_NAME: &str = "config.copy";
 
 /// A listed object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
