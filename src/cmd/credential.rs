@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use zeroize::Zeroizing;
 
 use vaultfs::cli::NewSecretArgs;
-use vaultfs::keys::{Credential, KdfParams, random_key, rsa};
+use vaultfs::keys::{Credential, KdfParams, SlotName, random_key, rsa, slot};
 use vaultfs::vault::keyring::NewSlot;
 
 use super::Env;
@@ -94,6 +94,21 @@ impl Env<'_> {
         }
         if let Some(cmd) = &self.unwrap_command {
             return Ok(Credential::UnwrapCommand(cmd.clone()));
+        }
+        if self.passphrase.is_none()
+            && let Ok(config) = vaultfs::vault::Vault::read_config(vault)
+            && !config.key_slots.iter().any(|s| s.kind == slot::PASSPHRASE)
+        {
+            let slots: Vec<String> = config
+                .key_slots
+                .iter()
+                .map(|s| format!("{} {}", s.kind, SlotName::of(s)))
+                .collect();
+            bail!(
+                "{} has no passphrase key slot: open it with --key-file or --rsa-key or                  --unwrap-command (its slots: {})",
+                vault.display(),
+                slots.join(", ")
+            );
         }
         Ok(Credential::Passphrase(self.passphrase(vault, false)?))
     }

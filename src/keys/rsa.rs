@@ -156,6 +156,11 @@ impl PrivateKey {
         let pkcs8 = match label.as_str() {
             "PRIVATE KEY" => der,
             "RSA PRIVATE KEY" => pkcs1_to_pkcs8(&der),
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                return Err(bad(
+                    "this is a public key; opening the vault needs the private key",
+                ));
+            }
             "ENCRYPTED PRIVATE KEY" => {
                 return Err(bad(
                     "encrypted private keys are not read; decrypt it to a private file, or use \

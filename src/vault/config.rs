@@ -227,11 +227,11 @@ pub(crate) fn unwrap(config: &ConfigFile, credential: &Credential) -> Result<Mas
     let accept = |m: &MasterKey| open_params(config, m).is_ok();
     match slot::unwrap(&config.key_slots, credential, &accept) {
         Ok(u) => Ok(u.master),
-        Err(e @ (KeyError::WrongKeyFile | KeyError::RsaKeyNotEnrolled(_))) => {
-            Err(slot::revoked_error(&config.revoked, credential)
-                .unwrap_or(e)
-                .into())
-        }
+        Err(
+            e @ (KeyError::WrongKeyFile | KeyError::RsaKeyNotEnrolled(_) | KeyError::NoSlot(_)),
+        ) => Err(slot::revoked_error(&config.revoked, credential)
+            .unwrap_or(e)
+            .into()),
         Err(e) => Err(e.into()),
     }
 }

@@ -66,6 +66,12 @@ fn fingerprint(slot: &KeySlot) -> Option<String> {
 }
 
 impl Vault {
+    /// The master key: tests only (to show what a key of epoch 0 alone can open).
+    #[cfg(feature = "test-hooks")]
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// The vault's key slots.
     pub fn key_slots(&self) -> Vec<SlotInfo> {
         self.config()
