@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cmd::take_env_secrets();
     std::panic::set_hook(Box::new(|info| {
         let loc = info
             .location()

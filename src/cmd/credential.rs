@@ -15,6 +15,52 @@ use vaultfs::vault::keyring::NewSlot;
 
 use super::Env;
 
+/// Secrets taken from the environment at start (see [`take_env_secrets`]).
+static ENV_SECRETS: std::sync::OnceLock<EnvSecrets> = std::sync::OnceLock::new();
+
+struct EnvSecrets {
+    passphrase: Option<Zeroizing<Vec<u8>>>,
+    new_passphrase: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Take `VAULTFS_PASSPHRASE` and `VAULTFS_NEW_PASSPHRASE` out of the environment: keep them in
+/// zeroizing memory, overwrite their bytes where the kernel shows the process's environment
+/// (`/proc/PID/environ` reads the original block, so `unsetenv` alone would leave them there,
+/// also in a forked mount daemon), then unset them, so no child (an unwrap command) inherits
+/// them. Called first thing in `main`, before any thread exists.
+pub fn take_env_secrets() {
+    let take = |name: &str| {
+        let value = std::env::var_os(name)?;
+        let secret =
+            Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec());
+        let cname = std::ffi::CString::new(name).expect("no NUL in the name");
+        // SAFETY: no other thread exists yet; getenv's pointer is to the live environment
+        // string, whose strlen bytes we overwrite before unsetting it.
+        unsafe {
+            let p = libc::getenv(cname.as_ptr());
+            if !p.is_null() {
+                let n = libc::strlen(p);
+                std::ptr::write_bytes(p, 0, n);
+            }
+            libc::unsetenv(cname.as_ptr());
+        }
+        Some(secret)
+    };
+    let _ = ENV_SECRETS.set(EnvSecrets {
+        passphrase: take("VAULTFS_PASSPHRASE"),
+        new_passphrase: take("VAULTFS_NEW_PASSPHRASE"),
+    });
+}
+
+/// `VAULTFS_PASSPHRASE` as it was at start.
+pub fn env_passphrase() -> Option<Zeroizing<Vec<u8>>> {
+    ENV_SECRETS.get()?.passphrase.clone()
+}
+
+fn env_new_passphrase() -> Option<Zeroizing<Vec<u8>>> {
+    ENV_SECRETS.get()?.new_passphrase.clone()
+}
+
 /// Read a key file: 64 hex digits (as vaultfs writes it) or 32 raw bytes. A file others can
 /// read is refused, as ssh refuses such a private key.
 pub fn read_key_file(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
@@ -128,8 +174,8 @@ impl Env<'_> {
         };
         let pass = if let Some(f) = &a.new_passphrase_file {
             first_line(&self.path(f))?
-        } else if let Some(v) = std::env::var_os("VAULTFS_NEW_PASSPHRASE") {
-            Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+        } else if let Some(p) = env_new_passphrase() {
+            p
         } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             let p = Zeroizing::new(rpassword::prompt_password(format!(
                 "new passphrase for {}: ",

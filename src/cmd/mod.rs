@@ -29,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
+pub use credential::take_env_secrets;
 use vaultfs::cli::{Cli, Command};
 use vaultfs::control::{self, Request, Responder, Response};
 use vaultfs::keys::Credential;
@@ -130,8 +131,8 @@ impl<'a> Env<'a> {
         }
         let pass = if let Some(f) = &self.passphrase_file {
             credential::first_line(f).context("cannot read the passphrase file")?
-        } else if let Some(v) = std::env::var_os("VAULTFS_PASSPHRASE") {
-            Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+        } else if let Some(p) = credential::env_passphrase() {
+            p
         } else if std::io::stdin().is_terminal() {
             let p = rpassword::prompt_password(format!("passphrase for {}: ", vault.display()))?;
             if confirm {
