@@ -10,8 +10,9 @@
 set -euo pipefail
 export LC_NUMERIC=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-source "$ROOT/scripts/deps.sh"
 what=${1:-all}
+set --
+source "$ROOT/scripts/deps.sh"
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 B="$ROOT/target/release/vaultfs"
 T=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/vaultfs-bench-keys.XXXXXX")

@@ -10,6 +10,7 @@
 //! epochs' are random and stored sealed under the config key (DESIGN.md §3.2).
 
 pub mod command;
+pub mod ephemeral;
 pub mod rsa;
 pub mod slot;
 
