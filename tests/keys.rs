@@ -116,6 +116,23 @@ fn source(dir: &Path) -> PathBuf {
     src
 }
 
+/// A vault in `dir/vault` whose one slot is a new RSA key labelled `label`, and a source
+/// tree: (private key, vault, source).
+fn rsa_vault(dir: &Path, bits: u32, label: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (private, public) = rsa_pair(dir, "kms", bits);
+    let vault = dir.join("vault");
+    let args = [
+        "init",
+        s(&vault),
+        "--rsa-public-key",
+        s(&public),
+        "--label",
+        label,
+    ];
+    run_ok(&args, &[]);
+    (private, vault, source(dir))
+}
+
 /// Acceptance 1 (the commands that need no mount; the mount is in tests/staging.rs): a vault
 /// made with only an RSA public key backs up, restores and checks with the private key, a
 /// PKCS#1 copy of it, or an unwrap command; the wrong key or none gives one line and changes
@@ -123,21 +140,9 @@ fn source(dir: &Path) -> PathBuf {
 #[test]
 fn rsa_only_vault_works_with_its_private_key_and_refuses_others() {
     let tmp = tempdir();
-    let (private, public) = rsa_pair(tmp.path(), "kms", 3072);
+    let (private, vault, src) = rsa_vault(tmp.path(), 3072, "kms prod");
+    let public = tmp.path().join("kms.pub.pem");
     let (other, _) = rsa_pair(tmp.path(), "other", 2048);
-    let vault = tmp.path().join("vault");
-    let src = source(tmp.path());
-    run_ok(
-        &[
-            "init",
-            s(&vault),
-            "--rsa-public-key",
-            s(&public),
-            "--label",
-            "kms prod",
-        ],
-        &[],
-    );
     let config = std::fs::read_to_string(vault.join("config")).unwrap();
     assert!(
         !config.contains("argon2"),
@@ -404,20 +409,7 @@ fn data_key_rotation_seals_new_data_with_the_new_key() {
 #[test]
 fn a_refusing_key_service_revokes_access_and_is_named() {
     let tmp = tempdir();
-    let (private, public) = rsa_pair(tmp.path(), "kms", 2048);
-    let vault = tmp.path().join("vault");
-    let src = source(tmp.path());
-    run_ok(
-        &[
-            "init",
-            s(&vault),
-            "--rsa-public-key",
-            s(&public),
-            "--label",
-            "key service",
-        ],
-        &[],
-    );
+    let (private, vault, src) = rsa_vault(tmp.path(), 2048, "key service");
     // The key service: answers while `revoked` does not exist; it logs each request.
     let revoked = tmp.path().join("revoked");
     let log = tmp.path().join("service.log");

@@ -86,7 +86,14 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             Copy::Good(cfg, bytes) => Some((cfg, bytes)),
             _ => None,
         })
-        .max_by_key(|(cfg, _)| cfg.generation);
+        // The newest; between equals, `config` (the first).
+        .reduce(|a, b| {
+            if b.0.generation > a.0.generation {
+                b
+            } else {
+                a
+            }
+        });
     let Some((config, bytes)) = best else {
         if copies.iter().all(|(_, c)| matches!(c, Copy::Missing)) {
             return Err(VaultError::NotAVault(
@@ -153,11 +160,8 @@ fn checksum_ok(bytes: &[u8]) -> Option<bool> {
     let split = bytes.len().checked_sub(sum_len)?;
     let (body, end) = bytes.split_at(split);
     let hexsum = end.strip_prefix(SUM_HEAD)?.strip_suffix(SUM_TAIL)?;
-    let mut sum = [0u8; 32];
-    if hex::decode_to_slice(hexsum, &mut sum).is_err() {
-        return Some(false);
-    }
-    Some(*blake3::hash(body).as_bytes() == sum)
+    // Byte for byte, lower case as written: an upper-case digit is a changed byte too.
+    Some(blake3::hash(body).to_hex().as_bytes() == hexsum)
 }
 
 /// Check and parse one copy. The checksum is checked before anything is believed (a flipped

@@ -4,7 +4,7 @@
 
 use zeroize::Zeroizing;
 
-use crate::format::{KeySlot, RevokedKey};
+use crate::format::{ConfigFile, KeySlot, RevokedKey};
 use crate::keys::slot::{KEYFILE, PASSPHRASE, RSA, rsa_parts};
 use crate::keys::{DataKey, KdfParams, MasterKey, rsa};
 
@@ -135,11 +135,7 @@ impl Vault {
     pub fn key_remove(&self, id: u32) -> Result<KeySlot> {
         let _commit = self.commit_lock.lock().expect("commit lock");
         let mut config = self.config();
-        let at = config
-            .key_slots
-            .iter()
-            .position(|s| s.id == id)
-            .ok_or(VaultError::NoSuchSlot(id))?;
+        let at = slot_index(&config, id)?;
         if config.key_slots.len() == 1 {
             return Err(VaultError::LastSlot(id));
         }
@@ -154,11 +150,7 @@ impl Vault {
     pub fn key_rotate(&self, id: u32, new: &NewSlot) -> Result<()> {
         let _commit = self.commit_lock.lock().expect("commit lock");
         let mut config = self.config();
-        let at = config
-            .key_slots
-            .iter()
-            .position(|s| s.id == id)
-            .ok_or(VaultError::NoSuchSlot(id))?;
+        let at = slot_index(&config, id)?;
         let old = &config.key_slots[at];
         if old.kind != new.kind() {
             return Err(VaultError::BadSetting(format!(
@@ -189,6 +181,14 @@ impl Vault {
         self.write_config(config)?;
         Ok(epoch)
     }
+}
+
+fn slot_index(config: &ConfigFile, id: u32) -> Result<usize> {
+    config
+        .key_slots
+        .iter()
+        .position(|s| s.id == id)
+        .ok_or(VaultError::NoSuchSlot(id))
 }
 
 fn revoke(revoked: &mut Vec<RevokedKey>, slot: &KeySlot) {

@@ -8,11 +8,11 @@ use std::fs;
 use std::path::Path;
 
 use crate::format::{
-    self, ConfigRecord, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord,
+    ConfigRecord, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord,
 };
 use crate::keys::Credential;
-use crate::store::index::{Db, Location};
-use crate::store::{BlobKind, Damaged};
+use crate::store::BlobKind;
+use crate::store::index::Db;
 
 use super::config::vault_id_bytes;
 use super::{INDEX_DIR, Result, Vault, VaultError, now_ns};
@@ -57,19 +57,7 @@ pub fn repair(dir: &Path, credential: &Credential) -> Result<(Vault, RepairRepor
         report.blobs += entries.len() as u64;
         store.index().insert_pack(pack, &entries)?;
         for e in entries.iter().filter(|e| e.kind == BlobKind::Meta) {
-            let loc = Location {
-                pack,
-                offset: e.offset,
-                len: e.len,
-                kind: e.kind,
-            };
-            let rec = store
-                .get_at(&e.id, &loc)
-                .map_err(VaultError::from)
-                .and_then(|plain| {
-                    format::decode::<MetaRecord>(&plain, "meta record")
-                        .map_err(|err| VaultError::corrupt(Damaged::Content(e.id), err.to_string()))
-                });
+            let rec = super::rollback::read_meta(store, pack, e);
             match rec {
                 Ok(MetaRecord::Item(it)) => {
                     if items

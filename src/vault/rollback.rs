@@ -8,10 +8,24 @@
 use std::collections::HashMap;
 
 use crate::format::{self, MetaRecord};
-use crate::store::BlobKind;
 use crate::store::index::Location;
+use crate::store::pack::PackEntry;
+use crate::store::{BlobKind, Damaged, PackId, Store};
 
-use super::{Result, Vault};
+use super::{Result, Vault, VaultError};
+
+/// Read and decode the meta record `entry` of `pack` names.
+pub(crate) fn read_meta(store: &Store, pack: PackId, entry: &PackEntry) -> Result<MetaRecord> {
+    let loc = Location {
+        pack,
+        offset: entry.offset,
+        len: entry.len,
+        kind: entry.kind,
+    };
+    let plain = store.get_at(&entry.id, &loc)?;
+    format::decode::<MetaRecord>(&plain, "meta record")
+        .map_err(|err| VaultError::corrupt(Damaged::Content(entry.id), err.to_string()))
+}
 
 /// What a record is called in reports, and its revision.
 type Newest = HashMap<String, u64>;
@@ -40,16 +54,7 @@ pub fn check(vault: &Vault) -> Result<Findings> {
             continue;
         };
         for e in entries.iter().filter(|e| e.kind == BlobKind::Meta) {
-            let loc = Location {
-                pack,
-                offset: e.offset,
-                len: e.len,
-                kind: e.kind,
-            };
-            let Ok(plain) = store.get_at(&e.id, &loc) else {
-                continue;
-            };
-            match format::decode::<MetaRecord>(&plain, "meta record") {
+            match read_meta(store, pack, e) {
                 Ok(MetaRecord::Item(r)) => keep(&mut newest, item(&r.name), r.revision),
                 Ok(MetaRecord::Point(r)) => keep(&mut newest, point(&r.item, &r.name), r.revision),
                 Ok(MetaRecord::Incoming(r)) => keep(&mut newest, incoming(&r.item), r.revision),
