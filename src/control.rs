@@ -1,4 +1,4 @@
-//! The control socket: while a daemon holds a vault (sled allows one process), every CLI command
+//! The control socket: while a daemon holds a vault (the index database allows one process), every CLI command
 //! reaches the vault through `VAULT/control.sock`.
 //!
 //! Protocol: one JSON request line from the client, then JSON lines from the daemon —
@@ -28,7 +28,7 @@ pub enum Request {
     },
     /// Unmount and stop the daemon; answered once the mount is gone.
     Unmount,
-    /// Where is this vault mounted?
+    /// Where is this vault mounted, and how many scheduler ticks has the daemon done?
     Status,
 }
 

@@ -16,12 +16,16 @@
 //! → restore or check.
 //!
 //! Layers, bottom up: [`keys`] (master key and its slots), [`store`] (blobs in packs, indexed),
-//! [`vault`] (items, points, trees and the commands' logic), and the CLI in `main.rs`/`cmd/`.
+//! [`vault`] (items, points, trees and the commands' logic), [`view`] (what a mounted vault
+//! shows, with no FUSE in it), its doors ([`fuse`], the only module that knows the FUSE
+//! library), the mount [`daemon`] with its [`control`] socket, and the CLI in `main.rs`/`cmd/`.
 
 pub mod cli;
 pub mod control;
+pub mod daemon;
 pub mod format;
+pub mod fuse;
 pub mod keys;
-pub mod mount;
 pub mod store;
 pub mod vault;
+pub mod view;

@@ -63,11 +63,7 @@ fn main() -> ExitCode {
     if !directives.contains(engine) {
         directives.push_str(&format!(",{engine}=off"));
     }
-    // fuser warns about every operation it answers ENOSYS for (copy_file_range, say): the
-    // kernel falls back by itself, so these are not worth a log line each.
-    if !directives.contains("fuser") {
-        directives.push_str(",fuser=error");
-    }
+    vaultfs::fuse::quiet_log(&mut directives);
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| format!("warn,{engine}=off").into());
     tracing_subscriber::fmt()

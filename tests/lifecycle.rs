@@ -233,6 +233,34 @@ fn mount_with(clock: &Clock, vault: &Path, mnt: &Path, extra: &[&str]) -> Mount 
     m
 }
 
+/// Scheduler ticks the daemon of `vault` has done (its status through the control socket).
+fn scheduler_ticks(vault: &Path) -> u64 {
+    use vaultfs::control::{self, Request, Response};
+    let stream = control::connect(vault).expect("the daemon's control socket");
+    let mut ticks = None;
+    control::call(stream, &Request::Status, |r| {
+        if let Response::Out(line) = r
+            && let Some(n) = line.strip_prefix("scheduler ticks: ")
+        {
+            ticks = n.parse().ok();
+        }
+    })
+    .expect("status from the daemon");
+    ticks.expect("the status shows the scheduler's ticks")
+}
+
+/// Wait until the daemon's scheduler has done two whole ticks from now, so it has looked at
+/// the vault's clock as it is now (a tick in progress may have read it before it moved).
+#[track_caller]
+fn wait_for_scheduler(vault: &Path) {
+    let from = scheduler_ticks(vault);
+    assert!(
+        wait_until(Duration::from_secs(60), || scheduler_ticks(vault)
+            >= from + 2),
+        "the scheduler made no progress"
+    );
+}
+
 /// A directory of `n` files of `size` bytes of noise (seeds `seed..seed+n`).
 fn noise_tree(root: &Path, n: usize, size: usize, seed: u64) {
     fs::create_dir_all(root).unwrap();
@@ -293,7 +321,7 @@ fn hourly_keep_last_3_over_a_simulated_day() {
         );
     }
     // Nothing is due before the first full hour.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_scheduler(&vault);
     assert!(
         points(&clock, &vault, ITEM, false).is_empty(),
         "a point was made before the schedule was due"
@@ -307,7 +335,7 @@ fn hourly_keep_last_3_over_a_simulated_day() {
         clock.set(at);
         let (want_live, want_deleted) = (k.min(3) as usize, (k - 3).max(0) as usize);
         let mut seen = (Vec::new(), Vec::new());
-        let done = poll(Duration::from_secs(6), Duration::from_millis(150), || {
+        let done = poll(Duration::from_secs(60), Duration::from_millis(150), || {
             let live = points(&clock, &vault, ITEM, false);
             let dead = points(&clock, &vault, ITEM, true);
             let ok = live.last().is_some_and(|p| p.created_ns == at)
@@ -328,7 +356,7 @@ fn hourly_keep_last_3_over_a_simulated_day() {
         made.push(pname(at));
     }
     // The schedule is not due again until the clock moves: no extra points.
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_for_scheduler(&vault);
     let live = points(&clock, &vault, ITEM, false);
     let dead = points(&clock, &vault, ITEM, true);
     assert_eq!(names(&live), made[21..].to_vec(), "live points");
@@ -359,7 +387,7 @@ fn hourly_keep_last_3_over_a_simulated_day() {
     let mut want_pts: Vec<String> = made[21..].to_vec();
     want_pts.push("latest".into());
     want_pts.sort();
-    let shown = poll(Duration::from_secs(4), Duration::from_millis(100), || {
+    let shown = poll(Duration::from_secs(30), Duration::from_millis(100), || {
         names_in(&del_dir) == made[..21] && names_in(&pts_dir) == want_pts
     });
     assert!(
@@ -830,7 +858,7 @@ fn always_on_soft_delete_cannot_be_weakened() {
             clock.set(at);
             if mounted {
                 // Give the daemon's daily gc (due after a day of vault time) its chance too.
-                std::thread::sleep(Duration::from_millis(1500));
+                wait_for_scheduler(&v);
             }
             let out = clock.ok(&["gc", vs]);
             assert_eq!(
@@ -1094,8 +1122,12 @@ fn gc_runs_alongside_rsync_into_incoming_and_a_reader() {
             out
         })
     };
-    // gc, again and again while rsync runs (at least twice).
-    std::thread::sleep(Duration::from_millis(100));
+    // gc, again and again while rsync runs (at least twice), from when it starts writing.
+    let writing = wait_until(Duration::from_secs(60), || {
+        rsync_done.load(Ordering::Relaxed)
+            || fs::read_dir(&inc).is_ok_and(|mut d| d.next().is_some())
+    });
+    assert!(writing, "rsync did not start");
     assert!(
         !rsync_done.load(Ordering::Relaxed),
         "rsync finished before gc started; the test did not overlap them"

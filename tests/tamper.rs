@@ -88,7 +88,7 @@ fn every_byte_flip_of_the_config_is_damage_that_heals() {
         bad[at] ^= x;
         std::fs::write(file, &bad).unwrap();
         let what = format!("{} byte {at} ^ {x:#x}", file.display());
-        let v = Vault::open(&vault, &cred).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let v = Vault::open_credential(&vault, &cred).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(v.params().soft_delete_days, 21, "{what}");
         let name = file.file_name().unwrap().to_str().unwrap();
         assert!(
@@ -248,7 +248,7 @@ fn restore_refuses_crafted_entry_names() {
     let tmp = tempdir();
     let vault = tmp.path().join("vault");
     init_vault(&vault);
-    let v = Vault::open(&vault, &credential()).unwrap();
+    let v = Vault::open_credential(&vault, &credential()).unwrap();
     let store = v.store();
     let data = b"escaped!\n";
     let chunk = ChunkRef {

@@ -169,7 +169,7 @@ impl<'a> Env<'a> {
             Vault::unwrap_key(&vault, &credential)?;
             return Ok(v.clone());
         }
-        let v = Vault::open(&vault, &credential)?;
+        let v = Vault::open_credential(&vault, &credential)?;
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
         }
@@ -261,7 +261,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 pub fn forward(cli: &Cli) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
-    let resolved = vaultfs::mount::daemon::vault_of_mount(given);
+    let resolved = vaultfs::daemon::vault_of_mount(given);
     let vault = resolved.as_deref().unwrap_or(given);
     let stream = control::connect(vault)?;
     let env = Env::local(cli);

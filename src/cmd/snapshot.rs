@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use vaultfs::cli::SnapshotArgs;
-use vaultfs::mount::daemon;
+use vaultfs::daemon;
 
 use super::{Env, Outcome};
 

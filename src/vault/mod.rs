@@ -203,8 +203,14 @@ impl Vault {
         config::read(dir)
     }
 
-    /// Open a vault: config, lock, key, index.
-    pub fn open(dir: &Path, credential: &Credential) -> Result<Vault> {
+    /// Open a vault with a passphrase: config, lock, key, index.
+    pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
+        let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
+        Self::open_credential(dir, &credential)
+    }
+
+    /// Open a vault with any kind of key slot.
+    pub fn open_credential(dir: &Path, credential: &Credential) -> Result<Vault> {
         Self::open_with(dir, Secret::Credential(credential), None)
     }
 

@@ -202,6 +202,8 @@ pub struct Mount {
     pub vault: PathBuf,
     pub mnt: PathBuf,
     pub pids: Vec<i32>,
+    /// Extra environment of the `vaultfs mount` command (and so of its daemon).
+    pub env: Vec<(String, String)>,
 }
 
 impl Mount {
@@ -218,12 +220,25 @@ impl Mount {
             vault: vault.to_path_buf(),
             mnt: mnt.canonicalize().unwrap_or_else(|_| mnt.to_path_buf()),
             pids: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Mount with `key=value` in the daemon's environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Mount {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// `vaultfs mount VAULT MNT`, remembering the daemon's pid whatever the outcome.
     pub fn try_mount(&mut self) -> Output {
-        let out = vaultfs(&["mount", s(&self.vault), s(&self.mnt)]);
+        let out = Command::new(bin())
+            .args(["mount", s(&self.vault), s(&self.mnt)])
+            .env("VAULTFS_PASSPHRASE", PASS)
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run vaultfs mount");
         if let Some(pid) = daemon_pid(&String::from_utf8_lossy(&out.stdout)) {
             self.pids.push(pid);
         }
@@ -239,8 +254,9 @@ impl Mount {
         );
         assert!(
             out.status.success(),
-            "vaultfs mount failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
-            out.status.code()
+            "vaultfs mount failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}\ndaemon log:\n{}",
+            out.status.code(),
+            self.log_tail()
         );
         assert!(
             daemon_pid(&stdout).is_some(),
@@ -257,6 +273,13 @@ impl Mount {
             self.pid()
         );
         stderr.into_owned()
+    }
+
+    /// The last lines of the vault's daemon log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.vault.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// The pid of the last daemon started.
@@ -364,4 +387,43 @@ pub fn get_xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     }
     buf.truncate(r as usize);
     Ok(buf)
+}
+
+/// `vaultfs snapshot TARGET ITEM` (TARGET: the vault or the mount point). It must print exactly
+/// one line, `created point ITEM/POINT`, with a well-formed point name; returns POINT.
+#[track_caller]
+pub fn snapshot(target: &Path, item: &str) -> String {
+    let out = ok(&["snapshot", s(target), item]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "snapshot should print exactly one line: {out:?}"
+    );
+    let spec = lines[0]
+        .strip_prefix("created point ")
+        .unwrap_or_else(|| panic!("unexpected snapshot output: {out:?}"));
+    let (it, point) = spec.split_once('/').expect("ITEM/POINT");
+    assert_eq!(it, item, "snapshot output names another item: {out:?}");
+    assert!(is_point_name(point), "bad point name in {out:?}");
+    point.to_string()
+}
+
+/// `YYYY-MM-DDTHH-MM-SSZ`, optionally followed by `-N`.
+pub fn is_point_name(p: &str) -> bool {
+    let pat = b"dddd-dd-ddTdd-dd-ddZ";
+    if p.len() < pat.len() || !p.is_ascii() {
+        return false;
+    }
+    let (head, tail) = p.split_at(pat.len());
+    head.bytes().zip(pat.iter()).all(|(c, &q)| {
+        if q == b'd' {
+            c.is_ascii_digit()
+        } else {
+            c == q
+        }
+    }) && (tail.is_empty()
+        || tail
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())))
 }

@@ -2,9 +2,14 @@
 //!
 //! Not rayon: an idle rayon pool spins on `sched_yield` between jobs, and read-ahead jobs come
 //! one at a time; during a cold `find` that spinning was a third of the daemon's CPU.
+//!
+//! A job that panics (a bug) ends, not its thread: the pool keeps its size.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -35,12 +40,10 @@ impl Pool {
 
 fn worker(rx: &Mutex<Receiver<Job>>) {
     loop {
-        let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
+        let job = rx.lock().recv();
         match job {
-            Ok(job) => job(),
+            // The panic hook has logged it.
+            Ok(job) => drop(catch_unwind(AssertUnwindSafe(job))),
             Err(_) => return,
         }
     }
@@ -68,5 +71,14 @@ mod tests {
             rx.recv().unwrap();
         }
         assert_eq!(done.load(Ordering::SeqCst), 50);
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_its_thread_serving() {
+        let pool = Pool::new(1, "p").unwrap();
+        let (tx, rx) = channel();
+        pool.spawn(|| panic!("a bug in one job"));
+        pool.spawn(move || tx.send(7).unwrap());
+        assert_eq!(rx.recv().unwrap(), 7);
     }
 }

@@ -7,16 +7,14 @@
 //! forgotten, so its size follows the kernel's inode cache, not the vault's size.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 
 use crate::format::Node;
 use crate::store::BlobId;
-
-pub const ROOT: u64 = 1;
-pub const POINTS: u64 = 2;
-pub const INCOMING: u64 = 3;
-pub const DELETED: u64 = 4;
+use crate::view::ino::{DELETED, INCOMING, POINTS, ROOT};
 /// Derived numbers are at least this, so they never collide with the fixed ones.
 const FIRST_DERIVED: u64 = 1 << 10;
 
@@ -117,7 +115,7 @@ struct Slot {
     push: Push,
 }
 
-/// Whether a file's content was pushed into the kernel's page cache (see `view::push`).
+/// Whether a file's content was pushed into the kernel's page cache (see `points::read`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     /// Not yet.
@@ -158,16 +156,12 @@ impl Default for InodeTable {
 
 impl InodeTable {
     pub fn get(&self, ino: u64) -> Option<Entry> {
-        self.map
-            .lock()
-            .expect("inode lock")
-            .get(&ino)
-            .map(|s| s.entry.clone())
+        self.map.lock().get(&ino).map(|s| s.entry.clone())
     }
 
     /// Record one kernel lookup of `ino`.
     pub fn remember(&self, ino: u64, entry: Entry) {
-        let mut map = self.map.lock().expect("inode lock");
+        let mut map = self.map.lock();
         let slot = map.entry(ino).or_insert(Slot {
             entry,
             lookups: 0,
@@ -178,7 +172,7 @@ impl InodeTable {
 
     /// The kernel dropped `n` lookups of `ino`.
     pub fn forget(&self, ino: u64, n: u64) {
-        let mut map = self.map.lock().expect("inode lock");
+        let mut map = self.map.lock();
         if let Some(slot) = map.get_mut(&ino) {
             slot.lookups = slot.lookups.saturating_sub(n);
             if slot.lookups == 0 {
@@ -191,7 +185,7 @@ impl InodeTable {
     /// the inode or its state is not in `from`. The state lives as long as the kernel's inode,
     /// and so do the pages pushed to it.
     pub fn advance_push(&self, ino: u64, from: &[Push], to: Push) -> bool {
-        let mut map = self.map.lock().expect("inode lock");
+        let mut map = self.map.lock();
         match map.get_mut(&ino) {
             Some(slot) if from.contains(&slot.push) => {
                 slot.push = to;
@@ -211,21 +205,21 @@ impl InodeTable {
     /// pages are being filled, or its reader's READ would hold pages the push waits for.
     pub fn wait_push(&self, ino: u64, limit: Duration) {
         let deadline = Instant::now() + limit;
-        let mut map = self.map.lock().expect("inode lock");
+        let mut map = self.map.lock();
         while map.get(&ino).is_some_and(|s| s.push == Push::Pushing) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            map = self.pushed.wait_timeout(map, left).expect("inode lock").0;
+            self.pushed.wait_for(&mut map, left);
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.lock().expect("inode lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Test builds: panic while holding the table's lock if `name` is the fault's
+    /// (`view::fault`).
+    #[cfg(feature = "test-clock")]
+    pub fn fault_on(&self, name: &[u8]) {
+        let _held = self.map.lock();
+        crate::view::fault::panic_if_named(name);
     }
 }

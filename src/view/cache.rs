@@ -6,26 +6,27 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use lru::LruCache;
+use parking_lot::Mutex;
 
 /// An LRU bounded by the summed weight of its values (or by its newest value, if that alone is
-/// heavier), with in-flight deduplication.
-pub struct WeightedCache<K: Hash + Eq + Clone, V> {
-    inner: Mutex<Inner<K, V>>,
+/// heavier), with in-flight deduplication. A failed load gives every waiter the error `E`.
+pub struct WeightedCache<K: Hash + Eq + Clone, V, E> {
+    inner: Mutex<Inner<K, V, E>>,
     capacity_bytes: usize,
 }
 
-type Slot<V> = Arc<OnceLock<Result<Arc<V>, String>>>;
+type Slot<V, E> = Arc<OnceLock<Result<Arc<V>, E>>>;
 
-struct Inner<K: Hash + Eq, V> {
+struct Inner<K: Hash + Eq, V, E> {
     lru: LruCache<K, (Arc<V>, usize)>,
     used_bytes: usize,
-    in_flight: HashMap<K, Slot<V>>,
+    in_flight: HashMap<K, Slot<V, E>>,
 }
 
-impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
+impl<K: Hash + Eq + Clone, V, E: Clone> WeightedCache<K, V, E> {
     pub fn new(capacity_bytes: usize) -> Self {
         WeightedCache {
             inner: Mutex::new(Inner {
@@ -39,7 +40,7 @@ impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
 
     /// True if `key` is cached or being loaded.
     pub fn contains(&self, key: &K) -> bool {
-        let inner = self.inner.lock().expect("cache lock");
+        let inner = self.inner.lock();
         inner.lru.contains(key) || inner.in_flight.contains_key(key)
     }
 
@@ -49,10 +50,10 @@ impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
         &self,
         key: &K,
         weight: impl Fn(&V) -> usize,
-        load: impl FnOnce() -> Result<V, String>,
-    ) -> Result<Arc<V>, String> {
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
         let slot = {
-            let mut inner = self.inner.lock().expect("cache lock");
+            let mut inner = self.inner.lock();
             if let Some((v, _)) = inner.lru.get(key) {
                 return Ok(v.clone());
             }
@@ -63,7 +64,7 @@ impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
                 .clone()
         };
         let result = slot.get_or_init(|| load().map(Arc::new)).clone();
-        let mut inner = self.inner.lock().expect("cache lock");
+        let mut inner = self.inner.lock();
         if inner
             .in_flight
             .get(key)
@@ -89,8 +90,9 @@ impl<K: Hash + Eq + Clone, V> WeightedCache<K, V> {
         result
     }
 
+    #[cfg(test)]
     pub fn used_bytes(&self) -> usize {
-        self.inner.lock().expect("cache lock").used_bytes
+        self.inner.lock().used_bytes
     }
 }
 
@@ -100,7 +102,7 @@ mod tests {
 
     #[test]
     fn evicts_by_weight_and_loads_once() {
-        let c: WeightedCache<u32, Vec<u8>> = WeightedCache::new(100);
+        let c: WeightedCache<u32, Vec<u8>, String> = WeightedCache::new(100);
         let mut loads = 0;
         for _ in 0..3 {
             c.get_or_load(
@@ -127,7 +129,7 @@ mod tests {
 
     #[test]
     fn an_oversized_value_stays_until_the_next_one() {
-        let c: WeightedCache<u32, Vec<u8>> = WeightedCache::new(100);
+        let c: WeightedCache<u32, Vec<u8>, String> = WeightedCache::new(100);
         c.get_or_load(&1, |v| v.len(), || Ok(vec![0; 40])).unwrap();
         c.get_or_load(&2, |v| v.len(), || Ok(vec![0; 500])).unwrap();
         assert!(c.contains(&2) && !c.contains(&1));
@@ -138,7 +140,7 @@ mod tests {
 
     #[test]
     fn concurrent_misses_share_one_load() {
-        let c = Arc::new(WeightedCache::<u32, u32>::new(1000));
+        let c = Arc::new(WeightedCache::<u32, u32, String>::new(1000));
         let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {

@@ -1,9 +1,11 @@
 //! The daemon's policy runner: once a second, snapshot every item whose schedule is due (if
 //! its incoming tree was ever written) and apply its retention; once a day, run gc. Time is the
-//! vault's clock (`vault::now_ns`), so tests can move it.
+//! vault's clock (`vault::now_ns`), so tests can move it. Each tick done is counted (the
+//! control socket's status shows it), so a test can wait for the scheduler to have looked at
+//! the clock instead of sleeping.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::vault::gc::{self, Purge};
@@ -11,11 +13,11 @@ use crate::vault::{DAY_NS, Vault, now_ns};
 
 const TICK: Duration = Duration::from_secs(1);
 
-/// Run until `stop` is set.
-pub fn run(vault: Arc<Vault>, stop: Arc<AtomicBool>) {
+/// Run until `stop` is set (and the thread unparked), counting ticks in `ticks`.
+pub fn run(vault: Arc<Vault>, stop: Arc<AtomicBool>, ticks: Arc<AtomicU64>) {
     let mut last_gc = now_ns();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(TICK);
+        std::thread::park_timeout(TICK);
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -35,6 +37,7 @@ pub fn run(vault: Arc<Vault>, stop: Arc<AtomicBool>) {
                 Err(e) => tracing::warn!("daily gc failed: {e}"),
             }
         }
+        ticks.fetch_add(1, Ordering::Relaxed);
     }
 }
 

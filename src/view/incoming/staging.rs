@@ -9,11 +9,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
-/// The default parent of staging directories.
-pub const DEFAULT_BASE: &str = "/var/tmp";
+use parking_lot::{Mutex, RwLock};
+
 /// Files up to this size wait in memory...
 const MEM_FILE_MAX: u64 = 1 << 20;
 /// ...while all of them together stay under this.
@@ -75,7 +75,7 @@ impl Staging {
 
     /// An empty staging file: a spare one, or a new one, already unlinked.
     fn file(&self) -> io::Result<File> {
-        if let Some(f) = self.spare.lock().expect("spare lock").pop() {
+        if let Some(f) = self.spare.lock().pop() {
             return Ok(f);
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -118,7 +118,7 @@ impl Staged {
     /// Write `buf` at `off`, moving the content to a file when it outgrows memory.
     pub fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let end = off + buf.len() as u64;
-        let mut data = self.data.write().expect("staged lock");
+        let mut data = self.data.write();
         if let Data::Mem(v) = &mut *data {
             let grow = end.saturating_sub(v.len() as u64);
             if end <= MEM_FILE_MAX && (grow == 0 || self.staging.reserve(grow)) {
@@ -150,7 +150,7 @@ impl Staged {
     }
 
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
-        match &*self.data.read().expect("staged lock") {
+        match &*self.data.read() {
             Data::Mem(v) => {
                 let start = (off as usize).min(v.len());
                 let n = buf.len().min(v.len() - start);
@@ -175,7 +175,7 @@ impl Staged {
     }
 
     pub fn set_len(&self, size: u64) -> io::Result<()> {
-        let mut data = self.data.write().expect("staged lock");
+        let mut data = self.data.write();
         if let Data::Mem(v) = &mut *data {
             let old = v.len() as u64;
             if size <= old {
@@ -199,13 +199,10 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        match std::mem::replace(
-            &mut *self.data.write().expect("staged lock"),
-            Data::Mem(Vec::new()),
-        ) {
+        match std::mem::replace(&mut *self.data.write(), Data::Mem(Vec::new())) {
             Data::Mem(v) => self.staging.unreserve(v.len() as u64),
             Data::File(f, _) => {
-                let mut spare = self.staging.spare.lock().expect("spare lock");
+                let mut spare = self.staging.spare.lock();
                 if spare.len() < SPARE_FILES_MAX && f.set_len(0).is_ok() {
                     spare.push(f);
                 }

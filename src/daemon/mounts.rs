@@ -1,0 +1,69 @@
+//! The mount table as the commands see it: which vault is mounted where, stale mounts left by
+//! a killed daemon, and detaching a mount point.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// True if `path` is a mount point whose FUSE daemon is gone ("Transport endpoint is not
+/// connected").
+pub fn is_stale_mount(path: &Path) -> bool {
+    // statfs always reaches the filesystem; stat may be answered from the kernel's cache.
+    matches!(crate::view::space::statvfs(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
+/// Mount points listed in /proc/self/mounts: (source, mount point, fstype).
+pub fn mounts() -> Vec<(String, PathBuf, String)> {
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (src, dst, ty) = (f.next()?, f.next()?, f.next()?);
+            Some((unescape(src), PathBuf::from(unescape(dst)), ty.to_string()))
+        })
+        .collect()
+}
+
+/// The vault directory mounted on `path`, if `path` is a vaultfs mount point.
+pub fn vault_of_mount(path: &Path) -> Option<PathBuf> {
+    let mnt = path.canonicalize().ok()?;
+    mounts()
+        .into_iter()
+        .find(|(src, p, ty)| {
+            *p == mnt && ty.starts_with("fuse") && Path::new(src).join("config").is_file()
+        })
+        .map(|(src, _, _)| PathBuf::from(src))
+}
+
+/// /proc/mounts escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 1 && b[i + 1..].len() >= 3 {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("x"), 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Detach a mount point (used for stale mounts and as the fallback of `umount`).
+pub fn force_unmount(path: &Path, lazy: bool) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

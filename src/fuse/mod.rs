@@ -1,0 +1,518 @@
+//! The FUSE door: each callback makes one call into the [`View`] and sends one reply. What is
+//! FUSE's own lives here: the kernel's capabilities, how long it may cache what (from the
+//! view's [`Stability`]), open flags, and errnos (only through [`errno::errno`]).
+//!
+//! Every call into the view is guarded: a panic (a bug) answers that one request `EIO`, and
+//! the worker thread goes on serving; the view's locks do not poison, so the next request finds
+//! them free.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::view::time::to_ns;
+use crate::view::{Lookup, NAME_MAX, RenameMode, SetAttr, Stability, View, ViewResult, XattrSet};
+
+mod convert;
+pub mod errno;
+mod session;
+
+use convert::{
+    TTL_LIVE, caller, dir_handle, file_attr, file_type, no_attr, reply_empty, reply_empty_dir,
+    reply_entry, reply_xattr, time_ns, ttl,
+};
+
+pub use session::{FuseSession, Unmounter, raise_readahead};
+
+/// Largest read the kernel may send and read-ahead we ask for.
+pub const MAX_READ_BYTES: u32 = 1 << 20;
+
+/// Add to a tracing filter: fuser warns about every operation it answers ENOSYS for
+/// (copy_file_range, say), and the kernel falls back by itself, so these are not worth a log
+/// line each.
+pub fn quiet_log(directives: &mut String) {
+    if !directives.contains("fuser") {
+        directives.push_str(",fuser=error");
+    }
+}
+
+pub struct FuseFs {
+    view: Arc<View>,
+    /// The kernel opens directories without asking (OPENDIR answered ENOSYS once): readdirs
+    /// come without a handle.
+    no_opendir: bool,
+}
+
+impl FuseFs {
+    pub fn new(view: Arc<View>) -> FuseFs {
+        FuseFs {
+            view,
+            no_opendir: false,
+        }
+    }
+}
+
+/// One call into the view, guarded: a panic in it answers `EIO`.
+fn call<T>(f: impl FnOnce() -> ViewResult<T>) -> Result<T, Errno> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(|e| errno::errno(&e)),
+        Err(_) => Err(Errno::EIO),
+    }
+}
+
+/// A call into the view that answers nothing (forget, release); a panic in it is logged by the
+/// panic hook and otherwise ignored.
+fn call_quietly(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(MAX_READ_BYTES);
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // Attributes with the listing: `ls -l` and `find -type` need no lookup per entry.
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // A symlink's target never changes (incoming replaces the inode on rename), so the
+        // kernel may keep it: `ls -l` and path walks through links then ask only once.
+        let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
+        // Directories open without a round trip (OPENDIR and RELEASEDIR were two of the four
+        // requests per directory of a cold `find`); the kernel then keeps every listing, and
+        // the daemon tells it when one of items or points changes (`View::catalog_changed`).
+        self.no_opendir = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .is_ok();
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match call(|| self.view.lookup(parent.0, name.as_bytes())) {
+            Ok(Lookup::Found(a)) => reply.entry(&ttl(a.stability), &file_attr(&a), Generation(0)),
+            // Inside an incoming tree a name appears only through the kernel: let it cache the
+            // absence (node id 0), so rsync's lstat-then-create costs one lookup, not two.
+            Ok(Lookup::Absent(Stability::Live)) => {
+                reply.entry(&TTL_LIVE, &no_attr(), Generation(0))
+            }
+            Ok(Lookup::Absent(_)) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        call_quietly(|| self.view.forget(ino.0, nlookup));
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match call(|| self.view.getattr(ino.0)) {
+            Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let change = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime_ns: atime.map(time_ns),
+            mtime_ns: mtime.map(time_ns),
+            ctime_ns: ctime.map(to_ns),
+        };
+        match call(|| self.view.setattr(ino.0, change)) {
+            Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match call(|| self.view.readlink(ino.0)) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // The kernel applies the umask already unless told not to (FUSE_DONT_MASK); doing it
+        // again is harmless and keeps this right if that changes.
+        let mode = mode & !umask;
+        let r = call(|| {
+            self.view
+                .mknod(parent.0, name.as_bytes(), mode, rdev, caller(req))
+        });
+        reply_entry(reply, r);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !umask;
+        let r = call(|| {
+            self.view
+                .mkdir(parent.0, name.as_bytes(), mode, caller(req))
+        });
+        reply_entry(reply, r);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, call(|| self.view.unlink(parent.0, name.as_bytes())));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, call(|| self.view.rmdir(parent.0, name.as_bytes())));
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = target.as_os_str().as_bytes();
+        let r = call(|| {
+            self.view
+                .symlink(parent.0, name.as_bytes(), target, caller(req))
+        });
+        reply_entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.is_empty() {
+            RenameMode::Replace
+        } else if flags == RenameFlags::RENAME_NOREPLACE {
+            RenameMode::NoReplace
+        } else {
+            RenameMode::Other
+        };
+        let r = call(|| {
+            self.view.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                mode,
+            )
+        });
+        reply_empty(reply, r);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = call(|| self.view.link(ino.0, newparent.0, newname.as_bytes()));
+        reply_entry(reply, r);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || truncate;
+        match call(|| self.view.open(ino.0, write, truncate)) {
+            // Points never change: keep their pages. Incoming files change only through this
+            // mount, but keep-cache would also keep pages across a truncate by another handle.
+            Ok(o) if o.stability == Stability::Immutable => {
+                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match call(|| self.view.read(fh.0, offset, size)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match call(|| self.view.write(ino.0, fh.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever buffered for a close to flush: ENOSYS tells the kernel to stop
+        // sending FLUSH (one round trip less per file closed). Not an error path.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        call_quietly(|| self.view.release(fh.0));
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, call(|| self.view.fsync(ino.0, fh.0)));
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, call(|| self.view.fsyncdir(ino.0)));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            // Once: the kernel stops sending OPENDIR for the rest of the connection.
+            return reply.error(Errno::ENOSYS);
+        }
+        match call(|| self.view.opendir(ino.0)) {
+            // A directory inside a point never changes: the kernel may keep its listing and
+            // answer later readdirs itself.
+            Ok(o) if o.stability == Stability::Immutable => reply.opened(
+                FileHandle(o.fh),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match call(|| self.view.readdir(ino.0, dir_handle(fh), offset)) {
+            Ok(list) => {
+                for (i, e) in list.iter().enumerate().skip(offset as usize) {
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let r = call(|| {
+            self.view
+                .readdirplus(ino.0, dir_handle(fh), offset, |e, next, a| {
+                    reply.add(
+                        INodeNo(e.ino),
+                        next,
+                        OsStr::from_bytes(&e.name),
+                        &ttl(a.stability),
+                        &file_attr(a),
+                        Generation(0),
+                    )
+                })
+        });
+        reply_empty_dir(reply, r);
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        call_quietly(|| self.view.release(fh.0));
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match call(|| self.view.statfs()) {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.free,
+                s.free,
+                1 << 32,
+                1 << 31,
+                s.block_size,
+                NAME_MAX as u32,
+                s.block_size,
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let how = if flags & libc::XATTR_CREATE != 0 {
+            XattrSet::Create
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrSet::Replace
+        } else {
+            XattrSet::Any
+        };
+        let r = call(|| self.view.setxattr(ino.0, name.as_bytes(), value, how));
+        reply_empty(reply, r);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let r = call(|| self.view.getxattr(ino.0, name.as_bytes()));
+        reply_xattr(reply, size, r);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, call(|| self.view.listxattr(ino.0)));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = call(|| self.view.removexattr(ino.0, name.as_bytes()));
+        reply_empty(reply, r);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mode = mode & !umask;
+        let r = call(|| {
+            self.view
+                .create(parent.0, name.as_bytes(), mode, caller(req))
+        });
+        match r {
+            Ok((a, o)) => reply.created(
+                &ttl(a.stability),
+                &file_attr(&a),
+                Generation(0),
+                FileHandle(o.fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+}

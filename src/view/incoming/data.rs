@@ -1,0 +1,220 @@
+//! File content in the incoming trees: handles, reads (from the staging copy, or the stored
+//! chunks), writes and truncation into staging, and the space check before a write.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::staging::Staged;
+use super::state::{Data, State};
+use super::{Handle, Incoming, RESERVE_BYTES, io_err};
+use crate::view::chunks::load_chunk;
+use crate::view::error::{ViewError, ViewResult};
+use crate::view::ino::INCOMING_BIT as BIT;
+
+impl Incoming {
+    pub(super) fn add_handle(&self, ino: u64) -> u64 {
+        let fh = BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Handle { ino });
+        fh
+    }
+
+    pub(super) fn handle_ino(&self, fh: u64) -> ViewResult<u64> {
+        self.handles
+            .lock()
+            .get(&fh)
+            .map(|h| h.ino)
+            .ok_or(ViewError::BadHandle)
+    }
+
+    pub fn open(&self, ino: u64, truncate: bool) -> ViewResult<u64> {
+        {
+            let mut st = self.lock();
+            let i = st.get_mut(ino)?;
+            i.file()?;
+            i.open += 1;
+        }
+        if truncate {
+            let _f = self.freeze.read();
+            if let Err(e) = self.truncate(ino, 0) {
+                self.close(ino);
+                return Err(e);
+            }
+            let mut st = self.lock();
+            st.get_mut(ino)?.touch();
+            st.mark_dirty(ino);
+        }
+        Ok(self.add_handle(ino))
+    }
+
+    pub fn release(&self, fh: u64) {
+        let Some(h) = self.handles.lock().remove(&fh) else {
+            return;
+        };
+        self.close(h.ino);
+    }
+
+    pub(super) fn close(&self, ino: u64) {
+        let mut st = self.lock();
+        let Ok(i) = st.get_mut(ino) else {
+            return;
+        };
+        i.open = i.open.saturating_sub(1);
+        let last = i.open == 0;
+        if last
+            && let Data::File(f) = &i.data
+            && f.staged.is_some()
+            && f.uncommitted()
+        {
+            self.commit_later(ino);
+        }
+        st.maybe_drop(ino);
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> ViewResult<Vec<u8>> {
+        let ino = self.handle_ino(fh)?;
+        let (staged, chunks, fsize) = {
+            let st = self.lock();
+            let f = st.get(ino)?.file()?;
+            (f.staged.clone(), f.chunks.clone(), f.size)
+        };
+        if offset >= fsize || size == 0 {
+            return Ok(Vec::new());
+        }
+        let end = fsize.min(offset + size as u64);
+        if let Some(s) = staged {
+            let mut buf = vec![0u8; (end - offset) as usize];
+            let n = s.read_at(&mut buf, offset).map_err(|e| io_err("read", e))?;
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut start = 0u64;
+        for c in chunks.iter() {
+            let c_end = start + c.len as u64;
+            if c_end > offset && start < end {
+                let data = load_chunk(&self.chunks, &self.vault, *c)
+                    .inspect_err(|e| e.log("an incoming file"))?;
+                let from = offset.max(start) - start;
+                let to = end.min(c_end) - start;
+                out.extend_from_slice(&data[from as usize..to as usize]);
+            }
+            if c_end >= end {
+                break;
+            }
+            start = c_end;
+        }
+        Ok(out)
+    }
+
+    /// Refuse a write of `len` bytes when the vault could not take what waits in staging.
+    pub(super) fn check_space(&self, len: u64) -> ViewResult<()> {
+        let free = {
+            let mut space = self.space.lock();
+            match *space {
+                Some((at, free)) if at.elapsed() < Duration::from_millis(250) => free,
+                _ => {
+                    let free = crate::view::space::free_bytes(self.vault.dir()).unwrap_or(u64::MAX);
+                    *space = Some((Instant::now(), free));
+                    free
+                }
+            }
+        };
+        if self.full.load(Ordering::Relaxed) {
+            if free < 4 * RESERVE_BYTES {
+                return Err(ViewError::NoSpace);
+            }
+            self.full.store(false, Ordering::Relaxed);
+        }
+        let waiting = self.waiting_bytes.load(Ordering::Relaxed) + len;
+        if free < waiting.saturating_add(RESERVE_BYTES) {
+            return Err(ViewError::NoSpace);
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> ViewResult<u32> {
+        let ino = self.handle_ino(fh)?;
+        let _f = self.freeze.read();
+        self.check_space(data.len() as u64)?;
+        let staged = self.stage(ino)?;
+        staged
+            .write_at(data, offset)
+            .map_err(|e| io_err("write", e))?;
+        self.waiting_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut st = self.lock();
+        let i = st.get_mut(ino)?;
+        i.touch();
+        let f = i.file_mut()?;
+        f.size = f.size.max(offset + data.len() as u64);
+        f.version += 1;
+        st.mark_dirty(ino);
+        Ok(data.len() as u32)
+    }
+
+    pub(super) fn truncate(&self, ino: u64, size: u64) -> ViewResult<()> {
+        {
+            let mut st = self.lock();
+            let f = st.get_mut(ino)?.file_mut()?;
+            if f.size == size {
+                return Ok(());
+            }
+            if size == 0 && f.staged.is_none() {
+                // Nothing to copy: an empty file needs no staging file.
+                f.size = 0;
+                f.version += 1;
+                return self.commit_empty(&mut st, ino);
+            }
+        }
+        let staged = self.stage(ino)?;
+        staged.set_len(size).map_err(|e| io_err("truncate", e))?;
+        let mut st = self.lock();
+        let f = st.get_mut(ino)?.file_mut()?;
+        f.size = size;
+        f.version += 1;
+        st.mark_dirty(ino);
+        Ok(())
+    }
+
+    pub(super) fn commit_empty(&self, st: &mut State, ino: u64) -> ViewResult<()> {
+        let f = st.get_mut(ino)?.file_mut()?;
+        f.chunks = Arc::new(Vec::new());
+        f.committed_size = 0;
+        f.committed = f.version;
+        st.mark_dirty(ino);
+        Ok(())
+    }
+
+    /// The staging file of `ino`, made (with the committed content copied in) if needed.
+    pub(super) fn stage(&self, ino: u64) -> ViewResult<Arc<Staged>> {
+        loop {
+            let (chunks, version) = {
+                let st = self.lock();
+                let f = st.get(ino)?.file()?;
+                if let Some(s) = &f.staged {
+                    return Ok(s.clone());
+                }
+                (f.chunks.clone(), f.version)
+            };
+            let staged = self.staging.create();
+            let mut pos = 0u64;
+            for c in chunks.iter() {
+                let data = load_chunk(&self.chunks, &self.vault, *c)
+                    .inspect_err(|e| e.log("an incoming file"))?;
+                staged
+                    .write_at(&data, pos)
+                    .map_err(|e| io_err("write", e))?;
+                pos += c.len as u64;
+            }
+            let mut st = self.lock();
+            let f = st.get_mut(ino)?.file_mut()?;
+            if f.staged.is_none() && f.version == version {
+                let s = Arc::new(staged);
+                f.staged = Some(s.clone());
+                st.staged.insert(ino);
+                return Ok(s);
+            }
+        }
+    }
+}
