@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::store::BlobId;
 
 /// The vault format this build reads and writes. Bump on any incompatible change.
-pub const FORMAT_VERSION: u32 = 2;
-/// Oldest version this build opens. A version-1 vault is upgraded in place when opened: v2 only
-/// adds the incoming record (a new meta record kind and catalog tree), so nothing is rewritten.
+pub const FORMAT_VERSION: u32 = 3;
+/// Oldest version this build opens. An older vault is upgraded in place when opened: v2 only
+/// added the incoming and policy records, v3 only frames blobs in packs written from then on
+/// (older packs still read), so nothing stored is rewritten.
 pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Value of the `format` field in the config file; tells a vault from any other JSON file.
 pub const FORMAT_NAME: &str = "vaultfs";

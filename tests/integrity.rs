@@ -829,8 +829,8 @@ fn corruption_garbled_index_snapshot_fails_cleanly_and_repair_recovers() {
     );
 }
 
-/// 3e: a vault whose config says format version 2: every command fails with an error naming
-/// the newer format version, and the vault is not touched.
+/// 3e: a vault whose config says a newer format version: every command fails with an error
+/// naming it, and the vault is not touched.
 #[test]
 fn corruption_newer_format_version_is_refused_by_every_command() {
     let tmp = tempdir();
@@ -842,8 +842,10 @@ fn corruption_newer_format_version_is_refused_by_every_command() {
     let cfg_path = vault.join("config");
     let original = std::fs::read(&cfg_path).unwrap();
     let mut cfg: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    assert_eq!(cfg["version"], 2, "config: {cfg}");
-    cfg["version"] = 3.into();
+    let current = vaultfs::format::FORMAT_VERSION;
+    assert_eq!(cfg["version"], current, "config: {cfg}");
+    cfg["version"] = (current + 1).into();
+    let newer = format!("version {}", current + 1);
     std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let before = snapshot(&vault);
     let dest = tmp.path().join("dest");
@@ -866,7 +868,7 @@ fn corruption_newer_format_version_is_refused_by_every_command() {
     for args in &cmds {
         let line = failed_one_line(&format!("vaultfs {args:?}"), &vaultfs(args));
         assert!(
-            line.contains("version 3") && line.contains("newer"),
+            line.contains(&newer) && line.contains("newer"),
             "{args:?}: error does not mention the newer format version: {line}"
         );
         assert_vault_unchanged(&before, &vault, &format!("{args:?}"));
@@ -875,15 +877,15 @@ fn corruption_newer_format_version_is_refused_by_every_command() {
         !dest.exists(),
         "restore created its destination although it failed"
     );
-    // Put version 2 back: the vault is intact.
+    // Put the current version back: the vault is intact.
     std::fs::write(&cfg_path, &original).unwrap();
     let out = tmp.path().join("out");
     ok(&["restore", s(&vault), &format!("ver/{point}"), s(&out)]);
     assert_same_tree(&src, &out);
 }
 
-/// A version-1 vault (issue 2's format) opens, is upgraded to version 2 in place, and keeps
-/// every point; version 2 only added record kinds.
+/// A version-1 vault (issue 2's format) opens, is upgraded to the current version in place,
+/// and keeps every point; later versions only added record kinds and framed new packs.
 #[test]
 fn version_1_vault_is_upgraded_in_place() {
     let tmp = tempdir();
@@ -900,7 +902,11 @@ fn version_1_vault_is_upgraded_in_place() {
     ok(&["points", s(&vault)]);
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    assert_eq!(cfg["version"], 2, "not upgraded: {cfg}");
+    assert_eq!(
+        cfg["version"],
+        vaultfs::format::FORMAT_VERSION,
+        "not upgraded: {cfg}"
+    );
     let out = tmp.path().join("out");
     ok(&["restore", s(&vault), &format!("old/{point}"), s(&out)]);
     assert_same_tree(&src, &out);

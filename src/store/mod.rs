@@ -204,7 +204,7 @@ impl Store {
             *guard = Some(PackWriter::create(self.backend())?);
         }
         let w = guard.as_mut().expect("writer present");
-        w.append(kind, id, &sealed)?;
+        w.append(&self.codec, kind, id, &sealed)?;
         self.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.sealed_bytes_added
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
@@ -336,7 +336,7 @@ impl Store {
                 Some(w) => w,
                 None => writer.insert(PackWriter::create(self.backend())?),
             };
-            w.append(e.kind, e.id, &sealed)?;
+            w.append(&self.codec, e.kind, e.id, &sealed)?;
             written += sealed.len() as u64;
             if w.size() >= self.pack_target_bytes
                 && let Some(w) = writer.take()

@@ -215,8 +215,8 @@ impl Vault {
             u.observer.clone(),
         )?;
         if u.config.version < FORMAT_VERSION {
-            // v1 -> v2 adds record kinds only; once a v2 record may exist, an older vaultfs
-            // must refuse the vault instead of misreading it.
+            // v1 -> v2 adds record kinds, v2 -> v3 framed packs; once either may exist, an
+            // older vaultfs must refuse the vault instead of misreading it.
             let mut config = u.config.clone();
             config.version = FORMAT_VERSION;
             config::write(u.backend.as_ref(), &u.codec, config, &u.params)?;
