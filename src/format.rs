@@ -197,6 +197,17 @@ pub enum MetaRecord {
     Policy(PolicyRecord),
 }
 
+/// The paths of a point whose data `repair` found lost (format v3; only in the index database,
+/// which `repair` rebuilds: it is recomputed there from what the packs hold, never read from
+/// packs). Paths are as in the point, from its root, `/` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageRecord {
+    pub item: String,
+    pub point: String,
+    pub paths: Vec<Vec<u8>>,
+    pub found_ns: i64,
+}
+
 /// Encode with postcard. Encoding in-memory structures cannot fail except on allocation.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encoding of an in-memory value")

@@ -145,7 +145,11 @@ fn fixture_opens_checks_and_restores_identically(version: u32) {
             .collect()
     };
     assert_eq!(listed(pass, &vault, false), expect(false), "live points");
-    assert_eq!(listed(pass, &vault, true), expect(true), "soft-deleted points");
+    assert_eq!(
+        listed(pass, &vault, true),
+        expect(true),
+        "soft-deleted points"
+    );
     assert_eq!((expect(false).len(), expect(true).len()), (2, 1));
 
     let check = run(pass, &["check", p(&vault), "--read-data"]);

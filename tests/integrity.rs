@@ -673,8 +673,9 @@ fn corruption_reports_are_plain_vaultfs_lines() {
     }
 }
 
-/// 3b: a pack missing its last 100 bytes: `check` fails naming the pack, no panic; a restore
-/// never yields wrong bytes.
+/// 3b: a pack missing its last 100 bytes (its trailer and the end of its header; every blob
+/// is before the cut): `check` fails naming the truncated pack and says its data is intact, no
+/// panic; a restore returns every file identical (issue 11: check tells the truth).
 #[test]
 fn corruption_truncated_pack_is_reported() {
     let (tmp, vault, src, point) = corruption_fixture("trunc");
@@ -693,27 +694,13 @@ fn corruption_truncated_pack_is_reported() {
             "{args:?} does not report the truncated pack:\n{err}"
         );
         assert!(
-            !damaged_paths(&err, "trunc", &point).is_empty(),
-            "{args:?} does not name affected paths:\n{err}"
+            err.contains("data intact") && damaged_paths(&err, "trunc", &point).is_empty(),
+            "{args:?}: every blob lies before the cut:\n{err}"
         );
     }
     let dest = tmp.path().join("restore");
-    let out = vaultfs(&["restore", s(&vault), &format!("trunc/{point}"), s(&dest)]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !matches!(out.status.code(), Some(70) | Some(101)) && !stderr.contains("panicked"),
-        "restore panicked: {stderr}"
-    );
-    let affected: Vec<String> = damaged_paths(&stderr, "trunc", &point)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(
-        out.status.success(),
-        affected.is_empty(),
-        "restore exit status disagrees with its errors: {stderr}"
-    );
-    assert_restore_consistent(&src, &dest, &affected);
+    ok(&["restore", s(&vault), &format!("trunc/{point}"), s(&dest)]);
+    assert_same_tree(&src, &dest);
 }
 
 /// 3c: a deleted pack: `check` names the missing pack and the affected paths; `restore`

@@ -207,8 +207,12 @@ impl Codec {
             .zip(bytes.get(..8)?)
             .zip(mask)
             .for_each(|((o, b), m)| *o = b ^ m);
-        (f[0] <= BlobKind::Meta as u8 && f[5..] == frame_check(&f[..5]))
-            .then(|| (f[0], u32::from_le_bytes(f[1..5].try_into().expect("4 bytes"))))
+        (f[0] <= BlobKind::Meta as u8 && f[5..] == frame_check(&f[..5])).then(|| {
+            (
+                f[0],
+                u32::from_le_bytes(f[1..5].try_into().expect("4 bytes")),
+            )
+        })
     }
 
     fn frame_mask(&self, pack: &PackId, offset: u64) -> [u8; 8] {
@@ -377,12 +381,18 @@ mod tests {
     fn identify_finds_the_id_of_an_authentic_blob_only() {
         let c = codec();
         let text = b"salvage me ".repeat(500);
-        let noise: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        let noise: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
         for (kind, plain) in [(BlobKind::Tree, &text[..]), (BlobKind::Data, &noise[..])] {
             let id = c.blob_id(kind, plain);
             let mut sealed = c.seal(kind, &id, plain).unwrap();
             assert_eq!(c.identify(kind, &sealed), Some(id));
-            let other = if kind == BlobKind::Data { BlobKind::Meta } else { BlobKind::Data };
+            let other = if kind == BlobKind::Data {
+                BlobKind::Meta
+            } else {
+                BlobKind::Data
+            };
             assert_eq!(c.identify(other, &sealed), None, "the kind is bound in");
             assert_eq!(c.identify(kind, &sealed[..sealed.len() - 1]), None);
             sealed[15] ^= 4;

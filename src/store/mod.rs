@@ -19,6 +19,8 @@ mod error;
 mod ids;
 pub mod index;
 pub mod pack;
+pub mod salvage;
+pub mod survey;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +116,12 @@ impl Store {
 
     pub fn codec(&self) -> &Codec {
         &self.codec
+    }
+
+    /// Close the store (its database handle with it) and keep the codec (`repair`, which
+    /// builds a database, closes it, and opens the vault on it).
+    pub fn into_codec(self) -> Codec {
+        self.codec
     }
 
     pub fn db(&self) -> &Db {

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod damage;
 mod error;
 pub mod fsmeta;
 pub mod gc;
@@ -15,6 +16,7 @@ pub mod ingest;
 pub mod lock;
 pub mod names;
 pub mod policy;
+pub mod records;
 pub mod repair;
 pub mod restore;
 pub mod tree;
@@ -364,6 +366,12 @@ impl Vault {
             );
         }
         Ok(out)
+    }
+
+    /// The paths of a point that `repair` found lost, if any.
+    pub fn damage(&self, point: &PointRecord) -> Result<Option<format::DamageRecord>> {
+        self.catalog
+            .damage(self.store.codec(), &point.item, &point.name)
     }
 
     /// Resolve `ITEM` (newest live point) or `ITEM/POINT`.

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    Backend, Change, Durable, Holder, Key, Kind, LockGuard, ObjectInfo, ObjectWriter, Observer,
-    PACKS_PREFIX,
+    Backend, Change, DAMAGED_PREFIX, Durable, Holder, Key, Kind, LockGuard, ObjectInfo,
+    ObjectWriter, Observer, PACKS_PREFIX,
 };
 use crate::keys::random_bytes;
 use crate::store::{Damaged, Result, StoreError};
@@ -94,7 +94,7 @@ pub(crate) fn durable(
 }
 
 /// fsync a directory, so creates, renames and removals in it are durable.
-fn sync_dir(observer: &Option<Arc<dyn Observer>>, dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(observer: &Option<Arc<dyn Observer>>, dir: &Path) -> Result<()> {
     durable(observer, Durable::Entries(dir), || {
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -102,7 +102,11 @@ fn sync_dir(observer: &Option<Arc<dyn Observer>>, dir: &Path) -> Result<()> {
     })
 }
 
-fn observe(observer: &Option<Arc<dyn Observer>>, change: Change<'_>) -> std::io::Result<()> {
+/// Tell the observer (if any) of a change about to be made; its error refuses the change.
+pub(crate) fn observe(
+    observer: &Option<Arc<dyn Observer>>,
+    change: Change<'_>,
+) -> std::io::Result<()> {
     match observer {
         Some(o) => o.change(change),
         None => Ok(()),
@@ -264,6 +268,37 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(StoreError::io("remove", &path, e)),
         }
+    }
+
+    fn set_aside(&self, key: Key) -> Result<bool> {
+        self.files.lock().expect("files lock").pop(&key);
+        let from = self.path(key);
+        if !from.exists() {
+            return Ok(false);
+        }
+        let dir = self.root.join(DAMAGED_PREFIX);
+        if !dir.exists() {
+            self.change(Change::MakeDir(&dir), &dir)?;
+            fs::create_dir(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+            sync_dir(&self.observer, &self.root)?;
+        }
+        let name = from.file_name().expect("an object has a file name");
+        let to = dir.join(name);
+        self.change(
+            Change::Rename {
+                from: &from,
+                to: &to,
+            },
+            &to,
+        )?;
+        fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
+        // The new name first: a crash between the two leaves both names, never none.
+        sync_dir(&self.observer, &dir)?;
+        sync_dir(
+            &self.observer,
+            from.parent().expect("an object's path has a parent"),
+        )?;
+        Ok(true)
     }
 
     fn will_need(&self, key: Key, offset: u64, len: u64) {
