@@ -149,7 +149,31 @@ impl Vault {
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
+        let existed = dir.exists();
         fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
+        let made = Self::create_in(dir, passphrase, opts);
+        if made.is_err() {
+            // A failed init (a full disk, say) leaves nothing behind: the directory as it was.
+            if existed {
+                if let Ok(entries) = fs::read_dir(dir) {
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        let _ = if p.is_dir() {
+                            fs::remove_dir_all(&p)
+                        } else {
+                            fs::remove_file(&p)
+                        };
+                    }
+                }
+            } else {
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+        made
+    }
+
+    /// The files of a new vault in `dir` (empty), config last.
+    fn create_in(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
         let backend = LocalBackend::new(dir);
         backend.init()?;
         let _lock = backend.lock()?;

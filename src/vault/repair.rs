@@ -191,20 +191,25 @@ fn run(
         backend,
         observer,
     } = u;
-    let db = Db::create_observed(&new_dir, &vault_id, observer.clone())?;
-    let store = Store::open(backend.clone(), codec, db.clone(), params.pack_target_bytes)?;
-    let built = build(&store, &db, &survey, &chosen, &recs, &unpacked, &marks);
-    let codec = store.into_codec();
-    let blobs_indexed = match built {
-        Ok(n) => n,
+    // Whatever fails from here to the swap leaves the old database in place and removes the
+    // new one (a full disk must not leave a half-built database behind).
+    let abandon = |e: VaultError| {
+        let _ = index::remove_dir(&new_dir, &observer);
+        e
+    };
+    let db = Db::create_observed(&new_dir, &vault_id, observer.clone())
+        .map_err(|e| abandon(e.into()))?;
+    let store = match Store::open(backend.clone(), codec, db.clone(), params.pack_target_bytes) {
+        Ok(store) => store,
         Err(e) => {
             drop(db);
-            let _ = index::remove_dir(&new_dir, &observer);
-            return Err(e);
+            return Err(abandon(e.into()));
         }
     };
+    let built = build(&store, &db, &survey, &chosen, &recs, &unpacked, &marks);
+    let codec = store.into_codec();
     drop(db);
-    report.blobs = blobs_indexed;
+    report.blobs = built.map_err(abandon)?;
 
     // 7. Swap, 8. set damaged packs aside.
     let index_dir = dir.join(INDEX_DIR);
