@@ -36,10 +36,12 @@ pub enum Call {
 enum Entry {
     Created(PathBuf),
     MadeDir(PathBuf),
-    /// The new name of a rename (durable with its directory).
+    /// The new name of a rename (durable with its directory); `replaced`: the file that was
+    /// at the new name, kept as a hard link in the stash until then.
     RenamedTo {
         from: PathBuf,
         to: PathBuf,
+        replaced: Option<PathBuf>,
     },
     /// The old name of a rename going away (durable with its directory).
     RenamedFrom {
@@ -171,13 +173,18 @@ impl PowerCut {
                 }
                 // The new name never reached the disk: the file is back under its old name if
                 // that removal was not durable either, and gone otherwise.
-                Entry::RenamedTo { from, to } if old_kept.contains(&from) => {
-                    fs::rename(&to, &from)?;
-                    move_db(&mut st.dbs, &to, &from);
-                }
-                Entry::RenamedTo { to, .. } => {
-                    remove_any(&to)?;
-                    st.dbs.remove(&to);
+                Entry::RenamedTo { from, to, replaced } => {
+                    if old_kept.contains(&from) {
+                        fs::rename(&to, &from)?;
+                        move_db(&mut st.dbs, &to, &from);
+                    } else {
+                        remove_any(&to)?;
+                        st.dbs.remove(&to);
+                    }
+                    // A rename over a file: the old file is still there.
+                    if let Some(kept) = replaced {
+                        fs::rename(&kept, &to)?;
+                    }
                 }
                 // The new name is durable but the old one's removal is not: both names remain
                 // (a file; a directory cannot have two names, and is renamed within one
@@ -310,10 +317,18 @@ impl Observer for PowerCut {
                     st.unsynced.insert(to.to_path_buf(), len);
                 }
                 move_db(&mut st.dbs, from, to);
+                let replaced = if to.is_file() {
+                    let kept = self.stash_path(&mut st);
+                    fs::hard_link(to, &kept)?;
+                    Some(kept)
+                } else {
+                    None
+                };
                 let (from, to) = (from.to_path_buf(), to.to_path_buf());
                 st.pending.push(Entry::RenamedTo {
                     from: from.clone(),
                     to: to.clone(),
+                    replaced,
                 });
                 st.pending.push(Entry::RenamedFrom { from, to });
             }
@@ -382,7 +397,11 @@ impl Observer for PowerCut {
                 st.pending = left;
                 for e in done {
                     match e {
-                        Entry::Removed { kept, .. } => {
+                        Entry::Removed { kept, .. }
+                        | Entry::RenamedTo {
+                            replaced: Some(kept),
+                            ..
+                        } => {
                             let _ = fs::remove_file(kept);
                         }
                         Entry::RemovedDir { kept, .. } => {

@@ -11,6 +11,7 @@ use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -283,7 +284,21 @@ impl Backend for LocalBackend {
             sync_dir(&self.observer, &self.root)?;
         }
         let name = from.file_name().expect("an object has a file name");
-        let to = dir.join(name);
+        let mut to = dir.join(name);
+        let mut n = 0;
+        while let Ok(there) = fs::symlink_metadata(&to) {
+            let here = fs::symlink_metadata(&from).map_err(|e| StoreError::io("stat", &from, e))?;
+            if (there.dev(), there.ino()) == (here.dev(), here.ino()) {
+                // Set aside before, and its old name came back (a crash between the two
+                // directory fsyncs): only that name is left to remove.
+                self.change(Change::Remove(&from), &from)?;
+                fs::remove_file(&from).map_err(|e| StoreError::io("remove", &from, e))?;
+                sync_dir(&self.observer, from.parent().expect("a parent"))?;
+                return Ok(true);
+            }
+            n += 1;
+            to = dir.join(format!("{}.{n}", name.to_string_lossy()));
+        }
         self.change(
             Change::Rename {
                 from: &from,
