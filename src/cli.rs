@@ -48,8 +48,10 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Verify the index, every tree and (with --read-data) every chunk
     Check(CheckArgs),
-    /// Rebuild the index and catalog from the packs alone
-    Repair(VaultArg),
+    /// Rebuild the index and catalog from everything that still authenticates: the packs, the
+    /// old index and catalog; keeps every point (marking those with lost data) and the
+    /// previous index (index.prev)
+    Repair(RepairArgs),
     /// Mount a vault: incoming/ITEM writable, points/ITEM/POINT read-only, .deleted/ for
     /// soft-deleted points
     Mount(MountArgs),
@@ -398,9 +400,18 @@ pub struct RestoreArgs {
 pub struct CheckArgs {
     /// Path of the vault directory
     pub vault: PathBuf,
-    /// Also read, decrypt and verify every blob
+    /// Also read, decrypt and verify every blob of every pack, indexed or not
     #[arg(long)]
     pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Say what would change, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,10 @@ use crate::store::BlobId;
 
 /// The vault format this build reads and writes. Bump on any incompatible change.
 pub const FORMAT_VERSION: u32 = 3;
-/// Oldest version this build opens. Versions 1 and 2 are upgraded in place when opened: v2 only
-/// added record kinds, v3 only changes the config (DESIGN.md §3), so nothing else is rewritten.
+/// Oldest version this build opens. An older vault is upgraded in place when opened: v2 only
+/// added the incoming and policy records; v3 changes the config (key slots, copies, DESIGN.md §3)
+/// and frames blobs in packs written from then on (older packs still read), so nothing stored is
+/// rewritten.
 pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Value of the `format` field in the config file; tells a vault from any other JSON file.
 pub const FORMAT_NAME: &str = "vaultfs";
@@ -258,6 +260,17 @@ pub enum MetaRecord {
     Policy(PolicyRecord),
     /// v3.
     Config(ConfigRecord),
+}
+
+/// The paths of a point whose data `repair` found lost (format v3; only in the index database,
+/// which `repair` rebuilds: it is recomputed there from what the packs hold, never read from
+/// packs). Paths are as in the point, from its root, `/` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageRecord {
+    pub item: String,
+    pub point: String,
+    pub paths: Vec<Vec<u8>>,
+    pub found_ns: i64,
 }
 
 /// Encode with postcard. Encoding in-memory structures cannot fail except on allocation.

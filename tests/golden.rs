@@ -340,7 +340,7 @@ fn pack_bytes(codec: &Codec) -> (Vec<u8>, Vec<PackEntry>) {
     let mut w = PackWriter::create_with_id(&backend, PACK).unwrap();
     for (_, kind, plain) in &blobs()[..2] {
         let id = codec.blob_id(*kind, plain);
-        w.append(*kind, id, &codec.seal(*kind, &id, plain).unwrap())
+        w.append(codec, *kind, id, &codec.seal(*kind, &id, plain).unwrap())
             .unwrap();
     }
     let (id, entries) = w.finish(codec).unwrap();

@@ -3,6 +3,11 @@
 //! Blob id = keyed blake3(kind ‖ plaintext). Sealed blob = nonce (12) ‖ AES-256-GCM(plaintext', aad = kind ‖ id) ‖ tag (16), where
 //! plaintext' = codec byte (0 raw, 1 zstd) ‖ payload. Binding kind and id into the AAD means a
 //! blob authenticates only as the object the index says it is.
+//!
+//! Salvage (a pack whose header is damaged) needs two more things, both here: the 8-byte frame
+//! written before each blob of a format-3 pack (its kind and length, masked by a keyed hash of
+//! the pack id and offset, DESIGN.md §3.4), and [`Codec::identify`], which finds the id of a
+//! sealed blob from its own bytes (decrypt, hash, then authenticate under that id).
 
 use aes_gcm::{Aes256Gcm, Nonce};
 use std::cell::RefCell;
@@ -10,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aes_gcm::aead::AeadInOut;
 
-use super::{BlobId, BlobKind, StoreError};
+use super::{BlobId, BlobKind, PackId, StoreError};
 use crate::keys::{Keys, random_bytes};
 
 const RAW: u8 = 0;
@@ -21,6 +26,10 @@ pub const SEAL_OVERHEAD: usize = 12 + 1 + 16;
 pub const MAX_BLOB_BYTES: usize = 256 << 20;
 /// AES-GCM's limit on one message (2^36 - 32 bytes).
 const MAX_SEALED_PLAINTEXT: u64 = (1 << 36) - 32;
+/// Bytes of the frame before each blob (and before the header) of a format-3 pack.
+pub const FRAME_BYTES: u64 = 8;
+/// blake3 context of the frame key (derived from the id key, DESIGN.md §3.2).
+const FRAME_KEY_CONTEXT: &str = "vaultfs v3 pack frame";
 
 /// Why sealed bytes do not open: each means they are damaged, tampered with or sealed under
 /// another key, except [`OpenError::Context`] (a local failure).
@@ -58,6 +67,8 @@ pub struct Codec {
     /// The data key that opened the last object: tried first, so reading data of an older
     /// epoch costs one failed tag check only when the epoch changes.
     last_opened: AtomicUsize,
+    /// Key of the keyed hash that masks pack frames.
+    frame_key: [u8; 32],
     zstd_level: i32,
     /// Only for golden vectors: every seal uses this nonce (see [`Codec::with_fixed_nonce`]).
     fixed_nonce: Option<[u8; 12]>,
@@ -68,6 +79,7 @@ impl Codec {
         Codec {
             opened: keys.data.iter().map(|_| AtomicU64::new(0)).collect(),
             last_opened: AtomicUsize::new(keys.data.len() - 1),
+            frame_key: blake3::derive_key(FRAME_KEY_CONTEXT, keys.id_key.as_ref()),
             keys,
             zstd_level,
             fixed_nonce: None,
@@ -175,31 +187,72 @@ impl Codec {
         mut sealed: Vec<u8>,
     ) -> Result<Vec<u8>, OpenError> {
         self.decrypt_in_place(&mut sealed, &aad(kind, id))?;
-        let body = &sealed[12..sealed.len() - 16];
-        match body.first() {
-            Some(&RAW) => Ok(body[1..].to_vec()),
-            Some(&ZSTD) => {
-                let frame = &body[1..];
-                let size = match zstd::zstd_safe::get_frame_content_size(frame) {
-                    Ok(Some(n)) if n as usize <= MAX_BLOB_BYTES => n as usize,
-                    Ok(Some(_)) => return Err(OpenError::TooLarge),
-                    _ => MAX_BLOB_BYTES,
-                };
-                DECOMPRESSOR.with(|d| {
-                    let mut d = d.borrow_mut();
-                    if d.is_none() {
-                        *d = Some(zstd::bulk::Decompressor::new().map_err(OpenError::Context)?);
-                    }
-                    let z = d.as_mut().expect("decompressor present");
-                    let mut out = Vec::with_capacity(size);
-                    z.decompress_to_buffer(frame, &mut out)
-                        .map_err(OpenError::Decompress)?;
-                    Ok(out)
-                })
-            }
-            Some(&other) => Err(OpenError::UnknownCodec(other)),
-            None => Err(OpenError::TooShort(sealed.len())),
+        decode_body(&sealed[12..sealed.len() - 16])
+    }
+
+    /// True if `sealed` authenticates as blob `id` of `kind` (nothing is decompressed).
+    pub fn authentic(&self, kind: BlobKind, id: &BlobId, mut sealed: Vec<u8>) -> bool {
+        self.decrypt_in_place(&mut sealed, &aad(kind, id)).is_ok()
+    }
+
+    /// The id of a sealed blob of `kind` found without its header entry (salvage): decrypt
+    /// without authenticating, hash the plaintext into the id it must have, then authenticate
+    /// under that id. `None` unless it authenticates, so the answer is as sure as a read.
+    pub fn identify(&self, kind: BlobKind, sealed: &[u8]) -> Option<BlobId> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return None;
         }
+        let nonce: [u8; 12] = sealed[..12].try_into().expect("12 bytes");
+        let ct = &sealed[12..sealed.len() - 16];
+        // GCM is counter mode: encrypting zeros under the same nonce yields the keystream. The
+        // result never leaves this function, so the repeated nonce reveals nothing.
+        // Any epoch's data key may have sealed it: newest first.
+        self.keys.data.iter().rev().find_map(|(_, key)| {
+            let mut plain = vec![0u8; ct.len()];
+            key.encrypt_inout_detached(&Nonce::from(nonce), b"", (&mut plain[..]).into())
+                .ok()?;
+            plain.iter_mut().zip(ct).for_each(|(p, c)| *p ^= c);
+            let id = self.blob_id(kind, &decode_body(&plain).ok()?);
+            self.authentic(kind, &id, sealed.to_vec()).then_some(id)
+        })
+    }
+
+    /// The frame at `offset` of pack `pack` saying that a blob of `kind` (0: the pack header)
+    /// and `len` sealed bytes follows: kind ‖ len (u32 LE) ‖ check, XORed with the first 8
+    /// bytes of keyed blake3(pack id ‖ offset u64 LE); check = the first 3 bytes of
+    /// blake3(kind ‖ len), so a flipped byte anywhere in a frame makes it no frame.
+    pub fn frame(&self, pack: &PackId, offset: u64, kind: u8, len: u32) -> [u8; 8] {
+        let mut f = [0u8; 8];
+        f[0] = kind;
+        f[1..5].copy_from_slice(&len.to_le_bytes());
+        let check = frame_check(&f[..5]);
+        f[5..].copy_from_slice(&check);
+        let mask = self.frame_mask(pack, offset);
+        f.iter_mut().zip(mask).for_each(|(b, m)| *b ^= m);
+        f
+    }
+
+    /// Inverse of [`Codec::frame`]: (kind, len) if `bytes` is a frame made for this place.
+    pub fn unframe(&self, pack: &PackId, offset: u64, bytes: &[u8]) -> Option<(u8, u32)> {
+        let mask = self.frame_mask(pack, offset);
+        let mut f = [0u8; 8];
+        f.iter_mut()
+            .zip(bytes.get(..8)?)
+            .zip(mask)
+            .for_each(|((o, b), m)| *o = b ^ m);
+        (f[0] <= BlobKind::Meta as u8 && f[5..] == frame_check(&f[..5])).then(|| {
+            (
+                f[0],
+                u32::from_le_bytes(f[1..5].try_into().expect("4 bytes")),
+            )
+        })
+    }
+
+    fn frame_mask(&self, pack: &PackId, offset: u64) -> [u8; 8] {
+        let mut h = blake3::Hasher::new_keyed(&self.frame_key);
+        h.update(&pack.0);
+        h.update(&offset.to_le_bytes());
+        h.finalize().as_bytes()[..8].try_into().expect("8 bytes")
     }
 
     /// Encrypt arbitrary bytes (pack headers, config fields) under `aad`.
@@ -304,6 +357,40 @@ fn decrypt_with(key: &Aes256Gcm, buf: &mut [u8], aad: &[u8]) -> Result<(), OpenE
     .map_err(|_| OpenError::Unauthentic)
 }
 
+fn frame_check(kind_len: &[u8]) -> [u8; 3] {
+    blake3::hash(kind_len).as_bytes()[..3]
+        .try_into()
+        .expect("3 bytes")
+}
+
+/// A blob's plaintext from its decrypted body: codec byte, then the payload.
+fn decode_body(body: &[u8]) -> Result<Vec<u8>, OpenError> {
+    match body.first() {
+        Some(&RAW) => Ok(body[1..].to_vec()),
+        Some(&ZSTD) => {
+            let frame = &body[1..];
+            let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+                Ok(Some(n)) if n as usize <= MAX_BLOB_BYTES => n as usize,
+                Ok(Some(_)) => return Err(OpenError::TooLarge),
+                _ => MAX_BLOB_BYTES,
+            };
+            DECOMPRESSOR.with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new().map_err(OpenError::Context)?);
+                }
+                let z = d.as_mut().expect("decompressor present");
+                let mut out = Vec::with_capacity(size);
+                z.decompress_to_buffer(frame, &mut out)
+                    .map_err(OpenError::Decompress)?;
+                Ok(out)
+            })
+        }
+        Some(&other) => Err(OpenError::UnknownCodec(other)),
+        None => Err(OpenError::TooShort(body.len() + 28)),
+    }
+}
+
 /// A zstd compression context and the level it was made for.
 type LeveledCompressor = (i32, zstd::bulk::Compressor<'static>);
 
@@ -364,6 +451,46 @@ mod tests {
         sealed[20] ^= 1;
         assert!(c.open(BlobKind::Data, &id, &sealed).is_err());
         assert!(c.open(BlobKind::Data, &id, &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn identify_finds_the_id_of_an_authentic_blob_only() {
+        let c = codec();
+        let text = b"salvage me ".repeat(500);
+        let noise: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        for (kind, plain) in [(BlobKind::Tree, &text[..]), (BlobKind::Data, &noise[..])] {
+            let id = c.blob_id(kind, plain);
+            let mut sealed = c.seal(kind, &id, plain).unwrap();
+            assert_eq!(c.identify(kind, &sealed), Some(id));
+            let other = if kind == BlobKind::Data {
+                BlobKind::Meta
+            } else {
+                BlobKind::Data
+            };
+            assert_eq!(c.identify(other, &sealed), None, "the kind is bound in");
+            assert_eq!(c.identify(kind, &sealed[..sealed.len() - 1]), None);
+            sealed[15] ^= 4;
+            assert_eq!(c.identify(kind, &sealed), None);
+        }
+        assert_eq!(c.identify(BlobKind::Data, &[0u8; 10]), None);
+    }
+
+    #[test]
+    fn frames_decode_only_at_their_place_and_under_their_key() {
+        let c = codec();
+        let (p, q) = (PackId([1; 16]), PackId([2; 16]));
+        let f = c.frame(&p, 1234, 2, 70_000);
+        assert_eq!(c.unframe(&p, 1234, &f), Some((2, 70_000)));
+        assert_eq!(c.unframe(&p, 1235, &f), None);
+        assert_eq!(c.unframe(&q, 1234, &f), None);
+        assert_eq!(codec().unframe(&p, 1234, &f), None);
+        for bit in 0..64 {
+            let mut g = f;
+            g[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(c.unframe(&p, 1234, &g), None, "flipped bit {bit}");
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::backend::local::durable;
-use super::backend::{Durable, Observer};
+use super::backend::local::{durable, observe, sync_dir};
+use super::backend::{Change, Durable, Observer};
 use super::pack::PackEntry;
 use super::{BlobId, BlobKind, Damaged, IndexProblem, PackId, Result, StoreError};
 
@@ -55,13 +55,23 @@ fn engine_err(dir: &Path, e: sled::Error) -> StoreError {
 impl Db {
     /// Create a new, empty database for vault `vault_id` at `dir` (which must not exist).
     pub fn create(dir: &Path, vault_id: &[u8]) -> Result<Db> {
+        Self::create_observed(dir, vault_id, None)
+    }
+
+    /// [`Db::create`], with `observer` told of the new directory and of each flush.
+    pub fn create_observed(
+        dir: &Path,
+        vault_id: &[u8],
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Db> {
         if dir.exists() {
             return Err(StoreError::Index {
                 dir: dir.to_path_buf(),
                 problem: IndexProblem::Exists,
             });
         }
-        let db = Self::open_raw(dir, None)?;
+        observe(&observer, Change::MakeDir(dir)).map_err(|e| StoreError::io("create", dir, e))?;
+        let db = Self::open_raw(dir, observer)?;
         db.db.insert(MARKER_KEY, vault_id).map_err(|e| db.err(e))?;
         db.flush()?;
         Ok(db)
@@ -96,8 +106,14 @@ impl Db {
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)
             .flush_every_ms(flush_every_ms);
+        remove_unfinished_snapshots(dir);
         // sled 0.34 panics on some kinds of damage instead of returning an error.
-        match catch_unwind(AssertUnwindSafe(|| cfg.open())) {
+        let opened = quietly(|| cfg.open());
+        if !matches!(opened, Ok(Ok(_))) {
+            // An open that failed (a full disk, say) must not leave a file that fails the next.
+            remove_unfinished_snapshots(dir);
+        }
+        match opened {
             Ok(Ok(db)) => Ok(Db {
                 db,
                 dir: Arc::new(dir.to_path_buf()),
@@ -120,12 +136,30 @@ impl Db {
         engine_err(&self.dir, e)
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A named tree of the database, for the catalog.
     pub fn tree(&self, name: &str) -> Result<Tree> {
         Ok(Tree {
             tree: self.db.open_tree(name).map_err(|e| self.err(e))?,
             dir: self.dir.clone(),
         })
+    }
+
+    /// A named tree if the database has it (opening one that does not exist would write).
+    pub fn tree_if_exists(&self, name: &str) -> Result<Option<Tree>> {
+        if self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == name.as_bytes())
+        {
+            self.tree(name).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Make every earlier write durable (sled fsyncs).
@@ -138,6 +172,109 @@ impl Db {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// Run `f`, turning a panic (sled 0.34 panics on some kinds of damage) into an `Err` without
+/// the process's panic hook printing it: the caller reports the damage as one error.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    out
+}
+
+/// sled writes a snapshot at open to `snap.N.generating`, then renames it to `snap.N`; its
+/// reader takes the newest name, `.generating` included. A write cut short (a full disk, a
+/// crash) leaves a short `.generating` file that makes every later open fail as damaged. The
+/// file is only ever complete once renamed, so an unrenamed one is removed (the older snapshot
+/// and the log it starts from are still there: sled removes them only after the rename).
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Put the database built at `new` in the place of the one at `dir` (if any), which is kept at
+/// `prev` (a database there before is removed): one atomic exchange, then a rename, then the
+/// parent directory fsynced. A crash leaves `dir` either the old or the new database, never
+/// none. Returns where the old one was kept. Every database must be closed.
+pub fn replace(
+    dir: &Path,
+    new: &Path,
+    prev: &Path,
+    observer: &Option<Arc<dyn Observer>>,
+) -> Result<Option<PathBuf>> {
+    let parent = dir.parent().expect("an index directory has a parent");
+    remove_dir(prev, observer)?;
+    let kept = if dir.exists() {
+        observe(observer, Change::Exchange { a: new, b: dir })
+            .and_then(|()| exchange(new, dir))
+            .map_err(|e| StoreError::io("exchange", dir, e))?;
+        observe(
+            observer,
+            Change::Rename {
+                from: new,
+                to: prev,
+            },
+        )
+        .and_then(|()| std::fs::rename(new, prev))
+        .map_err(|e| StoreError::io("rename", new, e))?;
+        Some(prev.to_path_buf())
+    } else {
+        observe(observer, Change::Rename { from: new, to: dir })
+            .and_then(|()| std::fs::rename(new, dir))
+            .map_err(|e| StoreError::io("rename", new, e))?;
+        None
+    };
+    sync_dir(observer, parent)?;
+    Ok(kept)
+}
+
+/// Remove a database directory (a leftover, or the one kept before) if it is there.
+pub fn remove_dir(dir: &Path, observer: &Option<Arc<dyn Observer>>) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    observe(observer, Change::RemoveDir(dir))
+        .and_then(|()| std::fs::remove_dir_all(dir))
+        .map_err(|e| StoreError::io("remove", dir, e))
+}
+
+/// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`); where the filesystem
+/// cannot, two renames through a temporary name.
+pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+        return Err(err);
+    }
+    let tmp = a.with_extension("exchange");
+    std::fs::rename(b, &tmp)?;
+    std::fs::rename(a, b)?;
+    std::fs::rename(&tmp, a)
 }
 
 /// One named tree of the database: ordered byte keys to byte values. The catalog's handle on
@@ -293,4 +430,38 @@ pub fn decode(v: &[u8]) -> Option<Location> {
         len: u32::from_le_bytes(v[20..24].try_into().ok()?),
         kind: BlobKind::from_u8(v[24])?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot the engine began to write at open and could not finish (a full disk) leaves
+    /// `snap.N.generating`; the next open must not take it for the newest snapshot.
+    #[test]
+    fn an_unfinished_snapshot_file_does_not_fail_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let db = Db::create(&path, b"vault").unwrap();
+        db.tree("t").unwrap().insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let snaps: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap."))
+            .collect();
+        // Newer than any snapshot there: the engine's reader would pick it.
+        std::fs::write(path.join("snap.FFFFFFFFFFFFFFFF.generating"), b"").unwrap();
+        let db = Db::open(&path, b"vault", None).unwrap();
+        assert_eq!(
+            db.tree("t").unwrap().get(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert!(
+            !path.join("snap.FFFFFFFFFFFFFFFF.generating").exists(),
+            "{snaps:?}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod damage;
 mod error;
 pub mod fsmeta;
 pub mod gc;
@@ -16,6 +17,7 @@ pub mod keyring;
 pub mod lock;
 pub mod names;
 pub mod policy;
+pub mod records;
 pub mod repair;
 pub mod restore;
 pub mod rollback;
@@ -160,7 +162,31 @@ impl Vault {
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
+        let existed = dir.exists();
         fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
+        let made = Self::create_in(dir, first, label, opts);
+        if made.is_err() {
+            // A failed init (a full disk, say) leaves nothing behind: the directory as it was.
+            if existed {
+                if let Ok(entries) = fs::read_dir(dir) {
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        let _ = if p.is_dir() {
+                            fs::remove_dir_all(&p)
+                        } else {
+                            fs::remove_file(&p)
+                        };
+                    }
+                }
+            } else {
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+        made
+    }
+
+    /// The files of a new vault in `dir` (empty), config last.
+    fn create_in(dir: &Path, first: &NewSlot, label: &str, opts: &InitOptions) -> Result<()> {
         let backend = LocalBackend::new(dir);
         backend.init()?;
         let _lock = backend.lock()?;
@@ -244,7 +270,7 @@ impl Vault {
         let vault = Self::assemble(dir, u, db)?;
         let config = vault.config();
         if config.version < FORMAT_VERSION {
-            // v1 -> v2 added record kinds, v2 -> v3 changes the config only; once a newer
+            // v1 -> v2 added record kinds, v2 -> v3 changes the config and frames new packs; once a newer
             // record or config may exist, an older vaultfs must refuse the vault instead of
             // misreading it.
             vault.write_config(config)?;
@@ -455,6 +481,12 @@ impl Vault {
             );
         }
         Ok(out)
+    }
+
+    /// The paths of a point that `repair` found lost, if any.
+    pub fn damage(&self, point: &PointRecord) -> Result<Option<format::DamageRecord>> {
+        self.catalog
+            .damage(self.store.codec(), &point.item, &point.name)
     }
 
     /// Resolve `ITEM` (newest live point) or `ITEM/POINT`.
