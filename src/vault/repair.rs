@@ -133,6 +133,9 @@ fn run(
     for r in packed.all() {
         recs.add(r);
     }
+    if let Some(c) = packed.config {
+        recs.add(MetaRecord::Config(c));
+    }
     add_missing_items(&mut recs);
     let unpacked: Vec<MetaRecord> = recs
         .all()
