@@ -70,6 +70,26 @@ pub fn frame_intact(
     }
 }
 
+/// Whether the frame before the header of framed pack `file` (whose trailer reads) is intact.
+pub fn header_frame_intact(codec: &Codec, backend: &dyn Backend, file: &PackId) -> Result<bool> {
+    let key = Key::Pack(*file);
+    let size = backend.size(key)?;
+    let Some(trailer) = size
+        .checked_sub(TRAILER_BYTES)
+        .map(|at| read(backend, key, at, TRAILER_BYTES))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(false);
+    };
+    let hlen = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+    let Some(at) = size.checked_sub(TRAILER_BYTES + hlen as u64 + FRAME_BYTES) else {
+        return Ok(false);
+    };
+    Ok(read(backend, key, at, FRAME_BYTES)?
+        .is_some_and(|f| codec.unframe(file, at, &f) == Some((HEADER_FRAME, hlen))))
+}
+
 /// Everything pack file `file` (whose own header does not read) still holds. `others`: ids of
 /// other packs its content may have been sealed for; `hints`: entries the index had for it.
 pub fn salvage(

@@ -174,6 +174,11 @@ impl Survey {
     ) -> Result<()> {
         let (entries, framed) = pack::read_header_as(codec, backend, &pack, &pack)?;
         let mut bad_frames = 0u64;
+        if read_data && framed && !salvage::header_frame_intact(codec, backend, &pack)? {
+            health.problems.push(format!(
+                "pack {pack}: the frame before its header is damaged"
+            ));
+        }
         for e in entries {
             let verified = if !read_data {
                 Verified::Unread
