@@ -2,7 +2,7 @@
 //! every command is run once while it is full (through the real binary, and a mount); none
 //! panics, each works or fails with one clear line, none leaves a zero-length or partial file
 //! in the vault, and the vault's files are as they were (the index database's engine may
-//! rewrite its own files in place with the same content, DESIGN.md §10.5). After the space is
+//! rewrite its own files in place with the same content, DESIGN.md §11.5). After the space is
 //! freed every command works without `repair`, and `check --read-data` is clean.
 
 mod common;

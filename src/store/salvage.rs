@@ -2,7 +2,7 @@
 //!
 //! Every blob authenticates on its own (AAD = kind ‖ id), so a pack's header is only a map: a
 //! blob that authenticates where something says it is, is that blob. Salvage collects such
-//! places from everything that may know them (DESIGN.md §10.2):
+//! places from everything that may know them (DESIGN.md §11.2):
 //! - the header itself, opened as another pack's (a renamed, copied or swapped file);
 //! - the frames of a format-3 pack, walked from the start ([`Codec::frame`]); a blob found that
 //!   way is named by [`Codec::identify`]. After a damaged frame the walk looks for the next one
