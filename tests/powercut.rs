@@ -129,15 +129,7 @@ fn power_cut_at_every_durability_point_of_backup() {
     // 1 MiB packs and 64 KiB chunks: each backup finishes several data packs, a pack of trees
     // and one of records, so cuts land between every step of the write order.
     let base = tmp.path().join("base");
-    init_vault_with(
-        &base,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(&base);
     let out = ok(&["backup", p(&base), ITEM, p(&srcs[0])]);
     let (_, first) = created_point(&out).expect("created point line");
 
@@ -276,15 +268,7 @@ fn listed(vault: &Path, deleted: bool) -> BTreeSet<String> {
 
 /// A vault with a point of each of `srcs`, made by the binary; returns the point names.
 fn vault_of(vault: &Path, srcs: &[PathBuf]) -> Vec<String> {
-    init_vault_with(
-        vault,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(vault);
     srcs.iter()
         .map(|src| {
             let out = ok(&["backup", p(vault), ITEM, p(src)]);

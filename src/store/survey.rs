@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::backend::{Backend, Key, Kind};
+use super::backend::Backend;
 use super::codec::Codec;
 use super::index::Location;
 use super::pack::{self, PackEntry};
@@ -122,15 +122,7 @@ impl Survey {
         read_data: bool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Survey> {
-        let mut listed: Vec<(PackId, u64)> = backend
-            .list(Kind::Pack)?
-            .into_iter()
-            .filter_map(|o| match o.key {
-                Key::Pack(id) => Some((id, o.size)),
-                _ => None,
-            })
-            .collect();
-        listed.sort();
+        let listed = super::packs_sized(backend)?;
         let mut ids: Vec<PackId> = listed
             .iter()
             .map(|(p, _)| *p)

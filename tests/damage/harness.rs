@@ -41,15 +41,7 @@ pub struct Base {
 pub fn make_base() -> Arc<Base> {
     let tmp = tempdir();
     let vault = tmp.path().join("vault");
-    init_vault_with(
-        &vault,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(&vault);
     let src = tmp.path().join("src");
     let write = |rel: &str, data: &[u8]| {
         let p = src.join(rel);
@@ -118,6 +110,20 @@ pub fn make_base() -> Arc<Base> {
         manifest,
         packs,
     })
+}
+
+impl Base {
+    /// A copy of the base vault in a new temp dir (removed with it).
+    pub fn copy(&self) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempdir();
+        let vault = tmp.path().join("vault");
+        sh(&format!(
+            "cp -a '{}' '{}'",
+            self.vault.display(),
+            vault.display()
+        ));
+        (tmp, vault)
+    }
 }
 
 /// Regular files under `root` (hard links under each name), path from `/`.
@@ -232,17 +238,7 @@ pub fn run(args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(5));
     }
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !matches!(out.status.code(), Some(70) | Some(101)) && !stderr.contains("panicked"),
-        "vaultfs {args:?} panicked: {stderr}"
-    );
-    if !out.status.success() {
-        assert!(
-            stderr.lines().any(|l| l.starts_with("vaultfs: ")),
-            "vaultfs {args:?} failed without a clear line: {stderr}"
-        );
-    }
+    sane_outcome(args, &out, "damage matrix");
     out
 }
 
@@ -262,13 +258,7 @@ pub enum Outcome {
 /// One case: damage a copy of the base vault with `damage`, then judge. `config`: the damage
 /// is to the config, which may only be refused.
 pub fn case(b: &Arc<Base>, label: &str, config: bool, damage: impl FnOnce(&Path)) -> Outcome {
-    let tmp = tempdir();
-    let vault = tmp.path().join("vault");
-    sh(&format!(
-        "cp -a '{}' '{}'",
-        b.vault.display(),
-        vault.display()
-    ));
+    let (_tmp, vault) = b.copy();
     damage(&vault);
     let all: BTreeSet<(String, Vec<u8>)> = b
         .manifest
@@ -286,7 +276,7 @@ pub fn case(b: &Arc<Base>, label: &str, config: bool, damage: impl FnOnce(&Path)
         reported || readable_before == all,
         "{label}: data was unreadable but check said nothing: {check:?}"
     );
-    let files_before = contents(&vault);
+    let files_before = files_with_bytes(&vault);
     let repair = run(&["repair", s(&vault)]);
     // 3: done, with data lost (the points kept, marked).
     if !matches!(repair.status.code(), Some(0) | Some(3)) {
@@ -296,7 +286,7 @@ pub fn case(b: &Arc<Base>, label: &str, config: bool, damage: impl FnOnce(&Path)
             assert!(!run(&args).status.success(), "{label}: {args:?} worked");
         }
         assert!(
-            contents(&vault) == files_before,
+            files_with_bytes(&vault) == files_before,
             "{label}: a refused command changed the vault"
         );
         return Outcome::Refused;
@@ -331,18 +321,6 @@ pub fn case(b: &Arc<Base>, label: &str, config: bool, damage: impl FnOnce(&Path)
     } else {
         Outcome::Repaired
     }
-}
-
-/// Every file of the vault with its bytes.
-pub fn contents(vault: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walk(vault)
-        .into_iter()
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect()
 }
 
 pub fn flip_at(path: &Path, at: u64, rng: &mut StdRng) {

@@ -352,13 +352,7 @@ fn damage_matrix_lock_and_other_state() {
     for (damage, label, f) in &cases {
         t.add(damage, label, case(&b, label, false, f));
         // And the next command works after repair.
-        let tmp = tempdir();
-        let vault = tmp.path().join("vault");
-        sh(&format!(
-            "cp -a '{}' '{}'",
-            b.vault.display(),
-            vault.display()
-        ));
+        let (_tmp, vault) = b.copy();
         f(&vault);
         run(&["repair", s(&vault)]);
         ok(&["backup", s(&vault), "next", s(src.path())]);
