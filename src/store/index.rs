@@ -42,9 +42,9 @@ pub struct Db {
 
 /// The directory of an open database, shared by its handles. When the last handle is gone the
 /// engine may still be writing from its own threads, holding the lock on its files; dropping
-/// this waits (a second at most) until that lock is free, so whoever opens the database next,
-/// such as a command started right after in another process, is not refused.
-/// The file the engine locks is `db`, identified by device and inode: after a rename of the
+/// this waits (five seconds at most: on a loaded machine they lag) until that lock is free, so
+/// whoever opens the database next, such as a command started right after in another process,
+/// is not refused. The file the engine locks is `db`, identified by device and inode: after a rename of the
 /// directory (repair swaps databases) the path may name another database's.
 struct DbDir(PathBuf, Option<(u64, u64)>);
 
@@ -74,7 +74,7 @@ impl Drop for DbDir {
         if id.is_none() || id != self.1 {
             return;
         }
-        for _ in 0..500 {
+        for _ in 0..2500 {
             // SAFETY: flock(2) on a descriptor this function owns; closing it releases the lock.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 return;
@@ -220,12 +220,25 @@ impl Db {
 }
 
 /// Run `f`, turning a panic (sled 0.34 panics on some kinds of damage) into an `Err` without
-/// the process's panic hook printing it: the caller reports the damage as one error.
+/// the process's panic hook printing it: the caller reports the damage as one error. Only this
+/// thread is quiet meanwhile: a panic elsewhere is still reported (swapping the process's hook
+/// for a silent one hid other threads' panics, a test's failure among them).
 pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                hook(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
     let out = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
+    QUIET.with(|q| q.set(was));
     out
 }
 
