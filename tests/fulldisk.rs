@@ -2,7 +2,7 @@
 //! every command is run once while it is full (through the real binary, and a mount); none
 //! panics, each works or fails with one clear line, none leaves a zero-length or partial file
 //! in the vault, and the vault's files are as they were (the index database's engine may
-//! rewrite its own files in place with the same content, DESIGN.md §10.5). After the space is
+//! rewrite its own files in place with the same content, DESIGN.md §11.5). After the space is
 //! freed every command works without `repair`, and `check --read-data` is clean.
 
 mod common;
@@ -91,19 +91,7 @@ fn assert_no_debris(vault: &Path, what: &str) {
 
 /// The command must not panic; a failure must be one clear line.
 fn run_once(args: &[&str], what: &str) -> bool {
-    let out = vaultfs(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !matches!(out.status.code(), Some(70) | Some(101)) && !stderr.contains("panicked"),
-        "{what}: {args:?} panicked: {stderr}"
-    );
-    if !out.status.success() {
-        assert!(
-            stderr.lines().any(|l| l.starts_with("vaultfs: ")),
-            "{what}: {args:?} failed without a clear line: {stderr}"
-        );
-    }
-    out.status.success()
+    sane_outcome(args, &vaultfs(args), what)
 }
 
 #[test]
@@ -113,15 +101,7 @@ fn full_disk_wedges_nothing_and_everything_works_once_space_is_freed() {
     let fs = root.join("fs");
     let _tmpfs = Tmpfs::mount(&fs, 40);
     let vault = fs.join("vault");
-    init_vault_with(
-        &vault,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(&vault);
     let src = root.join("src");
     for i in 0..30u64 {
         let p = src.join(format!("d{}/f{i}.bin", i % 3));

@@ -1,6 +1,6 @@
-//! Power cuts at every durability point of `backup`, `gc`, `repair` and a `settings` change
-//! (DESIGN.md §4.2): the vault runs in this process on its real local backend and index,
-//! observed by `store::backend::fault::PowerCut`, which refuses the n-th durability call (fsync
+//! Power cuts at every durability point of `backup`, `snapshot` through the mount, `gc`, `repair`
+//! and a `settings` change (DESIGN.md §4.2): the vault runs in this process on its real local
+//! backend and index, observed by `store::backend::fault::PowerCut`, which refuses the n-th durability call (fsync
 //! of a file or directory, index flush) and then throws away everything that call and the ones
 //! after it would have made durable. After the "reboot", the real binary must find every point
 //! acknowledged before the cut complete and bit-identical, nothing half visible (also after
@@ -129,15 +129,7 @@ fn power_cut_at_every_durability_point_of_backup() {
     // 1 MiB packs and 64 KiB chunks: each backup finishes several data packs, a pack of trees
     // and one of records, so cuts land between every step of the write order.
     let base = tmp.path().join("base");
-    init_vault_with(
-        &base,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(&base);
     let out = ok(&["backup", p(&base), ITEM, p(&srcs[0])]);
     let (_, first) = created_point(&out).expect("created point line");
 
@@ -276,15 +268,7 @@ fn listed(vault: &Path, deleted: bool) -> BTreeSet<String> {
 
 /// A vault with a point of each of `srcs`, made by the binary; returns the point names.
 fn vault_of(vault: &Path, srcs: &[PathBuf]) -> Vec<String> {
-    init_vault_with(
-        vault,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(vault);
     srcs.iter()
         .map(|src| {
             let out = ok(&["backup", p(vault), ITEM, p(src)]);
@@ -425,4 +409,103 @@ fn power_cut_at_every_durability_point_of_a_settings_change() {
 
 fn passphrase() -> vaultfs::keys::Credential {
     vaultfs::keys::Credential::Passphrase(zeroize::Zeroizing::new(PASS.as_bytes().to_vec()))
+}
+
+/// `snapshot` through the mount: the daemon's own view of the vault (`view::View`, which the
+/// FUSE door calls; here without the kernel, so the power cut can observe it) takes files
+/// written into `incoming/ITEM`, freezes them into a point, and is then shut down as at unmount.
+#[test]
+fn power_cut_at_every_durability_point_of_snapshot_through_the_mount() {
+    use vaultfs::view::ino::INCOMING;
+    use vaultfs::view::{Caller, Lookup, SetAttr, View};
+
+    let tmp = tempdir();
+    let srcs = sources(&tmp.path().join("src"));
+    let base = tmp.path().join("base");
+    let names = vault_of(&base, &srcs[..1]);
+    // What is written into incoming: small files, and big ones that fill several packs.
+    let written = tmp.path().join("written");
+    write(&written, "a.txt", b"written through the mount\n");
+    write(&written, "big.bin", &noise(1_500_000, 10));
+    write(&written, "sub/c.bin", &noise(900_000, 11));
+    write(&written, "sub/d.txt", &b"d\n".repeat(5000));
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let op = |vault: &Path, cut: Arc<PowerCut>| -> Result<(), String> {
+        let e = |e: &dyn std::fmt::Debug| format!("{e:?}");
+        let v =
+            Arc::new(Vault::open_observed(vault, PASS.as_bytes(), cut.clone()).map_err(|x| e(&x))?);
+        let view = View::new(v.clone(), 8 << 20, &staging).map_err(|x| e(&x))?;
+        let who = Caller { uid: 0, gid: 0 };
+        let result = (|| -> Result<(), String> {
+            let root = match view.lookup(INCOMING, ITEM.as_bytes()).map_err(|x| e(&x))? {
+                Lookup::Found(a) => a,
+                Lookup::Absent(_) => view
+                    .mkdir(INCOMING, ITEM.as_bytes(), 0o755, who)
+                    .map_err(|x| e(&x))?,
+            };
+            let sub = view
+                .mkdir(root.ino, b"sub", 0o755, who)
+                .map_err(|x| e(&x))?;
+            for (dir, name) in [
+                (root.ino, "a.txt"),
+                (root.ino, "big.bin"),
+                (sub.ino, "sub/c.bin"),
+                (sub.ino, "sub/d.txt"),
+            ] {
+                let leaf = Path::new(name).file_name().unwrap().as_encoded_bytes();
+                let (attr, opened) = view.create(dir, leaf, 0o644, who).map_err(|x| e(&x))?;
+                let data = std::fs::read(written.join(name)).unwrap();
+                let meta = std::fs::metadata(written.join(name)).unwrap();
+                for (i, part) in data.chunks(128 << 10).enumerate() {
+                    view.write(attr.ino, opened.fh, (i * (128 << 10)) as u64, part)
+                        .map_err(|x| e(&x))?;
+                }
+                view.release(opened.fh);
+                // As rsync -t does.
+                use std::os::unix::fs::MetadataExt;
+                let mtime_ns = Some(meta.mtime() * 1_000_000_000 + meta.mtime_nsec());
+                view.setattr(
+                    attr.ino,
+                    SetAttr {
+                        mtime_ns,
+                        ..SetAttr::default()
+                    },
+                )
+                .map_err(|x| e(&x))?;
+            }
+            v.snapshot(ITEM).map_err(|x| e(&x))?;
+            eprintln!(
+                "snapshot acknowledged after {} durability points",
+                cut.calls().len()
+            );
+            view.shutdown().map_err(|x| e(&x))
+        })();
+        // The vault is closed before the reboot: wait for the commit threads to let go of it.
+        drop(view);
+        assert!(
+            common::mnt::wait_until(std::time::Duration::from_secs(10), || {
+                Arc::strong_count(&v) == 1
+            }),
+            "the incoming threads keep the vault open"
+        );
+        result
+    };
+    let verify = |vault: &Path, done: bool, what: &str| {
+        let listed = points(vault);
+        assert!(listed.contains(&names[0]), "{what}: lost {}", names[0]);
+        assert_restores(vault, &names[0], &srcs[0], what);
+        let new: Vec<&String> = listed.iter().filter(|n| **n != names[0]).collect();
+        assert!(new.len() <= 1, "{what}: {listed:?}");
+        assert!(!done || new.len() == 1, "{what}: no point after snapshot");
+        if let Some(n) = new.first() {
+            assert_restores(vault, n, &written, what);
+        }
+        assert_checks_clean(vault, what);
+        let out = ok(&["backup", p(vault), ITEM, p(&srcs[1])]);
+        let (_, name) = created_point(&out).expect("created point line");
+        assert_restores(vault, &name, &srcs[1], &format!("{what}, next backup"));
+    };
+    let calls = at_every_cut(tmp.path(), &base, "snapshot", &op, &verify);
+    assert!(calls.len() >= 6, "snapshot wrote too little: {calls:?}");
 }

@@ -37,15 +37,7 @@ fn vault_with_two_points() -> (tempfile::TempDir, PathBuf, PathBuf, Vec<String>)
         std::fs::write(&p, format!("note {i}\n").repeat(50 + i)).unwrap();
     }
     let vault = tmp.path().join("vault");
-    init_vault_with(
-        &vault,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(&vault);
     let mut points = Vec::new();
     for round in 0..2 {
         if round == 1 {
@@ -343,15 +335,7 @@ fn corrupt_unindexed_duplicate_is_reported_and_never_used() {
         std::fs::write(&p, noise(200_000, 50 + i)).unwrap();
     }
     let vault = tmp.path().join("vault");
-    init_vault_with(
-        &vault,
-        &[
-            "--pack-size-mib",
-            "1",
-            "--chunk-avg",
-            &(64 << 10).to_string(),
-        ],
-    );
+    init_small_packs(&vault);
     // The pack of the config's sealed copy, written at init.
     let at_init: Vec<PathBuf> = packs(&vault).into_iter().map(|(p, _)| p).collect();
     // A backup killed once its first pack is durable (data and directory fsynced), before
@@ -408,13 +392,13 @@ fn repair_keeps_the_previous_index_dry_runs_and_repeats() {
     let (pack, _) = pack_of(&vault, BlobKind::Data, false);
     let len = std::fs::metadata(&pack).unwrap().len() as usize;
     flip(&pack, len - 20);
-    let before = files_and_bytes(&vault);
+    let before = files_with_bytes(&vault);
     let out = ok(&["repair", s(&vault), "--dry-run"]);
     assert!(
         out.contains("would: packs:") && out.contains("dry run:"),
         "{out}"
     );
-    let after = files_and_bytes(&vault);
+    let after = files_with_bytes(&vault);
     let changed: Vec<_> = before
         .keys()
         .chain(after.keys())
@@ -441,18 +425,6 @@ fn repair_keeps_the_previous_index_dry_runs_and_repeats() {
     std::fs::remove_dir_all(undo.join("index")).unwrap();
     std::fs::rename(undo.join("index.prev"), undo.join("index")).unwrap();
     assert_eq!(point_names(&undo), points);
-}
-
-/// Every file under `dir` with its bytes.
-fn files_and_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walk(dir)
-        .into_iter()
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect()
 }
 
 /// Packs of format 2 (no frames) are salvaged as far as the old index allows: the v2 fixture

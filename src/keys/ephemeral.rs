@@ -1,5 +1,5 @@
 //! A key that exists only in one process's memory, for data that must touch a disk but never
-//! outlive the process in readable form: the mount daemon's staging files (DESIGN.md §11).
+//! outlive the process in readable form: the mount daemon's staging files (DESIGN.md §12).
 //!
 //! AES-256-CTR: a stream cipher encrypts and decrypts any byte range in place, at any offset,
 //! at several GB/s with AES-NI (far cheaper than the zstd that follows), so staged files keep

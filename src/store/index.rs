@@ -35,8 +35,53 @@ pub struct Location {
 #[derive(Clone)]
 pub struct Db {
     db: sled::Db,
-    dir: Arc<PathBuf>,
+    // After `db`: dropped after it (see `DbDir`).
+    dir: Arc<DbDir>,
     observer: Option<Arc<dyn Observer>>,
+}
+
+/// The directory of an open database, shared by its handles. When the last handle is gone the
+/// engine may still be writing from its own threads, holding the lock on its files; dropping
+/// this waits (five seconds at most: on a loaded machine they lag) until that lock is free, so
+/// whoever opens the database next, such as a command started right after in another process,
+/// is not refused. The file the engine locks is `db`, identified by device and inode: after a rename of the
+/// directory (repair swaps databases) the path may name another database's.
+struct DbDir(PathBuf, Option<(u64, u64)>);
+
+impl DbDir {
+    fn new(dir: &Path) -> DbDir {
+        use std::os::unix::fs::MetadataExt;
+        let id = std::fs::metadata(dir.join("db")).ok();
+        DbDir(dir.to_path_buf(), id.map(|m| (m.dev(), m.ino())))
+    }
+}
+
+impl std::ops::Deref for DbDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DbDir {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(file) = std::fs::File::open(self.0.join("db")) else {
+            return;
+        };
+        let id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+        if id.is_none() || id != self.1 {
+            return;
+        }
+        for _ in 0..2500 {
+            // SAFETY: flock(2) on a descriptor this function owns; closing it releases the lock.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
 }
 
 /// The store error for a failed engine call on the database at `dir`: I/O keeps its errno,
@@ -116,7 +161,7 @@ impl Db {
         match opened {
             Ok(Ok(db)) => Ok(Db {
                 db,
-                dir: Arc::new(dir.to_path_buf()),
+                dir: Arc::new(DbDir::new(dir)),
                 observer,
             }),
             Ok(Err(sled::Error::Io(e))) => Err(StoreError::io("open the index", dir, e)),
@@ -175,12 +220,25 @@ impl Db {
 }
 
 /// Run `f`, turning a panic (sled 0.34 panics on some kinds of damage) into an `Err` without
-/// the process's panic hook printing it: the caller reports the damage as one error.
+/// the process's panic hook printing it: the caller reports the damage as one error. Only this
+/// thread is quiet meanwhile: a panic elsewhere is still reported (swapping the process's hook
+/// for a silent one hid other threads' panics, a test's failure among them).
 pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                hook(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
     let out = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
+    QUIET.with(|q| q.set(was));
     out
 }
 
@@ -282,7 +340,7 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 #[derive(Clone)]
 pub struct Tree {
     tree: sled::Tree,
-    dir: Arc<PathBuf>,
+    dir: Arc<DbDir>,
 }
 
 /// Key and value bytes, as the engine hands them out.

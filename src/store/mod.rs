@@ -422,22 +422,26 @@ impl Store {
 
     /// Every pack with its size in bytes, sorted by id.
     pub fn list_packs_sized(&self) -> Result<Vec<(PackId, u64)>> {
-        let mut out: Vec<(PackId, u64)> = self
-            .backend
-            .list(Kind::Pack)?
-            .into_iter()
-            .filter_map(|o| match o.key {
-                Key::Pack(id) => Some((id, o.size)),
-                _ => None,
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        packs_sized(self.backend.as_ref())
     }
 
     pub fn read_pack_header(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
         pack::read_header(&self.codec, self.backend(), pack)
     }
+}
+
+/// Every pack of `backend` with its size in bytes, sorted by id.
+pub(crate) fn packs_sized(backend: &dyn Backend) -> Result<Vec<(PackId, u64)>> {
+    let mut out: Vec<(PackId, u64)> = backend
+        .list(Kind::Pack)?
+        .into_iter()
+        .filter_map(|o| match o.key {
+            Key::Pack(id) => Some((id, o.size)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! Every blob authenticates on its own (AAD = kind ‖ id), so a pack's header is only a map: a
 //! blob that authenticates where something says it is, is that blob. Salvage collects such
-//! places from everything that may know them (DESIGN.md §10.2):
+//! places from everything that may know them (DESIGN.md §11.2):
 //! - the header itself, opened as another pack's (a renamed, copied or swapped file);
 //! - the frames of a format-3 pack, walked from the start ([`Codec::frame`]); a blob found that
 //!   way is named by [`Codec::identify`]. After a damaged frame the walk looks for the next one
@@ -68,6 +68,26 @@ pub fn frame_intact(
         Err(err) if err.is_damage() => Ok(false),
         Err(err) => Err(err),
     }
+}
+
+/// Whether the frame before the header of framed pack `file` (whose trailer reads) is intact.
+pub fn header_frame_intact(codec: &Codec, backend: &dyn Backend, file: &PackId) -> Result<bool> {
+    let key = Key::Pack(*file);
+    let size = backend.size(key)?;
+    let Some(trailer) = size
+        .checked_sub(TRAILER_BYTES)
+        .map(|at| read(backend, key, at, TRAILER_BYTES))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(false);
+    };
+    let hlen = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+    let Some(at) = size.checked_sub(TRAILER_BYTES + hlen as u64 + FRAME_BYTES) else {
+        return Ok(false);
+    };
+    Ok(read(backend, key, at, FRAME_BYTES)?
+        .is_some_and(|f| codec.unframe(file, at, &f) == Some((HEADER_FRAME, hlen))))
 }
 
 /// Everything pack file `file` (whose own header does not read) still holds. `others`: ids of

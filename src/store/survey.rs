@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::backend::{Backend, Key, Kind};
+use super::backend::Backend;
 use super::codec::Codec;
 use super::index::Location;
 use super::pack::{self, PackEntry};
@@ -122,15 +122,7 @@ impl Survey {
         read_data: bool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Survey> {
-        let mut listed: Vec<(PackId, u64)> = backend
-            .list(Kind::Pack)?
-            .into_iter()
-            .filter_map(|o| match o.key {
-                Key::Pack(id) => Some((id, o.size)),
-                _ => None,
-            })
-            .collect();
-        listed.sort();
+        let listed = super::packs_sized(backend)?;
         let mut ids: Vec<PackId> = listed
             .iter()
             .map(|(p, _)| *p)
@@ -174,6 +166,11 @@ impl Survey {
     ) -> Result<()> {
         let (entries, framed) = pack::read_header_as(codec, backend, &pack, &pack)?;
         let mut bad_frames = 0u64;
+        if read_data && framed && !salvage::header_frame_intact(codec, backend, &pack)? {
+            health.problems.push(format!(
+                "pack {pack}: the frame before its header is damaged"
+            ));
+        }
         for e in entries {
             let verified = if !read_data {
                 Verified::Unread

@@ -1,6 +1,6 @@
 //! `check`: verify the index against the packs, every record against its copies, every point's
 //! trees and chunk references, and (with `--read-data`) every blob of every pack, indexed or
-//! not. What it finds is one of two kinds (DESIGN.md §10.4):
+//! not. What it finds is one of two kinds (DESIGN.md §11.4):
 //! - damaged container, data intact: a pack whose header, trailer or frames are damaged while
 //!   its blobs authenticate, a missing or damaged pack whose blobs have intact copies elsewhere,
 //!   an index entry that points wrong, a record that lost its copy in the packs or in the

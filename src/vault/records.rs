@@ -1,5 +1,5 @@
 //! The newest revision of every record, gathered from wherever copies survive: the catalog and
-//! the meta blobs in packs. The merge rule is repair's (DESIGN.md §10.3): the highest revision
+//! the meta blobs in packs. The merge rule is repair's (DESIGN.md §11.3): the highest revision
 //! wins; on a tie the copy added first (the catalog's, which a command acknowledged). `check`
 //! uses the same sets to tell a record lost from the catalog or from the packs.
 

@@ -1,5 +1,5 @@
 //! `repair`: rebuild the index database (blob index, catalog, damage marks) from everything
-//! that still authenticates, discarding nothing (DESIGN.md §10.3).
+//! that still authenticates, discarding nothing (DESIGN.md §11.3).
 //!
 //! 1. Read what the old database still holds: its blob locations (tried in damaged packs, and
 //!    each blob's preferred copy) and its records. One that does not open is left as it is.

@@ -171,6 +171,12 @@ impl Backend for LocalBackend {
 
     fn clean_leftovers(&self) -> Result<()> {
         let tmp = self.root.join(TMP_DIR);
+        if !tmp.is_dir() {
+            // Removed by hand: every object is written there first.
+            self.change(Change::MakeDir(&tmp), &tmp)?;
+            fs::create_dir(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+            sync_dir(&self.observer, &self.root)?;
+        }
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
                 let path = e.path();
