@@ -253,8 +253,8 @@ pub struct MountArgs {
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,
-    /// Where data written into incoming/ waits (plaintext, mode 0700) until it is sealed into
-    /// the vault; a directory vaultfs-<vault id> is made in it
+    /// Where data written into incoming/ waits until it is sealed into the vault, encrypted
+    /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub staging_dir: PathBuf,
 }
