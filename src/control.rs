@@ -180,8 +180,10 @@ pub fn call(
 ) -> std::io::Result<Option<i32>> {
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    stream.write_all(&line)?;
-    for l in BufReader::new(stream).lines() {
+    // A daemon that refuses the caller answers and closes without reading: its answer is
+    // what counts, not the failed write.
+    let written = stream.write_all(&line);
+    for l in BufReader::new(&stream).lines() {
         let l = l?;
         match serde_json::from_str::<Response>(&l) {
             Ok(Response::Exit(code)) => return Ok(Some(code)),
@@ -193,5 +195,5 @@ pub fn call(
             }
         }
     }
-    Ok(None)
+    written.map(|()| None)
 }

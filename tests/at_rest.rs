@@ -7,6 +7,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -219,4 +220,50 @@ fn no_marker_reaches_the_disk_after_kill_9_or_a_clean_unmount() {
         "after a clean unmount, on the image: {found:?}"
     );
     assert!(!markers.iter().any(|mk| log.contains(mk.as_str())), "{log}");
+}
+
+/// The staging directory sits in a shared directory: what another user planted under its
+/// name is refused, never followed or taken over.
+#[test]
+fn a_planted_staging_directory_is_refused_and_left_alone() {
+    let f = Fixture::new();
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.vault.join("config")).unwrap()).unwrap();
+    let id = config["vault_id"].as_str().unwrap().to_string();
+    let base = f.dir("shared-tmp");
+    let planted = base.join(format!("vaultfs-{id}"));
+    let victim = f.dir("victim");
+    fs::write(victim.join("precious"), b"keep me").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let attempt = |what: &str| {
+        let mut m = Mount::guard(&f.vault, &f.mnt);
+        m.args = vec!["--staging-dir".into(), s(&base).into()];
+        let out = m.try_mount();
+        let err = failed_clearly(&["mount", what], &out);
+        assert!(err.contains(s(&planted)), "{what}: {err}");
+        assert!(!is_mounted(&f.mnt), "{what}");
+    };
+    // A symlink to someone's directory: not followed (its files stay, its mode too).
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    attempt("symlink");
+    assert_eq!(fs::read(victim.join("precious")).unwrap(), b"keep me");
+    let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+    fs::remove_file(&planted).unwrap();
+    // A directory of another user: refused, its content left alone.
+    fs::create_dir(&planted).unwrap();
+    fs::write(planted.join("theirs"), b"x").unwrap();
+    sh(&format!("chown -R 65534:65534 {}", s(&planted)));
+    attempt("other owner");
+    assert!(planted.join("theirs").exists());
+    // Our own, left by a killed daemon: taken, leftovers removed, made 0700.
+    sh(&format!("chown -R 0:0 {}", s(&planted)));
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut m = Mount::guard(&f.vault, &f.mnt);
+    m.args = vec!["--staging-dir".into(), s(&base).into()];
+    m.mount();
+    assert!(!planted.join("theirs").exists());
+    let mode = fs::metadata(&planted).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
 }

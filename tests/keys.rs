@@ -74,20 +74,6 @@ fn state(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
-/// An RSA key pair made by openssl: (private PEM, public PEM).
-fn rsa_pair(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
-    let private = dir.join(format!("{name}.pem"));
-    let public = dir.join(format!("{name}.pub.pem"));
-    sh(&format!(
-        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:{bits} -out '{}' 2>/dev/null \
-         && openssl pkey -in '{}' -pubout -out '{}'",
-        private.display(),
-        private.display(),
-        public.display()
-    ));
-    (private, public)
-}
-
 /// An unwrap command that plays a key service holding `private` (OAEP with SHA-256).
 fn unwrap_command(private: &Path) -> String {
     format!(
@@ -131,7 +117,7 @@ fn rsa_vault(dir: &Path, bits: u32, label: &str) -> (PathBuf, PathBuf, PathBuf) 
     (private, vault, source(dir))
 }
 
-/// Acceptance 1 (the commands that need no mount; the mount is in tests/staging.rs): a vault
+/// Acceptance 1 (the commands that need no mount; the mount is in tests/mounted_keys.rs): a vault
 /// made with only an RSA public key backs up, restores and checks with the private key, a
 /// PKCS#1 copy of it, or an unwrap command; the wrong key or none gives one line and changes
 /// nothing.

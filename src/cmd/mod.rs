@@ -146,7 +146,9 @@ impl<'a> Env<'a> {
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
         let vault = self.path(vault);
         if let Some(v) = &self.daemon_vault {
-            if !same_dir(v.dir(), &vault) {
+            // A mount point stands for the vault mounted on it (see `forward`).
+            let mounted = vaultfs::daemon::vault_of_mount(&vault);
+            if !same_dir(v.dir(), mounted.as_deref().unwrap_or(&vault)) {
                 bail!(
                     "this daemon serves {}, not {}",
                     v.dir().display(),
