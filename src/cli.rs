@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
 #[command(propagate_version = true, disable_help_subcommand = false)]
 pub struct Cli {
-    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt
+    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt.
+    /// While a vault is mounted, its daemon runs its owner's commands without any passphrase or key
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
