@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
 #[command(propagate_version = true, disable_help_subcommand = false)]
 pub struct Cli {
-    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt
+    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt.
+    /// While a vault is mounted, its daemon runs its owner's commands without any passphrase or key
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
@@ -255,8 +256,8 @@ pub struct MountArgs {
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,
-    /// Where data written into incoming/ waits (plaintext, mode 0700) until it is sealed into
-    /// the vault; a directory vaultfs-<vault id> is made in it
+    /// Where data written into incoming/ waits until it is sealed into the vault, encrypted
+    /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub staging_dir: PathBuf,
 }

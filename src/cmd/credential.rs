@@ -141,8 +141,7 @@ impl Env<'_> {
         if let Some(cmd) = &self.unwrap_command {
             return Ok(Credential::UnwrapCommand(cmd.clone()));
         }
-        if self.passphrase.is_none()
-            && let Ok(config) = vaultfs::vault::Vault::read_config(vault)
+        if let Ok(config) = vaultfs::vault::Vault::read_config(vault)
             && !config.key_slots.iter().any(|s| s.kind == slot::PASSPHRASE)
         {
             let slots: Vec<String> = config

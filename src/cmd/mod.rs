@@ -54,8 +54,6 @@ pub struct Env<'a> {
     key_file: Option<PathBuf>,
     rsa_key: Option<PathBuf>,
     unwrap_command: Option<String>,
-    /// Passphrase sent by a control-socket client.
-    passphrase: Option<Zeroizing<Vec<u8>>>,
     /// Inside the daemon: the vault it holds open.
     daemon_vault: Option<Arc<Vault>>,
     cwd: PathBuf,
@@ -69,7 +67,6 @@ impl<'a> Env<'a> {
             key_file: cli.key_file.clone(),
             rsa_key: cli.rsa_key.clone(),
             unwrap_command: cli.unwrap_command.clone(),
-            passphrase: None,
             daemon_vault: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             sink: Sink::Local,
@@ -77,18 +74,12 @@ impl<'a> Env<'a> {
     }
 
     /// A command received by the daemon holding `vault`.
-    pub fn remote(
-        vault: Arc<Vault>,
-        cwd: PathBuf,
-        passphrase: Zeroizing<Vec<u8>>,
-        out: &'a mut Responder,
-    ) -> Env<'a> {
+    pub fn remote(vault: Arc<Vault>, cwd: PathBuf, out: &'a mut Responder) -> Env<'a> {
         Env {
             passphrase_file: None,
             key_file: None,
             rsa_key: None,
             unwrap_command: None,
-            passphrase: Some(passphrase),
             daemon_vault: Some(vault),
             cwd,
             sink: Sink::Remote(Mutex::new(out)),
@@ -124,11 +115,8 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// The passphrase: sent by the client, `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
+    /// The passphrase: `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
     pub fn passphrase(&self, vault: &Path, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-        if let Some(p) = &self.passphrase {
-            return Ok(p.clone());
-        }
         let pass = if let Some(f) = &self.passphrase_file {
             credential::first_line(f).context("cannot read the passphrase file")?
         } else if let Some(p) = credential::env_passphrase() {
@@ -153,22 +141,24 @@ impl<'a> Env<'a> {
         Ok(pass)
     }
 
-    /// Open `vault` (or, in the daemon, check the passphrase and share the open vault).
+    /// Open `vault` (in the daemon: share the open vault; the control socket let the caller
+    /// in by its peer credentials, so no key is asked for or derived).
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
         let vault = self.path(vault);
-        Vault::read_config(&vault)?;
-        let credential = self.credential(&vault)?;
         if let Some(v) = &self.daemon_vault {
-            if !same_dir(v.dir(), &vault) {
+            // A mount point stands for the vault mounted on it (see `forward`).
+            let mounted = vaultfs::daemon::vault_of_mount(&vault);
+            if !same_dir(v.dir(), mounted.as_deref().unwrap_or(&vault)) {
                 bail!(
                     "this daemon serves {}, not {}",
                     v.dir().display(),
                     vault.display()
                 );
             }
-            Vault::unwrap_key(&vault, &credential)?;
             return Ok(v.clone());
         }
+        Vault::read_config(&vault)?;
+        let credential = self.credential(&vault)?;
         let v = Vault::open_credential(&vault, &credential)?;
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
@@ -265,17 +255,14 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     let vault = resolved.as_deref().unwrap_or(given);
     let stream = control::connect(vault)?;
     let env = Env::local(cli);
-    let pass = match env.passphrase(vault, false) {
-        Ok(p) => p,
-        Err(e) => return Some(finish(Err(e), &env)),
-    };
+    // No secret crosses the socket: the daemon holds the key and lets the caller in by its
+    // peer credentials.
     let req = Request::Command {
         argv_hex: std::env::args_os()
             .skip(1)
             .map(|a| hex::encode(a.as_encoded_bytes()))
             .collect(),
         cwd: env.cwd.clone(),
-        passphrase_hex: hex::encode(&*pass),
     };
     let result = control::call(stream, &req, |r| match r {
         Response::Out(s) => println!("{s}"),
@@ -303,16 +290,10 @@ pub fn forward(cli: &Cli) -> Option<i32> {
 
 /// Run a command sent over the control socket, inside the daemon.
 pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
-    let Request::Command {
-        argv_hex,
-        cwd,
-        passphrase_hex,
-    } = req
-    else {
+    let Request::Command { argv_hex, cwd } = req else {
         out.send(&Response::Exit(1));
         return;
     };
-    let pass = Zeroizing::new(hex::decode(passphrase_hex).unwrap_or_default());
     let argv = argv_hex
         .iter()
         .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()));
@@ -321,7 +302,7 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     );
     let code = match parsed {
         Ok(cli) => {
-            let env = Env::remote(vault, cwd, pass, out);
+            let env = Env::remote(vault, cwd, out);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {

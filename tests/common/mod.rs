@@ -436,3 +436,17 @@ pub fn assert_diff_clean(a: &Path, b: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An RSA key pair made by openssl: (private PEM, public PEM).
+pub fn rsa_pair(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    sh(&format!(
+        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:{bits} -out '{}' 2>/dev/null \
+         && openssl pkey -in '{}' -pubout -out '{}'",
+        private.display(),
+        private.display(),
+        public.display()
+    ));
+    (private, public)
+}

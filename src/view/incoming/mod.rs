@@ -47,6 +47,7 @@ mod commit;
 mod data;
 mod names;
 mod save;
+mod scratch;
 mod staging;
 mod state;
 mod tree;
@@ -178,7 +179,7 @@ impl Incoming {
 impl LiveIncoming for Incoming {
     fn snapshot(&self, item: &str) -> VResult<PointRecord> {
         let p = self.snapshot_item(item)?;
-        tracing::info!("snapshot of incoming/{item}: point {}", p.name);
+        tracing::info!("snapshot of an incoming item: point {}", p.name);
         Ok(p)
     }
 

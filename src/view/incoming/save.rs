@@ -301,7 +301,7 @@ pub(super) fn saver_loop(inc: Weak<Incoming>) {
         }
         let dirty = !me.lock().dirty.is_empty();
         if dirty && let Err(e) = me.save() {
-            tracing::warn!("saving incoming failed (will retry): {e}");
+            tracing::warn!("saving incoming failed (will retry): {}", e.for_log());
         }
         drop(me);
     }
