@@ -264,11 +264,28 @@ pub fn forward(cli: &Cli) -> Option<i32> {
             .collect(),
         cwd: env.cwd.clone(),
     };
-    let result = control::call(stream, &req, |r| match r {
-        Response::Out(s) => println!("{s}"),
-        Response::Err(s) => eprintln!("{s}"),
-        Response::Exit(_) => {}
+    let mut answered = false;
+    let result = control::call(stream, &req, |r| {
+        answered = true;
+        match r {
+            Response::Out(s) => println!("{s}"),
+            Response::Err(s) => eprintln!("{s}"),
+            Response::Exit(_) => {}
+        }
     });
+    let dropped = match &result {
+        Ok(None) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        Ok(Some(_)) => false,
+    };
+    // A daemon killed a moment ago still accepts on its socket while it dies: once the socket
+    // is gone, the command runs here (the vault's lock says whether it may).
+    if dropped && !answered && daemon_gone(vault) {
+        return None;
+    }
     match result {
         Ok(Some(code)) => Some(code),
         Ok(None) => {
@@ -286,6 +303,17 @@ pub fn forward(cli: &Cli) -> Option<i32> {
             Some(1)
         }
     }
+}
+
+/// Whether the control socket of `vault` stops accepting within five seconds.
+fn daemon_gone(vault: &std::path::Path) -> bool {
+    for _ in 0..50 {
+        if control::connect(vault).is_none() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
 }
 
 /// Run a command sent over the control socket, inside the daemon.
