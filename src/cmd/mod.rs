@@ -5,10 +5,12 @@
 mod backup;
 mod check;
 mod completions;
+mod credential;
 mod delete;
 mod gc;
 mod init;
 mod items;
+mod key;
 mod mount;
 mod points;
 mod policy;
@@ -27,9 +29,10 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
+pub use credential::take_env_secrets;
 use vaultfs::cli::{Cli, Command};
 use vaultfs::control::{self, Request, Responder, Response};
-use vaultfs::keys::MasterKey;
+use vaultfs::keys::Credential;
 use vaultfs::vault::Vault;
 
 /// What a command achieved, mapped to the process exit code.
@@ -48,8 +51,9 @@ enum Sink<'a> {
 /// The world a command runs in.
 pub struct Env<'a> {
     passphrase_file: Option<PathBuf>,
-    /// Passphrase sent by a control-socket client.
-    passphrase: Option<Zeroizing<Vec<u8>>>,
+    key_file: Option<PathBuf>,
+    rsa_key: Option<PathBuf>,
+    unwrap_command: Option<String>,
     /// Inside the daemon: the vault it holds open.
     daemon_vault: Option<Arc<Vault>>,
     cwd: PathBuf,
@@ -57,10 +61,12 @@ pub struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
-    pub fn local(passphrase_file: Option<PathBuf>) -> Env<'static> {
+    pub fn local(cli: &Cli) -> Env<'static> {
         Env {
-            passphrase_file,
-            passphrase: None,
+            passphrase_file: cli.passphrase_file.clone(),
+            key_file: cli.key_file.clone(),
+            rsa_key: cli.rsa_key.clone(),
+            unwrap_command: cli.unwrap_command.clone(),
             daemon_vault: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             sink: Sink::Local,
@@ -68,15 +74,12 @@ impl<'a> Env<'a> {
     }
 
     /// A command received by the daemon holding `vault`.
-    pub fn remote(
-        vault: Arc<Vault>,
-        cwd: PathBuf,
-        passphrase: Zeroizing<Vec<u8>>,
-        out: &'a mut Responder,
-    ) -> Env<'a> {
+    pub fn remote(vault: Arc<Vault>, cwd: PathBuf, out: &'a mut Responder) -> Env<'a> {
         Env {
             passphrase_file: None,
-            passphrase: Some(passphrase),
+            key_file: None,
+            rsa_key: None,
+            unwrap_command: None,
             daemon_vault: Some(vault),
             cwd,
             sink: Sink::Remote(Mutex::new(out)),
@@ -112,18 +115,12 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// The passphrase: sent by the client, `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
+    /// The passphrase: `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
     pub fn passphrase(&self, vault: &Path, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-        if let Some(p) = &self.passphrase {
-            return Ok(p.clone());
-        }
         let pass = if let Some(f) = &self.passphrase_file {
-            let text = std::fs::read(f)
-                .with_context(|| format!("cannot read passphrase file {}", f.display()))?;
-            let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-            Zeroizing::new(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
-        } else if let Some(v) = std::env::var_os("VAULTFS_PASSPHRASE") {
-            Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+            credential::first_line(f).context("cannot read the passphrase file")?
+        } else if let Some(p) = credential::env_passphrase() {
+            p
         } else if std::io::stdin().is_terminal() {
             let p = rpassword::prompt_password(format!("passphrase for {}: ", vault.display()))?;
             if confirm {
@@ -144,23 +141,35 @@ impl<'a> Env<'a> {
         Ok(pass)
     }
 
-    /// Open `vault` (or, in the daemon, check the passphrase and share the open vault).
+    /// Open `vault` (in the daemon: share the open vault; the control socket let the caller
+    /// in by its peer credentials, so no key is asked for or derived).
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
         let vault = self.path(vault);
-        let config = Vault::read_config(&vault)?;
-        let pass = self.passphrase(&vault, false)?;
         if let Some(v) = &self.daemon_vault {
-            if !same_dir(v.dir(), &vault) {
+            // A mount point stands for the vault mounted on it (see `forward`).
+            let mounted = vaultfs::daemon::vault_of_mount(&vault);
+            if !same_dir(v.dir(), mounted.as_deref().unwrap_or(&vault)) {
                 bail!(
                     "this daemon serves {}, not {}",
                     v.dir().display(),
                     vault.display()
                 );
             }
-            MasterKey::unwrap(&config.key_slots, &pass)?;
             return Ok(v.clone());
         }
-        Ok(Arc::new(Vault::open(&vault, &pass)?))
+        Vault::read_config(&vault)?;
+        let credential = self.credential(&vault)?;
+        let v = Vault::open_credential(&vault, &credential)?;
+        for note in v.notes() {
+            self.err(format!("vaultfs: note: {note}"));
+        }
+        Ok(Arc::new(v))
+    }
+
+    /// The credential, for commands that unlock a vault themselves (mount, repair).
+    pub fn unlock_credential(&self, vault: &Path) -> Result<Credential> {
+        Vault::read_config(vault)?;
+        self.credential(vault)
     }
 
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
@@ -202,6 +211,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Gc(a) => gc::run(a, env),
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
+        Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -244,24 +254,38 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     let resolved = vaultfs::daemon::vault_of_mount(given);
     let vault = resolved.as_deref().unwrap_or(given);
     let stream = control::connect(vault)?;
-    let env = Env::local(cli.passphrase_file.clone());
-    let pass = match env.passphrase(vault, false) {
-        Ok(p) => p,
-        Err(e) => return Some(finish(Err(e), &env)),
-    };
+    let env = Env::local(cli);
+    // No secret crosses the socket: the daemon holds the key and lets the caller in by its
+    // peer credentials.
     let req = Request::Command {
         argv_hex: std::env::args_os()
             .skip(1)
             .map(|a| hex::encode(a.as_encoded_bytes()))
             .collect(),
         cwd: env.cwd.clone(),
-        passphrase_hex: hex::encode(&*pass),
     };
-    let result = control::call(stream, &req, |r| match r {
-        Response::Out(s) => println!("{s}"),
-        Response::Err(s) => eprintln!("{s}"),
-        Response::Exit(_) => {}
+    let mut answered = false;
+    let result = control::call(stream, &req, |r| {
+        answered = true;
+        match r {
+            Response::Out(s) => println!("{s}"),
+            Response::Err(s) => eprintln!("{s}"),
+            Response::Exit(_) => {}
+        }
     });
+    let dropped = match &result {
+        Ok(None) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        Ok(Some(_)) => false,
+    };
+    // A daemon killed a moment ago still accepts on its socket while it dies: once the socket
+    // is gone, the command runs here (the vault's lock says whether it may).
+    if dropped && !answered && daemon_gone(vault) {
+        return None;
+    }
     match result {
         Ok(Some(code)) => Some(code),
         Ok(None) => {
@@ -281,18 +305,23 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     }
 }
 
+/// Whether the control socket of `vault` stops accepting within five seconds.
+fn daemon_gone(vault: &std::path::Path) -> bool {
+    for _ in 0..50 {
+        if control::connect(vault).is_none() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 /// Run a command sent over the control socket, inside the daemon.
 pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
-    let Request::Command {
-        argv_hex,
-        cwd,
-        passphrase_hex,
-    } = req
-    else {
+    let Request::Command { argv_hex, cwd } = req else {
         out.send(&Response::Exit(1));
         return;
     };
-    let pass = Zeroizing::new(hex::decode(passphrase_hex).unwrap_or_default());
     let argv = argv_hex
         .iter()
         .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()));
@@ -301,7 +330,7 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     );
     let code = match parsed {
         Ok(cli) => {
-            let env = Env::remote(vault, cwd, pass, out);
+            let env = Env::remote(vault, cwd, out);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {

@@ -48,11 +48,11 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     if daemon::mounts().iter().any(|(_, p, _)| *p == mnt) {
         bail!("{} is already a mount point", mnt.display());
     }
-    let pass = env.passphrase(&vault, false)?;
-    // The KDF runs here, before the fork: a wrong passphrase is reported directly, and the
-    // daemon never holds Argon2's working memory.
-    let key = Vault::unwrap_key(&vault, &pass)?;
-    drop(pass);
+    let credential = env.credential(&vault)?;
+    // The key slot is opened here, before the fork: a wrong key is reported directly, and the
+    // daemon never holds Argon2's working memory or the credential.
+    let key = Vault::unwrap_key(&vault, &credential)?;
+    drop(credential);
     let opts = MountOptions {
         mountpoint: mnt.clone(),
         allow_other: a.allow_other,

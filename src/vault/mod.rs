@@ -7,29 +7,34 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod config;
+mod create;
+pub mod damage;
 mod error;
 pub mod fsmeta;
 pub mod gc;
 pub mod incoming;
 pub mod ingest;
+pub mod keyring;
 pub mod lock;
 pub mod names;
 pub mod policy;
+pub mod records;
 pub mod repair;
 pub mod restore;
+pub mod rollback;
 pub mod tree;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use create::InitOptions;
 pub use error::{NotAVault, Result, VaultError};
 
 use crate::format::{
-    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
+    self, ConfigFile, ConfigRecord, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
     PointRecord, VaultParams,
 };
-use crate::keys::{KdfParams, MasterKey, random_bytes};
+use crate::keys::{Credential, MasterKey};
 use crate::store::backend::local::LocalBackend;
 use crate::store::backend::{Backend, LockGuard, Observer};
 use crate::store::chunker::{Chunker, ChunkerParams};
@@ -40,35 +45,9 @@ use catalog::Catalog;
 
 pub const INDEX_DIR: &str = "index";
 
-/// Choices made at `init`.
-#[derive(Debug, Clone)]
-pub struct InitOptions {
-    pub soft_delete_days: u32,
-    pub kdf: KdfParams,
-    pub chunk_min_bytes: u32,
-    pub chunk_avg_bytes: u32,
-    pub chunk_max_bytes: u32,
-    pub zstd_level: i32,
-    pub pack_target_bytes: u64,
-}
-
-impl Default for InitOptions {
-    fn default() -> Self {
-        InitOptions {
-            soft_delete_days: 14,
-            kdf: KdfParams::default(),
-            chunk_min_bytes: 256 << 10,
-            chunk_avg_bytes: 1 << 20,
-            chunk_max_bytes: 4 << 20,
-            zstd_level: 5,
-            pack_target_bytes: 32 << 20,
-        }
-    }
-}
-
 /// What unlocks a vault.
 pub(crate) enum Secret<'a> {
-    Passphrase(&'a [u8]),
+    Credential(&'a Credential),
     Key(MasterKey),
 }
 
@@ -82,12 +61,22 @@ pub struct Vault {
     commit_lock: std::sync::Mutex<()>,
     /// The mount daemon's live incoming trees, when this vault is mounted.
     live: std::sync::OnceLock<std::sync::Weak<dyn incoming::LiveIncoming>>,
+    /// The key slots wrap it; key management (`keyring`) needs it. Wiped when dropped.
+    master: MasterKey,
+    /// The config in use, authenticated by the key, and its bytes (changed under the commit
+    /// lock).
+    config: std::sync::Mutex<(ConfigFile, Vec<u8>)>,
+    /// What opening found and fixed (a config copy healed): commands show these.
+    notes: Vec<String>,
     _lock: LockGuard,
 }
 
 /// A vault whose lock is taken and key unwrapped, before its index is opened.
 pub(crate) struct Unlocked {
     config: ConfigFile,
+    config_bytes: Vec<u8>,
+    master: MasterKey,
+    notes: Vec<String>,
     lock: LockGuard,
     codec: Codec,
     params: VaultParams,
@@ -103,7 +92,7 @@ pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
 pub fn now_ns() -> i64 {
     #[cfg(feature = "test-clock")]
     if let Some(path) = std::env::var_os("VAULTFS_TEST_CLOCK")
-        && let Ok(text) = fs::read_to_string(path)
+        && let Ok(text) = std::fs::read_to_string(path)
         && let Ok(ns) = text.trim().parse::<i64>()
     {
         return ns;
@@ -112,80 +101,20 @@ pub fn now_ns() -> i64 {
 }
 
 impl Vault {
-    /// Create a vault in `dir` (which may exist if empty).
-    pub fn create(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(VaultError::NotADirectory(dir.to_path_buf()));
-        }
-        if dir.exists() {
-            let empty = fs::read_dir(dir)
-                .map_err(|e| VaultError::io("read", dir, e))?
-                .next()
-                .is_none();
-            if !empty {
-                return Err(VaultError::AlreadyExists(dir.to_path_buf()));
-            }
-        }
-        if !(1..=180).contains(&opts.soft_delete_days) {
-            return Err(VaultError::BadSetting(
-                "--soft-delete-days must be between 1 and 180".into(),
-            ));
-        }
-        ChunkerParams::validate(
-            opts.chunk_min_bytes,
-            opts.chunk_avg_bytes,
-            opts.chunk_max_bytes,
-        )
-        .map_err(|e| VaultError::BadSetting(e.to_string()))?;
-        if !(1..=19).contains(&opts.zstd_level) {
-            return Err(VaultError::BadSetting(
-                "zstd level must be between 1 and 19".into(),
-            ));
-        }
-        if !(1 << 20..=1 << 30).contains(&opts.pack_target_bytes) {
-            return Err(VaultError::BadSetting(
-                "pack size must be between 1 MiB and 1 GiB".into(),
-            ));
-        }
-        fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
-        let backend = LocalBackend::new(dir);
-        backend.init()?;
-        let _lock = backend.lock()?;
-        let master = MasterKey::generate()?;
-        let codec = Codec::new(master.derive(), opts.zstd_level);
-        let mut vault_id = [0u8; 16];
-        random_bytes(&mut vault_id)?;
-        let params = VaultParams {
-            created_ns: now_ns(),
-            chunk_min_bytes: opts.chunk_min_bytes,
-            chunk_avg_bytes: opts.chunk_avg_bytes,
-            chunk_max_bytes: opts.chunk_max_bytes,
-            zstd_level: opts.zstd_level,
-            pack_target_bytes: opts.pack_target_bytes,
-            soft_delete_days: opts.soft_delete_days,
-            soft_delete_always_on: false,
-        };
-        let slot = master.wrap(1, passphrase, opts.kdf)?;
-        let config = ConfigFile {
-            format: FORMAT_NAME.into(),
-            version: FORMAT_VERSION,
-            vault_id: hex::encode(vault_id),
-            key_slots: vec![slot],
-            params: String::new(),
-        };
-        Db::create(&dir.join(INDEX_DIR), &vault_id)?;
-        // The config goes last: a directory without it is not a vault yet.
-        config::write(&backend, &codec, config, &params)
-    }
-
     /// Read and version-check a vault's config without any key.
     pub fn read_config(dir: &Path) -> Result<ConfigFile> {
         config::read(dir)
     }
 
-    /// Open a vault: config, lock, key, index.
+    /// Open a vault with a passphrase: config, lock, key, index.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
-        Self::open_with(dir, Secret::Passphrase(passphrase), None)
+        let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
+        Self::open_credential(dir, &credential)
+    }
+
+    /// Open a vault with any kind of key slot.
+    pub fn open_credential(dir: &Path, credential: &Credential) -> Result<Vault> {
+        Self::open_with(dir, Secret::Credential(credential), None)
     }
 
     /// Open with a master key already unwrapped by [`Vault::unwrap_key`] (the mount daemon:
@@ -202,7 +131,8 @@ impl Vault {
         passphrase: &[u8],
         observer: Arc<dyn Observer>,
     ) -> Result<Vault> {
-        Self::open_with(dir, Secret::Passphrase(passphrase), Some(observer))
+        let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
+        Self::open_with(dir, Secret::Credential(&credential), Some(observer))
     }
 
     fn open_with(dir: &Path, secret: Secret, observer: Option<Arc<dyn Observer>>) -> Result<Vault> {
@@ -214,20 +144,23 @@ impl Vault {
             &config::vault_id_bytes(&u.config)?,
             u.observer.clone(),
         )?;
-        if u.config.version < FORMAT_VERSION {
-            // v1 -> v2 adds record kinds only; once a v2 record may exist, an older vaultfs
-            // must refuse the vault instead of misreading it.
-            let mut config = u.config.clone();
-            config.version = FORMAT_VERSION;
-            config::write(u.backend.as_ref(), &u.codec, config, &u.params)?;
+        let vault = Self::assemble(dir, u, db)?;
+        let config = vault.config();
+        if config.version < FORMAT_VERSION {
+            // v1 -> v2 added record kinds, v2 -> v3 changes the config and frames new packs; once a newer
+            // record or config may exist, an older vaultfs must refuse the vault instead of
+            // misreading it.
+            vault.write_config(config)?;
+        } else {
+            vault.sync_config_generation()?;
         }
-        Self::assemble(dir, u, db)
+        Ok(vault)
     }
 
-    /// Check `passphrase` against the vault's key slots and return the master key.
-    pub fn unwrap_key(dir: &Path, passphrase: &[u8]) -> Result<MasterKey> {
-        let config = Self::read_config(dir)?;
-        Ok(MasterKey::unwrap(&config.key_slots, passphrase)?)
+    /// Find the key slot `credential` opens and return the master key (the mount command: the
+    /// parent unwraps, so the daemon never holds Argon2's memory or the credential).
+    pub fn unwrap_key(dir: &Path, credential: &Credential) -> Result<MasterKey> {
+        config::unwrap(&Self::read_config(dir)?, credential)
     }
 
     /// The steps of `open` before the index: used by `repair`, which rebuilds the index.
@@ -236,20 +169,31 @@ impl Vault {
         secret: Secret,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Unlocked> {
-        let config = Self::read_config(dir)?;
+        Self::read_config(dir)?;
         let mut backend = LocalBackend::new(dir);
         if let Some(o) = &observer {
             backend = backend.with_observer(o.clone());
         }
         let lock = backend.lock()?;
+        // Read again under the lock: nothing changes it now.
+        let loaded = config::load(dir)?;
+        let config = &loaded.config;
         let master = match secret {
-            Secret::Passphrase(p) => MasterKey::unwrap(&config.key_slots, p)?,
+            Secret::Credential(c) => config::unwrap(config, c)?,
             Secret::Key(k) => k,
         };
-        let params = config::open_params(&config, &master)?;
-        let codec = Codec::new(master.derive(), params.zstd_level);
+        let params = config::open_params(config, &master)?;
+        let epochs = config::open_data_keys(config, &master)?;
+        let codec = Codec::new(master.derive_with(&epochs), params.zstd_level);
+        let notes = config::heal(&backend, &loaded)?;
+        for n in &notes {
+            tracing::warn!("{n}");
+        }
         Ok(Unlocked {
-            config,
+            config: loaded.config,
+            config_bytes: loaded.bytes,
+            master,
+            notes,
             lock,
             codec,
             params,
@@ -268,8 +212,56 @@ impl Vault {
             catalog,
             commit_lock: std::sync::Mutex::new(()),
             live: std::sync::OnceLock::new(),
+            master: u.master,
+            config: std::sync::Mutex::new((u.config, u.config_bytes)),
+            notes: u.notes,
             _lock: u.lock,
         })
+    }
+
+    /// What opening found and fixed, one line each (a damaged config copy rewritten).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> ConfigFile {
+        self.config.lock().expect("config lock").0.clone()
+    }
+
+    /// Write `config` (with the current parameters) as the next generation, in both copies,
+    /// then seal it into the packs and tell the catalog its generation. Called under the
+    /// commit lock, or before the vault is shared.
+    pub(crate) fn write_config(&self, mut config: ConfigFile) -> Result<()> {
+        config.version = FORMAT_VERSION;
+        config.generation += 1;
+        let bytes = config::config_bytes(self.store.codec(), config, &self.params())?;
+        config::write_bytes(self.store.backend(), &bytes)?;
+        let written: ConfigFile = serde_json::from_slice(&bytes)
+            .map_err(|e| VaultError::corrupt(crate::store::Damaged::Config, e.to_string()))?;
+        *self.config.lock().expect("config lock") = (written, bytes);
+        self.sync_config_generation()
+    }
+
+    /// Compare the config's generation with the one the catalog last saw: older is a rollback
+    /// (refused), newer is recorded (sealed into the packs, then the catalog).
+    pub(crate) fn sync_config_generation(&self) -> Result<()> {
+        let (config, bytes) = self.config.lock().expect("config lock").clone();
+        let codec = self.store.codec();
+        match self.catalog.config_generation(codec)? {
+            Some(known) if known > config.generation => Err(VaultError::ConfigRolledBack {
+                found: config.generation,
+                known,
+            }),
+            Some(known) if known == config.generation => Ok(()),
+            _ => {
+                let rec = ConfigRecord {
+                    generation: config.generation,
+                    config: bytes,
+                };
+                self.record(&[MetaRecord::Config(rec)], self.store.failures())
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -313,9 +305,11 @@ impl Vault {
             }
             p.soft_delete_always_on = true;
         }
-        let config = Self::read_config(&self.dir)?;
-        config::write(self.store.backend(), self.store.codec(), config, &p)?;
-        *self.params.write().expect("params lock") = p.clone();
+        let old = std::mem::replace(&mut *self.params.write().expect("params lock"), p.clone());
+        if let Err(e) = self.write_config(self.config()) {
+            *self.params.write().expect("params lock") = old;
+            return Err(e);
+        }
         Ok(p)
     }
 
@@ -364,6 +358,12 @@ impl Vault {
             );
         }
         Ok(out)
+    }
+
+    /// The paths of a point that `repair` found lost, if any.
+    pub fn damage(&self, point: &PointRecord) -> Result<Option<format::DamageRecord>> {
+        self.catalog
+            .damage(self.store.codec(), &point.item, &point.name)
     }
 
     /// Resolve `ITEM` (newest live point) or `ITEM/POINT`.
@@ -475,6 +475,7 @@ impl Vault {
                 MetaRecord::Point(p) => self.catalog.put_point(codec, p)?,
                 MetaRecord::Incoming(i) => self.catalog.put_incoming(codec, i)?,
                 MetaRecord::Policy(p) => self.catalog.put_policy(codec, p)?,
+                MetaRecord::Config(c) => self.catalog.set_config_generation(codec, c.generation)?,
             }
         }
         self.store.db().flush()?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::state::{Data, State};
-use super::{Incoming, QUIET_TICK, SAVE_EVERY};
+use super::{Incoming, QUIET_TICK, save_every};
 use crate::format::{IncomingRecord, Node, PointRecord, Tree};
 use crate::vault::incoming::Totals;
 use crate::vault::{Result as VResult, VaultError, now_ns, tree};
@@ -297,17 +297,17 @@ pub(super) fn saver_loop(inc: Weak<Incoming>) {
         {
             let (lock, cv) = &me.stop;
             let mut stopped = lock.lock();
-            cv.wait_while_for(&mut stopped, |s| !*s, QUIET_TICK);
+            cv.wait_while_for(&mut stopped, |s| !*s, QUIET_TICK.min(save_every()));
             if *stopped {
                 return;
             }
         }
         me.commit_quiet();
-        if saved_at.elapsed() >= SAVE_EVERY {
+        if saved_at.elapsed() >= save_every() {
             saved_at = Instant::now();
             let dirty = !me.lock().dirty.is_empty();
             if dirty && let Err(e) = me.save() {
-                tracing::warn!("saving incoming failed (will retry): {e}");
+                tracing::warn!("saving incoming failed (will retry): {}", e.for_log());
             }
         }
         drop(me);
