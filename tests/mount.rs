@@ -32,6 +32,17 @@ fn assert_erofs<T: std::fmt::Debug>(what: &str, r: std::io::Result<T>) {
     }
 }
 
+/// Opening for writing must fail with EROFS, or, since the kernel opens files without asking
+/// the daemon (zero-message open, DESIGN.md §6.1), the first write through the open file must.
+#[track_caller]
+fn assert_write_erofs(what: &str, r: std::io::Result<fs::File>) {
+    use std::io::Write;
+    match r {
+        Ok(mut f) => assert_erofs(&format!("write after {what}"), f.write_all(b"x")),
+        Err(e) => assert_erofs(what, Err::<(), _>(e)),
+    }
+}
+
 /// The shell command must fail and say "Read-only file system".
 #[track_caller]
 fn assert_sh_erofs(cmd: &str) {
@@ -61,15 +72,15 @@ fn assert_point_is_read_only(point: &Path) {
             .create_new(true)
             .open(p("new-file2")),
     );
-    assert_erofs(
+    assert_write_erofs(
         &what("open O_WRONLY", "small.txt"),
         OpenOptions::new().write(true).open(p("small.txt")),
     );
-    assert_erofs(
+    assert_write_erofs(
         &what("open O_RDWR", "big.bin"),
         OpenOptions::new().read(true).write(true).open(p("big.bin")),
     );
-    assert_erofs(
+    assert_write_erofs(
         &what("open O_APPEND", "text/lorem.txt"),
         OpenOptions::new().append(true).open(p("text/lorem.txt")),
     );
@@ -809,10 +820,11 @@ fn resident_pages(file: &fs::File, len: usize) -> usize {
     }
 }
 
-/// Opening a small file in a point puts its content in the page cache before the open
-/// returns (so reading it costs no request); a big one is left to read-ahead.
+/// A file of a point read once keeps its pages in the kernel's cache across opens (the kernel
+/// opens files itself, with keep-cache: DESIGN.md §6.1), so reading it again costs no
+/// request; opening a big one reads nothing ahead of the reader.
 #[test]
-fn opening_a_small_file_fills_its_page_cache() {
+fn a_file_read_once_keeps_its_page_cache() {
     let f = Fixture::new();
     fs::create_dir_all(&f.src).unwrap();
     fs::write(f.src.join("big.bin"), noise(4 << 20, 41)).unwrap();
@@ -821,14 +833,27 @@ fn opening_a_small_file_fills_its_page_cache() {
     let m = Mount::new(&f.vault, &f.mnt);
     let dir = m.path(&format!("points/{ITEM}/{point}"));
 
-    let small = fs::File::open(dir.join("small.bin")).unwrap();
-    assert_eq!(resident_pages(&small, 100_000), 100_000usize.div_ceil(4096));
     let big = fs::File::open(dir.join("big.bin")).unwrap();
     assert_eq!(resident_pages(&big, 4 << 20), 0, "big files are not pushed");
-    drop((small, big));
+    drop(big);
+    assert!(fs::read(dir.join("small.bin")).unwrap() == fs::read(f.src.join("small.bin")).unwrap());
+    let reads = fuse_requests(&f.vault).get("READ").copied();
+    let small = fs::File::open(dir.join("small.bin")).unwrap();
+    assert_eq!(resident_pages(&small, 100_000), 100_000usize.div_ceil(4096));
+    drop(small);
     for n in ["small.bin", "big.bin"] {
         assert!(fs::read(dir.join(n)).unwrap() == fs::read(f.src.join(n)).unwrap());
     }
+    let requests = fuse_requests(&f.vault);
+    assert!(
+        requests.get("READ").copied() > reads,
+        "big.bin was read: {requests:?}"
+    );
+    assert_eq!(
+        requests.get("OPEN").copied().unwrap_or(0),
+        1,
+        "{requests:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -458,7 +458,7 @@ fn power_cut_at_every_durability_point_of_snapshot_through_the_mount() {
                 let data = std::fs::read(written.join(name)).unwrap();
                 let meta = std::fs::metadata(written.join(name)).unwrap();
                 for (i, part) in data.chunks(128 << 10).enumerate() {
-                    view.write(attr.ino, opened.fh, (i * (128 << 10)) as u64, part)
+                    view.write(attr.ino, (i * (128 << 10)) as u64, part)
                         .map_err(|x| e(&x))?;
                 }
                 view.release(opened.fh);

@@ -639,7 +639,7 @@ impl Run {
         self.note(format!(
             "write {len} bytes at {offset} into model inode {m}"
         ));
-        let r = self.door().view.write(ino, offset as u64, &data, false);
+        let r = self.door().view.write(ino, offset as u64, &data);
         self.expect("write", &r, Want::Ok);
         assert_eq!(r.unwrap(), len as u32);
         let f = self.model.nodes.get_mut(&m).unwrap();

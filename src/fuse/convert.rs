@@ -23,14 +23,9 @@ pub(super) const TTL_CATALOG: Duration = Duration::from_secs(1);
 pub(super) const TTL_LIVE: Duration = Duration::from_secs(30);
 
 pub(super) fn ttl(s: Stability) -> Duration {
-    static LONG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let long = *LONG.get_or_init(|| {
-        std::env::var("VAULTFS_LEVERS").is_ok_and(|l| l.split(',').any(|x| x == "ttl" || x == "all"))
-    });
     match s {
         Stability::Immutable => TTL_IMMUTABLE,
         Stability::Catalog => TTL_CATALOG,
-        Stability::Live if long => Duration::from_secs(86400),
         Stability::Live => TTL_LIVE,
     }
 }

@@ -15,9 +15,9 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::view::time::to_ns;
@@ -62,7 +62,6 @@ pub struct FuseFs {
     /// The kernel opens directories without asking (OPENDIR answered ENOSYS once): readdirs
     /// come without a handle.
     no_opendir: bool,
-    levers: String,
 }
 
 impl FuseFs {
@@ -70,12 +69,7 @@ impl FuseFs {
         FuseFs {
             view,
             no_opendir: false,
-            levers: std::env::var("VAULTFS_LEVERS").unwrap_or_default(),
         }
-    }
-
-    fn lever(&self, name: &str) -> bool {
-        self.levers.split(',').any(|l| l == name || l == "all")
     }
 }
 
@@ -109,9 +103,6 @@ impl Filesystem for FuseFs {
         self.no_opendir = config
             .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
             .is_ok();
-        if self.lever("killpriv") {
-            let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
-        }
         Ok(())
     }
 
@@ -141,7 +132,7 @@ impl Filesystem for FuseFs {
 
     fn setattr(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -165,8 +156,6 @@ impl Filesystem for FuseFs {
             atime_ns: atime.map(time_ns),
             mtime_ns: mtime.map(time_ns),
             ctime_ns: ctime.map(to_ns),
-            // Whether the caller holds CAP_FSETID is not sent with the request; root does.
-            kill_suidgid: req.uid() != 0,
         };
         match call(|| self.view.setattr(ino.0, change)) {
             Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
@@ -283,21 +272,14 @@ impl Filesystem for FuseFs {
         reply_entry(reply, r);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if self.lever("noopen") {
-            return reply.error(Errno::ENOSYS);
-        }
-        let truncate = flags.0 & libc::O_TRUNC != 0;
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || truncate;
-        match call(|| self.view.open(ino.0, write, truncate)) {
-            // Points never change: keep their pages. Incoming files change only through this
-            // mount, but keep-cache would also keep pages across a truncate by another handle.
-            Ok(o) if o.stability == Stability::Immutable => {
-                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE)
-            }
-            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
-            Err(e) => reply.error(e),
-        }
+    /// Zero-message open: ENOSYS makes the kernel stop sending OPEN and RELEASE for the whole
+    /// connection (two round trips less per file; DESIGN.md §6.1). Reads and writes are then
+    /// keyed by inode, and a file is complete when its times are set, when it is fsynced, or
+    /// when it has been quiet a moment (`view::incoming`). The kernel then keeps a file's pages
+    /// across opens, which is right here: points never change, and incoming files change only
+    /// through this kernel, which updates its own cache.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn read(
@@ -325,13 +307,12 @@ impl Filesystem for FuseFs {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        write_flags: WriteFlags,
+        _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match call(|| self.view.write(ino.0, offset, data, kill)) {
+        match call(|| self.view.write(ino.0, offset, data)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
@@ -526,22 +507,24 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        if self.lever("nocreate") {
-            return reply.error(Errno::ENOSYS);
-        }
         let mode = mode & !umask;
         let r = call(|| {
             self.view
                 .create(parent.0, name.as_bytes(), mode, caller(req))
         });
         match r {
-            Ok((a, o)) => reply.created(
-                &ttl(a.stability),
-                &file_attr(&a),
-                Generation(0),
-                FileHandle(o.fh),
-                FopenFlags::empty(),
-            ),
+            // Without OPEN no RELEASE comes for a created file either: the view's handle is let
+            // go at once, and the file's reads and writes are keyed by inode.
+            Ok((a, o)) => {
+                call_quietly(|| self.view.release(o.fh));
+                reply.created(
+                    &ttl(a.stability),
+                    &file_attr(&a),
+                    Generation(0),
+                    FileHandle(0),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -339,12 +339,11 @@ impl View {
         }
     }
 
-    /// Write into file `ino`; `kill_suidgid`: the writer may not keep set-user-ID and
-    /// set-group-ID bits (it lacks CAP_FSETID).
-    pub fn write(&self, ino: u64, offset: u64, data: &[u8], kill_suidgid: bool) -> ViewResult<u32> {
+    /// Write into file `ino` (keyed by inode: the FUSE door opens files without a handle).
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> ViewResult<u32> {
         match side_of(ino) {
             Side::Points => Err(ViewError::ReadOnly),
-            Side::Incoming => self.incoming.write(ino, offset, data, kill_suidgid),
+            Side::Incoming => self.incoming.write(ino, offset, data),
         }
     }
 

@@ -124,9 +124,6 @@ pub struct SetAttr {
     pub atime_ns: Option<i64>,
     pub mtime_ns: Option<i64>,
     pub ctime_ns: Option<i64>,
-    /// A size change may not keep set-user-ID and set-group-ID bits (the caller lacks
-    /// CAP_FSETID); an owner change never does.
-    pub kill_suidgid: bool,
 }
 
 /// What a rename may do to an entry already at the new name.

@@ -80,14 +80,6 @@ impl Incoming {
             i.mtime_ns = now;
         }
         i.ctime_ns = a.ctime_ns.unwrap_or(now);
-        // Linux's rules (FUSE_HANDLE_KILLPRIV_V2 leaves them to us): an owner change drops
-        // set-user-ID (and set-group-ID of group-executables), a size change does when the
-        // caller may not keep them; both drop file capabilities.
-        if a.mode.is_none() && (a.uid.is_some() || a.gid.is_some()) {
-            i.kill_privileges(true);
-        } else if a.size.is_some() {
-            i.kill_privileges(a.kill_suidgid && a.mode.is_none());
-        }
         st.mark_dirty(ino);
         let attr = self.attr(&st, ino);
         drop(st);

@@ -186,23 +186,6 @@ impl Inode {
         }
     }
 
-    /// What a write, truncate or chown does to privileges (Linux's rules, which the kernel
-    /// leaves to the filesystem with FUSE_HANDLE_KILLPRIV_V2): file capabilities go; so do
-    /// set-user-ID and, on group-executable files, set-group-ID when `suidgid` (the caller may
-    /// not keep them).
-    pub(super) fn kill_privileges(&mut self, suidgid: bool) {
-        if self.kind != NodeKind::File {
-            return;
-        }
-        self.xattrs.remove(&b"security.capability"[..]);
-        if suidgid {
-            self.mode &= !libc::S_ISUID;
-            if self.mode & libc::S_IXGRP != 0 {
-                self.mode &= !libc::S_ISGID;
-            }
-        }
-    }
-
     pub(super) fn touch(&mut self) {
         let now = now_ns();
         self.mtime_ns = now;
