@@ -58,27 +58,6 @@ fn point_dir(m: &Mount, item: &str, point: &str) -> PathBuf {
     m.path(&format!("points/{item}/{point}"))
 }
 
-/// `rsync OPTS SRC/ DST/`; it must succeed. Returns stdout.
-#[track_caller]
-fn rsync(opts: &[&str], src: &Path, dst: &Path) -> String {
-    let out = Command::new("rsync")
-        .args(opts)
-        .arg(format!("{}/", s(src)))
-        .arg(format!("{}/", s(dst)))
-        .output()
-        .expect("run rsync");
-    assert!(
-        out.status.success(),
-        "rsync {opts:?} {} {} failed ({:?}):\n{}{}",
-        s(src),
-        s(dst),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `rsync -aHX -n -i --delete SRC/ DST/` must report nothing left to do.
 #[track_caller]
 fn assert_rsync_clean(src: &Path, dst: &Path) {

@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use common::mnt::*;
 use common::*;
@@ -35,18 +34,18 @@ fn total(c: &Counts) -> u64 {
 
 /// `rsync -a --delete SRC/ DST/`; it must succeed.
 #[track_caller]
-fn rsync(src: &Path, dst: &Path) {
-    let out = Command::new("rsync")
-        .args(["-a", "--delete"])
-        .arg(format!("{}/", s(src)))
-        .arg(format!("{}/", s(dst)))
-        .output()
-        .expect("run rsync");
-    assert!(
-        out.status.success(),
-        "rsync failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn rsync_a(src: &Path, dst: &Path) {
+    rsync(&["-a", "--delete"], src, dst);
+}
+
+/// A mount of the fixture's vault with the test tree in `FILES`/`DIRS` made at `fx.src`, and
+/// the empty item directory `incoming/r`.
+fn mount_with_tree(fx: &Fixture) -> (Mount, std::path::PathBuf) {
+    make_tree(&fx.src);
+    let m = Mount::new(&fx.vault, &fx.mnt);
+    let dst = m.path("incoming/r");
+    fs::create_dir(&dst).unwrap();
+    (m, dst)
 }
 
 /// `FILES` files of 100 B to 16 KiB in `DIRS` directories, modes and mtimes varied.
@@ -80,34 +79,25 @@ fn per_file(c: &Counts, files: usize) -> f64 {
 #[test]
 fn rsync_into_incoming_costs_few_requests_per_file() {
     let fx = Fixture::new();
-    make_tree(&fx.src);
-    let mut m = Mount::new(&fx.vault, &fx.mnt);
-    let dst = m.path("incoming/r");
-    fs::create_dir(&dst).unwrap();
+    let (mut m, dst) = mount_with_tree(&fx);
 
-    let new = counted(&fx.vault, || rsync(&fx.src, &dst));
-    let unchanged_warm = counted(&fx.vault, || rsync(&fx.src, &dst));
+    let new = counted(&fx.vault, || rsync_a(&fx.src, &dst));
+    let unchanged_warm = counted(&fx.vault, || rsync_a(&fx.src, &dst));
     for i in 0..CHANGED {
         let p = fx
             .src
             .join(format!("d{}/file-{:03}.txt", (i * 4) % DIRS, i * 4));
         fs::write(&p, noise(200 + i * 11, 1000 + i as u64)).unwrap();
     }
-    let changed = counted(&fx.vault, || rsync(&fx.src, &dst));
+    let changed = counted(&fx.vault, || rsync_a(&fx.src, &dst));
     // A fresh mount: nothing cached by the kernel, as for tomorrow's rsync.
     drop(m);
     m = Mount::new(&fx.vault, &fx.mnt);
-    let unchanged_cold = counted(&fx.vault, || rsync(&fx.src, &dst));
-    let check = Command::new("rsync")
-        .args(["-a", "-n", "-i", "--delete"])
-        .arg(format!("{}/", s(&fx.src)))
-        .arg(format!("{}/", s(&dst)))
-        .output()
-        .unwrap();
+    let unchanged_cold = counted(&fx.vault, || rsync_a(&fx.src, &dst));
+    let differ = rsync(&["-a", "-n", "-i", "--delete"], &fx.src, &dst);
     assert!(
-        check.stdout.is_empty(),
-        "incoming differs from the source after the rsyncs: {}",
-        String::from_utf8_lossy(&check.stdout)
+        differ.is_empty(),
+        "incoming differs from the source after the rsyncs: {differ}"
     );
     drop(m);
 
@@ -153,11 +143,8 @@ fn rsync_into_incoming_costs_few_requests_per_file() {
 #[test]
 fn reading_a_point_costs_few_requests_per_file() {
     let fx = Fixture::new();
-    make_tree(&fx.src);
-    let mut m = Mount::new(&fx.vault, &fx.mnt);
-    let dst = m.path("incoming/r");
-    fs::create_dir(&dst).unwrap();
-    rsync(&fx.src, &dst);
+    let (mut m, dst) = mount_with_tree(&fx);
+    rsync_a(&fx.src, &dst);
     snapshot(&fx.mnt, "r");
     drop(m);
     m = Mount::new(&fx.vault, &fx.mnt);

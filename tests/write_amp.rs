@@ -51,6 +51,12 @@ fn random_rewrites_of_small_files_store_little() {
     let mut rng = StdRng::seed_from_u64(17);
     let mut model: Vec<Vec<u8>> = vec![Vec::new(); FILES];
     let path = |i: usize| dir.join(format!("f{i:02}"));
+    // Open for writing, creating it if need be, keeping what is in it.
+    let open = |i: usize| {
+        let mut o = OpenOptions::new();
+        o.write(true).create(true).truncate(false);
+        o.open(path(i)).unwrap()
+    };
     for op in 0..OPS {
         let i = rng.random_range(0..FILES);
         let f = &mut model[i];
@@ -65,16 +71,14 @@ fn random_rewrites_of_small_files_store_little() {
             2 => {
                 let n = rng.random_range(0..=f.len());
                 f.truncate(n);
-                let file = OpenOptions::new().write(true).create(true).open(path(i));
-                file.unwrap().set_len(n as u64).unwrap();
+                open(i).set_len(n as u64).unwrap();
             }
             // Write a piece somewhere in it, perhaps past its end.
             _ => {
                 let at = rng.random_range(0..MAX_SIZE - 1);
                 let len = rng.random_range(1..=(32 << 10).min(MAX_SIZE - at));
                 let piece = noise(len, rng.random());
-                let file = OpenOptions::new().write(true).create(true).open(path(i));
-                file.unwrap().write_all_at(&piece, at as u64).unwrap();
+                open(i).write_all_at(&piece, at as u64).unwrap();
                 if f.len() < at + len {
                     f.resize(at + len, 0);
                 }

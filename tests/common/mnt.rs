@@ -458,3 +458,24 @@ pub fn fuse_requests(vault: &Path) -> std::collections::BTreeMap<String, u64> {
         .map(|(op, n)| (op.to_string(), n.parse().expect("a count")))
         .collect()
 }
+
+/// `rsync OPTS SRC/ DST/`; it must succeed. Returns stdout.
+#[track_caller]
+pub fn rsync(opts: &[&str], src: &Path, dst: &Path) -> String {
+    let out = Command::new("rsync")
+        .args(opts)
+        .arg(format!("{}/", s(src)))
+        .arg(format!("{}/", s(dst)))
+        .output()
+        .expect("run rsync");
+    assert!(
+        out.status.success(),
+        "rsync {opts:?} {} {} failed ({:?}):\n{}{}",
+        s(src),
+        s(dst),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
