@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     if let Some(code) = cmd::forward(&cli) {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let env = cmd::Env::local(cli.passphrase_file.clone());
+    let env = cmd::Env::local(cli.passphrase_file.clone(), cli.places()).with_replica(cli.replica);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::run(cli.command, &env))) {
         Ok(result) => ExitCode::from(cmd::finish(result, &env) as u8),
         Err(_) => ExitCode::from(70),

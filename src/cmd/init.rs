@@ -22,9 +22,9 @@ pub fn run(a: InitArgs, env: &Env) -> Result<Outcome> {
         zstd_level: a.zstd_level,
         pack_target_bytes: a.pack_size_mib.saturating_mul(1 << 20),
     };
-    let vault = env.path(&a.vault);
-    let p = env.passphrase(&vault, true)?;
-    Vault::create(&vault, &p, &opts)?;
+    let location = env.location(&a.vault)?;
+    let p = env.passphrase(&location.shown(), true)?;
+    Vault::create_at(&location, &p, &opts)?;
     env.out(format!(
         "created vault {} (soft delete: {} days)",
         a.vault.display(),

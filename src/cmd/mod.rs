@@ -13,6 +13,7 @@ mod mount;
 mod points;
 mod policy;
 mod repair;
+mod replicate;
 mod restore;
 mod settings;
 mod snapshot;
@@ -30,7 +31,7 @@ use zeroize::Zeroizing;
 use vaultfs::cli::{Cli, Command};
 use vaultfs::control::{self, Request, Responder, Response};
 use vaultfs::keys::MasterKey;
-use vaultfs::vault::Vault;
+use vaultfs::vault::{Location, Places, Vault};
 
 /// What a command achieved, mapped to the process exit code.
 pub enum Outcome {
@@ -53,24 +54,45 @@ pub struct Env<'a> {
     /// Inside the daemon: the vault it holds open.
     daemon_vault: Option<Arc<Vault>>,
     cwd: PathBuf,
+    places: Places,
+    /// `--replica`: vaults are secondary copies, opened read-only.
+    replica: bool,
     sink: Sink<'a>,
 }
 
 impl<'a> Env<'a> {
-    pub fn local(passphrase_file: Option<PathBuf>) -> Env<'static> {
+    pub fn local(passphrase_file: Option<PathBuf>, places: Places) -> Env<'static> {
         Env {
             passphrase_file,
             passphrase: None,
             daemon_vault: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            places,
+            replica: false,
             sink: Sink::Local,
         }
+    }
+
+    /// Open vaults as secondary copies (`--replica`).
+    pub fn with_replica(mut self, replica: bool) -> Self {
+        self.replica = replica;
+        self
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// Root of the cache directories of S3 vaults and secondaries.
+    pub fn cache_root(&self) -> PathBuf {
+        self.places.cache_root()
     }
 
     /// A command received by the daemon holding `vault`.
     pub fn remote(
         vault: Arc<Vault>,
         cwd: PathBuf,
+        places: Places,
         passphrase: Zeroizing<Vec<u8>>,
         out: &'a mut Responder,
     ) -> Env<'a> {
@@ -79,6 +101,8 @@ impl<'a> Env<'a> {
             passphrase: Some(passphrase),
             daemon_vault: Some(vault),
             cwd,
+            places,
+            replica: false,
             sink: Sink::Remote(Mutex::new(out)),
         }
     }
@@ -110,6 +134,12 @@ impl<'a> Env<'a> {
         } else {
             self.cwd.join(p)
         }
+    }
+
+    /// Where a user-given vault is: `s3://BUCKET/PREFIX`, an S3 vault's cache directory, or a
+    /// local directory.
+    pub fn location(&self, given: &Path) -> Result<Location> {
+        Ok(Location::parse(given, &self.cwd, &self.places)?)
     }
 
     /// The passphrase: sent by the client, `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
@@ -146,21 +176,29 @@ impl<'a> Env<'a> {
 
     /// Open `vault` (or, in the daemon, check the passphrase and share the open vault).
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
-        let vault = self.path(vault);
-        let config = Vault::read_config(&vault)?;
-        let pass = self.passphrase(&vault, false)?;
+        let location = self.location(vault)?;
+        let config = Vault::read_config_at(&location)?;
+        let pass = self.passphrase(&location.shown(), false)?;
         if let Some(v) = &self.daemon_vault {
-            if !same_dir(v.dir(), &vault) {
+            if !v.location().same_as(&location) {
                 bail!(
                     "this daemon serves {}, not {}",
-                    v.dir().display(),
-                    vault.display()
+                    v.location().display(),
+                    location.display()
                 );
             }
             MasterKey::unwrap(&config.key_slots, &pass)?;
             return Ok(v.clone());
         }
-        Ok(Arc::new(Vault::open(&vault, &pass)?))
+        if self.replica {
+            let key = MasterKey::unwrap(&config.key_slots, &pass)?;
+            return Ok(Arc::new(vaultfs::vault::replica::open(
+                &location,
+                &self.cache_root(),
+                key,
+            )?));
+        }
+        Ok(Arc::new(Vault::open_at(&location, &pass)?))
     }
 
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
@@ -175,13 +213,6 @@ impl<'a> Env<'a> {
         );
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
-    }
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
     }
 }
 
@@ -202,6 +233,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Gc(a) => gc::run(a, env),
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
+        Command::Replicate(a) => replicate::run(a, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -242,9 +274,13 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
     let resolved = vaultfs::daemon::vault_of_mount(given);
-    let vault = resolved.as_deref().unwrap_or(given);
+    let env = Env::local(cli.passphrase_file.clone(), cli.places()).with_replica(cli.replica);
+    let vault = match resolved {
+        Some(dir) => dir,
+        None => local_dir_of(&env, &env.location(given).ok()?)?,
+    };
+    let vault = vault.as_path();
     let stream = control::connect(vault)?;
-    let env = Env::local(cli.passphrase_file.clone());
     let pass = match env.passphrase(vault, false) {
         Ok(p) => p,
         Err(e) => return Some(finish(Err(e), &env)),
@@ -281,6 +317,22 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     }
 }
 
+/// The local directory of the vault at `location`, where its daemon's socket would be (for
+/// an S3 vault or a secondary this reads its config: the directory is named by the vault's id).
+pub fn local_dir_of(env: &Env, location: &Location) -> Option<PathBuf> {
+    match location {
+        Location::Local(dir) if !env.replica => Some(dir.clone()),
+        _ => {
+            let config = Vault::read_config_at(location).ok()?;
+            Some(if env.replica {
+                location.replica_dir(&config.vault_id, &env.cache_root())
+            } else {
+                location.local_dir(&config.vault_id)
+            })
+        }
+    }
+}
+
 /// Run a command sent over the control socket, inside the daemon.
 pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     let Request::Command {
@@ -301,7 +353,8 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     );
     let code = match parsed {
         Ok(cli) => {
-            let env = Env::remote(vault, cwd, pass, out);
+            let places = cli.places();
+            let env = Env::remote(vault, cwd, places, pass, out).with_replica(cli.replica);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {

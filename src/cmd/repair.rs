@@ -11,10 +11,10 @@ pub fn run(a: VaultArg, env: &Env) -> Result<Outcome> {
     if env.is_remote() {
         bail!("the vault is mounted: unmount it (vaultfs umount MNT) before repair");
     }
-    let vault = env.path(&a.vault);
-    Vault::read_config(&vault)?;
-    let p = env.passphrase(&vault, false)?;
-    let (_vault, report) = repair::repair(&vault, &p)?;
+    let location = env.location(&a.vault)?;
+    Vault::read_config_at(&location)?;
+    let p = env.passphrase(&location.shown(), false)?;
+    let (_vault, report) = repair::repair_at(&location, &p)?;
     for e in &report.errors {
         env.err(format!("vaultfs: {e}"));
     }

@@ -40,6 +40,18 @@ pub fn read(dir: &Path) -> Result<ConfigFile> {
     parse_config(dir, &text)
 }
 
+/// [`read`] through a backend (a vault not in a local directory).
+pub fn read_from(backend: &dyn Backend, location: &super::Location) -> Result<ConfigFile> {
+    let text = match backend.get(Key::Config) {
+        Ok(t) => t,
+        Err(StoreError::Missing(_)) => {
+            return Err(VaultError::NotAVault(location.shown(), NotAVault::NoConfig));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    parse_config(&location.shown(), &text)
+}
+
 pub(crate) fn vault_id_bytes(config: &ConfigFile) -> Result<Vec<u8>> {
     hex::decode(&config.vault_id).map_err(|_| bad_config("vault_id is not hex"))
 }

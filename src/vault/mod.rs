@@ -12,10 +12,14 @@ pub mod fsmeta;
 pub mod gc;
 pub mod incoming;
 pub mod ingest;
+pub mod location;
 pub mod lock;
 pub mod names;
 pub mod policy;
 pub mod repair;
+pub mod replica;
+pub mod replica_settings;
+pub mod replicate;
 pub mod restore;
 pub mod tree;
 
@@ -24,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{NotAVault, Result, VaultError};
+pub use location::{Location, Places};
 
 use crate::format::{
     self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
@@ -73,7 +78,10 @@ pub(crate) enum Secret<'a> {
 }
 
 pub struct Vault {
+    /// The vault's local directory: the vault itself, or an S3 vault's cache directory.
     dir: PathBuf,
+    location: Location,
+    vault_id: String,
     /// Changed only by `settings` (soft delete), under the commit lock.
     params: std::sync::RwLock<VaultParams>,
     store: Store,
@@ -87,6 +95,11 @@ pub struct Vault {
 
 /// A vault whose lock is taken and key unwrapped, before its index is opened.
 pub(crate) struct Unlocked {
+    location: Location,
+    local_dir: PathBuf,
+    /// An S3 vault whose local index may not know what was written: no index here yet, or
+    /// another cache directory (another machine) held the lock last.
+    index_stale: bool,
     config: ConfigFile,
     lock: LockGuard,
     codec: Codec,
@@ -114,16 +127,24 @@ pub fn now_ns() -> i64 {
 impl Vault {
     /// Create a vault in `dir` (which may exist if empty).
     pub fn create(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
-        if dir.exists() && !dir.is_dir() {
-            return Err(VaultError::NotADirectory(dir.to_path_buf()));
-        }
-        if dir.exists() {
-            let empty = fs::read_dir(dir)
-                .map_err(|e| VaultError::io("read", dir, e))?
-                .next()
-                .is_none();
-            if !empty {
-                return Err(VaultError::AlreadyExists(dir.to_path_buf()));
+        Self::create_at(&Location::Local(dir.to_path_buf()), passphrase, opts)
+    }
+
+    /// Create a vault at `location` (a directory that may exist if empty, or an empty prefix
+    /// of an existing bucket).
+    pub fn create_at(location: &Location, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
+        if let Location::Local(dir) = location {
+            if dir.exists() && !dir.is_dir() {
+                return Err(VaultError::NotADirectory(dir.to_path_buf()));
+            }
+            if dir.exists() {
+                let empty = fs::read_dir(dir)
+                    .map_err(|e| VaultError::io("read", dir, e))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    return Err(VaultError::AlreadyExists(dir.to_path_buf()));
+                }
             }
         }
         if !(1..=180).contains(&opts.soft_delete_days) {
@@ -147,14 +168,32 @@ impl Vault {
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
-        fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
-        let backend = LocalBackend::new(dir);
+        let mut vault_id = [0u8; 16];
+        random_bytes(&mut vault_id)?;
+        let local_dir = location.local_dir(&hex::encode(vault_id));
+        let backend: Arc<dyn Backend> = match location {
+            Location::Local(dir) => {
+                fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
+                Arc::new(LocalBackend::new(dir))
+            }
+            Location::S3(s3) => {
+                if opts.pack_target_bytes > crate::store::backend::s3::MAX_OBJECT_BYTES {
+                    return Err(VaultError::BadSetting(format!(
+                        "packs of a vault on S3 are at most {} MiB",
+                        crate::store::backend::s3::MAX_OBJECT_BYTES >> 20
+                    )));
+                }
+                if !s3.backend(None)?.is_empty()? {
+                    return Err(VaultError::AlreadyExists(location.shown()));
+                }
+                s3.prepare_local_dir(&local_dir)?;
+                Arc::new(s3.backend(Some(&local_dir))?)
+            }
+        };
         backend.init()?;
         let _lock = backend.lock()?;
         let master = MasterKey::generate()?;
         let codec = Codec::new(master.derive(), opts.zstd_level);
-        let mut vault_id = [0u8; 16];
-        random_bytes(&mut vault_id)?;
         let params = VaultParams {
             created_ns: now_ns(),
             chunk_min_bytes: opts.chunk_min_bytes,
@@ -173,9 +212,9 @@ impl Vault {
             key_slots: vec![slot],
             params: String::new(),
         };
-        Db::create(&dir.join(INDEX_DIR), &vault_id)?;
+        Db::create(&local_dir.join(INDEX_DIR), &vault_id)?;
         // The config goes last: a directory without it is not a vault yet.
-        config::write(&backend, &codec, config, &params)
+        config::write(backend.as_ref(), &codec, config, &params)
     }
 
     /// Read and version-check a vault's config without any key.
@@ -183,15 +222,39 @@ impl Vault {
         config::read(dir)
     }
 
+    /// [`Vault::read_config`] of a vault anywhere.
+    pub fn read_config_at(location: &Location) -> Result<ConfigFile> {
+        match location {
+            Location::Local(dir) => config::read(dir),
+            Location::S3(_) => config::read_from(location.backend(None)?.as_ref(), location),
+        }
+    }
+
+    /// Open the vault at `location`.
+    pub fn open_at(location: &Location, passphrase: &[u8]) -> Result<Vault> {
+        Self::open_with(location, Secret::Passphrase(passphrase), None)
+    }
+
+    /// [`Vault::open_with_key`] of a vault anywhere.
+    pub fn open_with_key_at(location: &Location, key: MasterKey) -> Result<Vault> {
+        Self::open_with(location, Secret::Key(key), None)
+    }
+
+    /// [`Vault::unwrap_key`] of a vault anywhere.
+    pub fn unwrap_key_at(location: &Location, passphrase: &[u8]) -> Result<MasterKey> {
+        let config = Self::read_config_at(location)?;
+        Ok(MasterKey::unwrap(&config.key_slots, passphrase)?)
+    }
+
     /// Open a vault: config, lock, key, index.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
-        Self::open_with(dir, Secret::Passphrase(passphrase), None)
+        Self::open_at(&Location::Local(dir.to_path_buf()), passphrase)
     }
 
     /// Open with a master key already unwrapped by [`Vault::unwrap_key`] (the mount daemon:
     /// the parent runs the KDF, so the daemon's memory never holds Argon2's 64 MiB).
     pub fn open_with_key(dir: &Path, key: MasterKey) -> Result<Vault> {
-        Self::open_with(dir, Secret::Key(key), None)
+        Self::open_with_key_at(&Location::Local(dir.to_path_buf()), key)
     }
 
     /// Open with `observer` seeing every change and durability call to the vault's files and
@@ -202,15 +265,31 @@ impl Vault {
         passphrase: &[u8],
         observer: Arc<dyn Observer>,
     ) -> Result<Vault> {
-        Self::open_with(dir, Secret::Passphrase(passphrase), Some(observer))
+        let location = Location::Local(dir.to_path_buf());
+        Self::open_with(&location, Secret::Passphrase(passphrase), Some(observer))
     }
 
-    fn open_with(dir: &Path, secret: Secret, observer: Option<Arc<dyn Observer>>) -> Result<Vault> {
+    fn open_with(
+        location: &Location,
+        secret: Secret,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Vault> {
         #[cfg(feature = "test-hooks")]
         let observer = observer.or_else(crate::store::backend::fault::KillAt::from_env);
-        let u = Self::unlock(dir, secret, observer)?;
+        let u = Self::unlock(location, secret, observer)?;
+        if u.index_stale {
+            tracing::info!(
+                "rebuilding the local index of {} from the bucket (no index here, or another machine wrote since)",
+                location.display()
+            );
+            let (vault, report) = repair::rebuild(u)?;
+            for e in &report.errors {
+                tracing::warn!("{e}");
+            }
+            return Ok(vault);
+        }
         let db = Db::open(
-            &dir.join(INDEX_DIR),
+            &u.local_dir.join(INDEX_DIR),
             &config::vault_id_bytes(&u.config)?,
             u.observer.clone(),
         )?;
@@ -221,7 +300,7 @@ impl Vault {
             config.version = FORMAT_VERSION;
             config::write(u.backend.as_ref(), &u.codec, config, &u.params)?;
         }
-        Self::assemble(dir, u, db)
+        Self::assemble(u, db)
     }
 
     /// Check `passphrase` against the vault's key slots and return the master key.
@@ -232,16 +311,29 @@ impl Vault {
 
     /// The steps of `open` before the index: used by `repair`, which rebuilds the index.
     pub(crate) fn unlock(
-        dir: &Path,
+        location: &Location,
         secret: Secret,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Unlocked> {
-        let config = Self::read_config(dir)?;
-        let mut backend = LocalBackend::new(dir);
-        if let Some(o) = &observer {
-            backend = backend.with_observer(o.clone());
-        }
-        let lock = backend.lock()?;
+        let config = Self::read_config_at(location)?;
+        let local_dir = location.local_dir(&config.vault_id);
+        let (backend, lock, index_stale): (Arc<dyn Backend>, _, _) = match location {
+            Location::Local(dir) => {
+                let mut backend = LocalBackend::new(dir);
+                if let Some(o) = &observer {
+                    backend = backend.with_observer(o.clone());
+                }
+                let lock = backend.lock()?;
+                (Arc::new(backend), lock, false)
+            }
+            Location::S3(s3) => {
+                s3.prepare_local_dir(&local_dir)?;
+                let backend = s3.backend(Some(&local_dir))?;
+                let lock = backend.lock()?;
+                let stale = backend.index_stale() || !local_dir.join(INDEX_DIR).exists();
+                (Arc::new(backend), lock, stale)
+            }
+        };
         let master = match secret {
             Secret::Passphrase(p) => MasterKey::unwrap(&config.key_slots, p)?,
             Secret::Key(k) => k,
@@ -249,20 +341,25 @@ impl Vault {
         let params = config::open_params(&config, &master)?;
         let codec = Codec::new(master.derive(), params.zstd_level);
         Ok(Unlocked {
+            location: location.clone(),
+            local_dir,
+            index_stale,
             config,
             lock,
             codec,
             params,
-            backend: Arc::new(backend),
+            backend,
             observer,
         })
     }
 
-    pub(crate) fn assemble(dir: &Path, u: Unlocked, db: Db) -> Result<Vault> {
+    pub(crate) fn assemble(u: Unlocked, db: Db) -> Result<Vault> {
         let catalog = Catalog::open(&db)?;
         let store = Store::open(u.backend, u.codec, db, u.params.pack_target_bytes)?;
         Ok(Vault {
-            dir: dir.to_path_buf(),
+            dir: u.local_dir,
+            location: u.location,
+            vault_id: u.config.vault_id,
             params: std::sync::RwLock::new(u.params),
             store,
             catalog,
@@ -272,8 +369,19 @@ impl Vault {
         })
     }
 
+    /// The vault's local directory: the vault itself, or an S3 vault's cache directory
+    /// (index, local lock, control socket, daemon log).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The vault's id (32 hex characters), as its config says.
+    pub fn vault_id(&self) -> &str {
+        &self.vault_id
     }
 
     pub fn params(&self) -> VaultParams {
@@ -313,7 +421,7 @@ impl Vault {
             }
             p.soft_delete_always_on = true;
         }
-        let config = Self::read_config(&self.dir)?;
+        let config = config::read_from(self.store.backend(), &self.location)?;
         config::write(self.store.backend(), self.store.codec(), config, &p)?;
         *self.params.write().expect("params lock") = p.clone();
         Ok(p)

@@ -12,7 +12,7 @@ use crate::store::index::{Db, Location};
 use crate::store::{BlobKind, Damaged};
 
 use super::config::vault_id_bytes;
-use super::{INDEX_DIR, Result, Vault, VaultError, now_ns};
+use super::{INDEX_DIR, Location, Result, Vault, VaultError, now_ns};
 
 #[derive(Debug, Default)]
 pub struct RepairReport {
@@ -24,15 +24,27 @@ pub struct RepairReport {
 }
 
 pub fn repair(dir: &Path, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
-    let unlocked = Vault::unlock(dir, super::Secret::Passphrase(passphrase), None)?;
+    repair_at(&Location::Local(dir.to_path_buf()), passphrase)
+}
+
+/// [`repair`] of a vault anywhere: an S3 vault's index is rebuilt in its cache directory
+/// from the bucket alone.
+pub fn repair_at(location: &Location, passphrase: &[u8]) -> Result<(Vault, RepairReport)> {
+    let unlocked = Vault::unlock(location, super::Secret::Passphrase(passphrase), None)?;
+    rebuild(unlocked)
+}
+
+/// Rebuild the index database in the unlocked vault's local directory from its packs.
+pub(crate) fn rebuild(unlocked: super::Unlocked) -> Result<(Vault, RepairReport)> {
     let vault_id = vault_id_bytes(&unlocked.config)?;
+    let dir = unlocked.local_dir.clone();
     let index_dir = dir.join(INDEX_DIR);
     let aside = dir.join(format!("{INDEX_DIR}.old-{}", now_ns()));
     if index_dir.exists() {
         fs::rename(&index_dir, &aside).map_err(|e| VaultError::io("rename", &index_dir, e))?;
     }
     let db = Db::create(&index_dir, &vault_id)?;
-    let vault = Vault::assemble(dir, unlocked, db)?;
+    let vault = Vault::assemble(unlocked, db)?;
     let store = vault.store();
     let mut report = RepairReport::default();
     let mut items: HashMap<String, ItemRecord> = HashMap::new();

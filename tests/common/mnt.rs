@@ -204,6 +204,8 @@ pub struct Mount {
     pub pids: Vec<i32>,
     /// Extra environment of the `vaultfs mount` command (and so of its daemon).
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `vaultfs mount`.
+    pub args: Vec<String>,
 }
 
 impl Mount {
@@ -221,7 +223,14 @@ impl Mount {
             mnt: mnt.canonicalize().unwrap_or_else(|_| mnt.to_path_buf()),
             pids: Vec::new(),
             env: Vec::new(),
+            args: Vec::new(),
         }
+    }
+
+    /// Mount with an extra argument (`--replica`).
+    pub fn with_arg(mut self, arg: &str) -> Mount {
+        self.args.push(arg.into());
+        self
     }
 
     /// Mount with `key=value` in the daemon's environment.
@@ -234,6 +243,7 @@ impl Mount {
     pub fn try_mount(&mut self) -> Output {
         let out = Command::new(bin())
             .args(["mount", s(&self.vault), s(&self.mnt)])
+            .args(&self.args)
             .env("VAULTFS_PASSPHRASE", PASS)
             .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
