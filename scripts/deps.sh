@@ -10,6 +10,9 @@ need getfattr attr
 need fusermount3 fuse3
 need mkfifo coreutils
 need diff diffutils
+need openssl openssl
+need mkfs.ext4 e2fsprogs
+need losetup mount
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -8,9 +8,24 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
 #[command(propagate_version = true, disable_help_subcommand = false)]
 pub struct Cli {
-    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt
+    /// Read the passphrase from this file (first line) instead of VAULTFS_PASSPHRASE or a prompt.
+    /// While a vault is mounted, its daemon runs its owner's commands without any passphrase or key
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+
+    /// Open the vault with this key file (a keyfile slot) instead of a passphrase
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Open the vault with this RSA private key (PEM, PKCS#8 or PKCS#1; an RSA slot)
+    #[arg(long, global = true, value_name = "PEM")]
+    pub rsa_key: Option<PathBuf>,
+
+    /// Open the vault through an RSA slot with this shell command: it reads the slot's wrapped
+    /// key on stdin and prints the unwrapped key (a key service or hardware module holds the
+    /// private key)
+    #[arg(long, global = true, value_name = "CMD")]
+    pub unwrap_command: Option<String>,
 
     /// Log detail for diagnostics (error, warn, info, debug, trace)
     #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
@@ -53,8 +68,10 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Verify the index, every tree and (with --read-data) every chunk
     Check(CheckArgs),
-    /// Rebuild the index and catalog from the packs alone
-    Repair(VaultArg),
+    /// Rebuild the index and catalog from everything that still authenticates: the packs, the
+    /// old index and catalog; keeps every point (marking those with lost data) and the
+    /// previous index (index.prev)
+    Repair(RepairArgs),
     /// Mount a vault: incoming/ITEM writable, points/ITEM/POINT read-only, .deleted/ for
     /// soft-deleted points
     Mount(MountArgs),
@@ -75,8 +92,89 @@ pub enum Command {
     /// Copy the vault to a secondary (a directory or a bucket) that can be mounted and
     /// restored from when the primary is gone; or show how far the secondary lags
     Replicate(ReplicateArgs),
+    /// Manage key slots and data-key epochs (list, add, remove, rotate)
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print shell completions
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List key slots and data-key epochs
+    List(KeyListArgs),
+    /// Add a key slot (opened with any existing slot)
+    Add(KeyAddArgs),
+    /// Remove a key slot: its key no longer opens the vault (the last slot cannot be removed)
+    Remove(KeyRemoveArgs),
+    /// Re-wrap a slot under a new secret of its kind (no pack changes), or with --data-key
+    /// start a new data key for everything written from now on
+    Rotate(KeyRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyListArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The secret of a new or rotated slot (none given: a new passphrase).
+#[derive(Debug, Args)]
+pub struct NewSecretArgs {
+    /// The new slot is a keyfile: write a new random 256-bit key to FILE (created 0600, must not
+    /// exist)
+    #[arg(long, value_name = "FILE", conflicts_with = "rsa_public_key")]
+    pub new_key_file: Option<PathBuf>,
+    /// The new slot is a customer-managed RSA key (PEM public key, 2048-4096 bits); the vault
+    /// stores only the public key
+    #[arg(long, value_name = "PEM")]
+    pub rsa_public_key: Option<PathBuf>,
+    /// The new passphrase, first line of FILE (else VAULTFS_NEW_PASSPHRASE, or a prompt)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["new_key_file", "rsa_public_key"])]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// Argon2id memory cost of a new passphrase slot, KiB
+    #[arg(long, default_value_t = 65536, value_name = "KIB")]
+    pub kdf_memory_kib: u32,
+    /// Argon2id passes of a new passphrase slot
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub kdf_iterations: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyAddArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    #[command(flatten)]
+    pub secret: NewSecretArgs,
+    /// A name for the slot (`ops laptop`, `kms prod`)
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    pub label: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRemoveArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Id of the slot (see `vaultfs key list`)
+    pub slot: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Id of the slot to re-wrap under a new secret of its kind
+    #[arg(required_unless_present = "data_key", conflicts_with = "data_key")]
+    pub slot: Option<u32>,
+    /// Start a new data key: data written from now on is sealed with it; older data keys stay
+    /// wrapped to read older data
+    #[arg(long)]
+    pub data_key: bool,
+    #[command(flatten)]
+    pub secret: NewSecretArgs,
 }
 
 #[derive(Debug, Args)]
@@ -205,8 +303,8 @@ pub struct MountArgs {
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,
-    /// Where data written into incoming/ waits (plaintext, mode 0700) until it is sealed into
-    /// the vault; a directory vaultfs-<vault id> is made in it
+    /// Where data written into incoming/ waits until it is sealed into the vault, encrypted
+    /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub staging_dir: PathBuf,
 }
@@ -266,6 +364,12 @@ impl Command {
             Command::Settings(a) => Some(&a.vault),
             Command::Policy(a) => Some(&a.vault),
             Command::Replicate(a) => Some(&a.vault),
+            Command::Key(k) => Some(match k {
+                KeyCommand::List(a) => &a.vault,
+                KeyCommand::Add(a) => &a.vault,
+                KeyCommand::Remove(a) => &a.vault,
+                KeyCommand::Rotate(a) => &a.vault,
+            }),
             Command::Init(_) | Command::Umount(_) | Command::Completions(_) => None,
         }
     }
@@ -294,6 +398,17 @@ pub struct InitArgs {
     /// Target pack file size in MiB
     #[arg(long, default_value_t = 32, value_name = "MIB")]
     pub pack_size_mib: u64,
+    /// The first key slot is a customer-managed RSA key (PEM public key, 2048-4096 bits)
+    /// instead of a passphrase: open the vault with --rsa-key or --unwrap-command
+    #[arg(long, value_name = "PEM", conflicts_with = "new_key_file")]
+    pub rsa_public_key: Option<PathBuf>,
+    /// The first key slot is a keyfile: write a new random 256-bit key to FILE (created 0600)
+    /// and open the vault with --key-file FILE
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// A name for the first key slot
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    pub label: String,
 }
 
 #[derive(Debug, Args)]
@@ -346,9 +461,18 @@ pub struct RestoreArgs {
 pub struct CheckArgs {
     /// Path of the vault directory
     pub vault: PathBuf,
-    /// Also read, decrypt and verify every blob
+    /// Also read, decrypt and verify every blob of every pack, indexed or not
     #[arg(long)]
     pub read_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Say what would change, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

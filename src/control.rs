@@ -4,8 +4,12 @@
 //! Protocol: one JSON request line from the client, then JSON lines from the daemon —
 //! `{"out": text}` and `{"err": text}` as the command prints, and finally `{"exit": code}`.
 //! Only the vault directory's owner (or root) may connect (checked with SO_PEERCRED); the
-//! socket file is mode 0600. The passphrase travels in the request and is checked by the daemon
-//! like a local open would.
+//! socket file is mode 0600. That is the whole authentication: the daemon already holds the
+//! vault's key, so no passphrase or key travels, and a command costs no key derivation.
+//!
+//! A vault may live at a path longer than a socket address holds (108 bytes). The socket stays
+//! `VAULT/control.sock`, but is bound and reached through `/proc/self/fd/N/control.sock`, N an
+//! `O_PATH` descriptor of the vault directory: a short address whatever the vault's path.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -20,12 +24,8 @@ pub const SOCKET_FILE: &str = "control.sock";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// Run a CLI command: its argv (without the program name; each argument's bytes in hex, as
-    /// Unix arguments need not be UTF-8), the client's working directory and the passphrase (hex).
-    Command {
-        argv_hex: Vec<String>,
-        cwd: PathBuf,
-        passphrase_hex: String,
-    },
+    /// Unix arguments need not be UTF-8) and the client's working directory.
+    Command { argv_hex: Vec<String>, cwd: PathBuf },
     /// Unmount and stop the daemon; answered once the mount is gone.
     Unmount,
     /// Where is this vault mounted, and how many scheduler ticks has the daemon done?
@@ -78,7 +78,7 @@ pub fn socket_path(vault_dir: &Path) -> PathBuf {
 pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
     let path = socket_path(vault_dir);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
+    let listener = with_short_path(vault_dir, |p| UnixListener::bind(p))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let owner = std::fs::metadata(vault_dir)?.uid();
     std::thread::Builder::new()
@@ -150,7 +150,25 @@ fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
 
 /// Connect to the daemon of `vault_dir`, if one is listening.
 pub fn connect(vault_dir: &Path) -> Option<UnixStream> {
-    UnixStream::connect(socket_path(vault_dir)).ok()
+    with_short_path(vault_dir, |p| UnixStream::connect(p)).ok()
+}
+
+/// Call `f` with a socket address for `VAULT/control.sock` that fits `sun_path` however long
+/// the vault's path: `/proc/self/fd/N/control.sock` through an `O_PATH` descriptor of the
+/// directory, held open for the call.
+fn with_short_path<T>(
+    vault_dir: &Path,
+    f: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(vault_dir)?;
+    f(&Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(SOCKET_FILE))
 }
 
 /// Send `req` and hand each response to `on_response` until the exit code, which is returned.
@@ -162,8 +180,10 @@ pub fn call(
 ) -> std::io::Result<Option<i32>> {
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    stream.write_all(&line)?;
-    for l in BufReader::new(stream).lines() {
+    // A daemon that refuses the caller answers and closes without reading: its answer is
+    // what counts, not the failed write.
+    let written = stream.write_all(&line);
+    for l in BufReader::new(&stream).lines() {
         let l = l?;
         match serde_json::from_str::<Response>(&l) {
             Ok(Response::Exit(code)) => return Ok(Some(code)),
@@ -175,5 +195,5 @@ pub fn call(
             }
         }
     }
-    Ok(None)
+    written.map(|()| None)
 }

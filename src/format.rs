@@ -8,38 +8,102 @@ use serde::{Deserialize, Serialize};
 use crate::store::BlobId;
 
 /// The vault format this build reads and writes. Bump on any incompatible change.
-pub const FORMAT_VERSION: u32 = 2;
-/// Oldest version this build opens. A version-1 vault is upgraded in place when opened: v2 only
-/// adds the incoming record (a new meta record kind and catalog tree), so nothing is rewritten.
+pub const FORMAT_VERSION: u32 = 3;
+/// Oldest version this build opens. An older vault is upgraded in place when opened: v2 only
+/// added the incoming and policy records; v3 changes the config (key slots, copies, DESIGN.md §3)
+/// and frames blobs in packs written from then on (older packs still read), so nothing stored is
+/// rewritten.
 pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Value of the `format` field in the config file; tells a vault from any other JSON file.
 pub const FORMAT_NAME: &str = "vaultfs";
 
-/// `VAULT/config`: the only plaintext file with content. JSON so that a human (or an older or
-/// newer vaultfs) can read the version without understanding anything else.
+/// `VAULT/config` (and its copy `VAULT/config.copy`): the only plaintext files with content.
+/// JSON so that a human (or an older or newer vaultfs) can read the version without
+/// understanding anything else. From v3 the file ends in a checksum of its bytes (written
+/// and checked by `vault::config`, not a field here).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfigFile {
     pub format: String,
     pub version: u32,
     /// 16 random bytes, hex. Bound into every sealed header so files cannot move between vaults.
     pub vault_id: String,
+    /// v3: counts every write of the config; the newer of two copies wins, and a copy older
+    /// than the index database or the packs know is a rollback.
+    #[serde(default)]
+    pub generation: u64,
     pub key_slots: Vec<KeySlot>,
-    /// [`VaultParams`], postcard-encoded and sealed with the data key, hex.
+    /// v3: the data keys of key epochs after 0, oldest first; the last one seals new data.
+    #[serde(default)]
+    pub data_keys: Vec<DataKeyEntry>,
+    /// v3: keys removed from slots (slot removed or rotated), so an error can name the slot a
+    /// revoked key belonged to. Passphrases leave no trace here.
+    #[serde(default)]
+    pub revoked: Vec<RevokedKey>,
+    /// [`VaultParams`], postcard-encoded and sealed with the config key, hex. From v3 its
+    /// associated data binds the generation, the key slots and the data keys.
     pub params: String,
 }
 
-/// A key slot: the master key wrapped (AES-256-GCM) under a key derived from a secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A key slot: the master key wrapped (AES-256-GCM) under a key-encryption key. Fields not
+/// used by a slot's kind are absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySlot {
     pub id: u32,
-    /// Slot type 1: a passphrase through Argon2id.
+    /// `passphrase` (Argon2id), `keyfile` (v3), `rsa` (v3: RSA-OAEP-SHA256).
     pub kind: String,
-    pub argon2_m_kib: u32,
-    pub argon2_t: u32,
-    pub argon2_p: u32,
-    pub salt: String,
+    /// v3: a name for people (`ops laptop`, `kms prod`).
+    #[serde(default)]
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_m_kib: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_t: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_p: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Keyfile slots: `keys::slot::keyfile_fingerprint` of the key, so the file can be told
+    /// apart (and recognised once revoked) without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile_fingerprint: Option<String>,
+    /// RSA slots: the customer's public key, SubjectPublicKeyInfo DER, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_public_key: Option<String>,
+    /// RSA slots: the slot's KEK, RSA-OAEP-SHA256 encrypted to that key, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_wrapped_kek: Option<String>,
     pub nonce: String,
     pub wrapped_key: String,
+}
+
+/// v3: a key that no longer opens the vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedKey {
+    pub slot: u32,
+    pub kind: String,
+    pub label: String,
+    /// RSA: the first 8 bytes of SHA-256 of the public key; keyfile: of a keyed blake3 of the
+    /// key (`keys::slot::keyfile_fingerprint`); hex.
+    pub fingerprint: String,
+    pub removed_ns: i64,
+}
+
+/// v3: the data key of one key epoch, sealed with the config key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataKeyEntry {
+    pub epoch: u32,
+    pub created_ns: i64,
+    /// seal(key, aad = "vaultfs v3 data key " ‖ vault id hex ‖ epoch u32 LE), hex.
+    pub sealed: String,
+}
+
+/// v3: a copy of the config file sealed into the packs, so `repair` can bring back a lost or
+/// rolled-back config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    pub generation: u64,
+    /// The config file's bytes.
+    pub config: Vec<u8>,
 }
 
 /// Vault-wide parameters, fixed at `init` except the soft-delete settings.
@@ -194,6 +258,19 @@ pub enum MetaRecord {
     Point(Box<PointRecord>),
     Incoming(Box<IncomingRecord>),
     Policy(PolicyRecord),
+    /// v3.
+    Config(ConfigRecord),
+}
+
+/// The paths of a point whose data `repair` found lost (format v3; only in the index database,
+/// which `repair` rebuilds: it is recomputed there from what the packs hold, never read from
+/// packs). Paths are as in the point, from its root, `/` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageRecord {
+    pub item: String,
+    pub point: String,
+    pub paths: Vec<Vec<u8>>,
+    pub found_ns: i64,
 }
 
 /// Encode with postcard. Encoding in-memory structures cannot fail except on allocation.

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cmd::take_env_secrets();
     std::panic::set_hook(Box::new(|info| {
         let loc = info
             .location()
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
         }
     };
     tune_allocator(matches!(cli.command, vaultfs::cli::Command::Mount(_)));
+    // Every file vaultfs makes in a vault (config, packs, the index database's files, the
+    // socket, the log) is the owner's alone, whatever umask it was started with (DESIGN.md §5).
+    // SAFETY: umask only sets this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     // The index engine logs its own view of a damaged database; vaultfs reports that as one
     // error line.
     let mut directives = cli.log.clone();
@@ -67,7 +74,7 @@ fn main() -> ExitCode {
     if let Some(code) = cmd::forward(&cli) {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let env = cmd::Env::local(cli.passphrase_file.clone(), cli.places()).with_replica(cli.replica);
+    let env = cmd::Env::local(&cli);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd::run(cli.command, &env))) {
         Ok(result) => ExitCode::from(cmd::finish(result, &env) as u8),
         Err(_) => ExitCode::from(70),

@@ -1,11 +1,13 @@
-//! A vault written by format version 2, committed as it was made (`tests/fixtures/vault-v2.tar.gz`,
-//! passphrase below): every later vaultfs must open it, find it clean with `check --read-data`
-//! and restore each of its points identically to the committed manifest (paths, kinds, modes,
-//! owners, sizes, mtimes, blake3 of contents, symlink targets, xattrs, hard links). It holds
-//! a few files, a symlink, a hard link, xattrs, two live points and one soft-deleted point.
+//! Vaults written by each format version, committed as they were made
+//! (`tests/fixtures/vault-vN.tar.gz`, passphrase in `vault-vN.manifest.json`): every later
+//! vaultfs must open them, find them clean with `check --read-data` and restore each of their
+//! points identically to the committed manifest (paths, kinds, modes, owners, sizes, mtimes,
+//! blake3 of contents, symlink targets, xattrs, hard links). Each holds a few files, a symlink,
+//! a hard link, xattrs, two live points and one soft-deleted point.
 //!
-//! The fixture was made by `VAULTFS_FIXTURE_WRITE=1 cargo test --test fixture` (it never
-//! overwrites one); a new format version adds a new fixture and keeps this one.
+//! A fixture is made by `VAULTFS_FIXTURE_WRITE=1 cargo test --test fixture` for the current
+//! format version (it never overwrites one); a new format version adds a new fixture and keeps
+//! the older ones.
 
 mod common;
 use common::*;
@@ -16,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-const FIXTURE_PASS: &str = "fixture passphrase v2";
 const ITEM: &str = "docs";
 
 fn fixtures() -> PathBuf {
@@ -27,11 +28,11 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
-/// `vaultfs ARGS` with the fixture's passphrase; must succeed.
-fn run(args: &[&str]) -> String {
+/// `vaultfs ARGS` with passphrase `pass`; must succeed.
+fn run(pass: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(bin())
         .args(args)
-        .env("VAULTFS_PASSPHRASE", FIXTURE_PASS)
+        .env("VAULTFS_PASSPHRASE", pass)
         .env_remove("RUST_LOG")
         .output()
         .expect("run vaultfs");
@@ -92,12 +93,12 @@ fn entries(root: &Path) -> Value {
     Value::Array(out)
 }
 
-fn listed(vault: &Path, deleted: bool) -> BTreeSet<String> {
+fn listed(pass: &str, vault: &Path, deleted: bool) -> BTreeSet<String> {
     let mut args = vec!["points", p(vault), ITEM, "--json"];
     if deleted {
         args.push("--deleted");
     }
-    let json: Value = serde_json::from_str(&run(&args)).unwrap();
+    let json: Value = serde_json::from_str(&run(pass, &args)).unwrap();
     json.as_array()
         .unwrap()
         .iter()
@@ -107,13 +108,26 @@ fn listed(vault: &Path, deleted: bool) -> BTreeSet<String> {
 
 #[test]
 fn version_2_fixture_vault_opens_checks_and_restores_identically() {
-    let tar = fixtures().join("vault-v2.tar.gz");
-    let manifest_path = fixtures().join("vault-v2.manifest.json");
-    if !tar.exists() && std::env::var_os("VAULTFS_FIXTURE_WRITE").is_some() {
-        make_fixture(&tar, &manifest_path);
+    fixture_opens_checks_and_restores_identically(2);
+}
+
+#[test]
+fn version_3_fixture_vault_opens_checks_and_restores_identically() {
+    fixture_opens_checks_and_restores_identically(3);
+}
+
+fn fixture_opens_checks_and_restores_identically(version: u32) {
+    let tar = fixtures().join(format!("vault-v{version}.tar.gz"));
+    let manifest_path = fixtures().join(format!("vault-v{version}.manifest.json"));
+    if !tar.exists()
+        && std::env::var_os("VAULTFS_FIXTURE_WRITE").is_some()
+        && version == vaultfs::format::FORMAT_VERSION
+    {
+        make_fixture(version, &tar, &manifest_path);
     }
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let pass = manifest["passphrase"].as_str().unwrap();
     let tmp = tempdir();
     sh(&format!(
         "tar -xzf '{}' -C '{}'",
@@ -130,16 +144,23 @@ fn version_2_fixture_vault_opens_checks_and_restores_identically() {
             .map(|pt| pt["point"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(listed(&vault, false), expect(false), "live points");
-    assert_eq!(listed(&vault, true), expect(true), "soft-deleted points");
+    assert_eq!(listed(pass, &vault, false), expect(false), "live points");
+    assert_eq!(
+        listed(pass, &vault, true),
+        expect(true),
+        "soft-deleted points"
+    );
     assert_eq!((expect(false).len(), expect(true).len()), (2, 1));
 
-    let check = run(&["check", p(&vault), "--read-data"]);
+    let check = run(pass, &["check", p(&vault), "--read-data"]);
     assert!(check.contains(": 0 errors"), "{check}");
     for pt in points {
         let name = pt["point"].as_str().unwrap();
         let dest = tmp.path().join(format!("restore-{name}"));
-        run(&["restore", p(&vault), &format!("{ITEM}/{name}"), p(&dest)]);
+        run(
+            pass,
+            &["restore", p(&vault), &format!("{ITEM}/{name}"), p(&dest)],
+        );
         let got = entries(&dest);
         assert_eq!(
             &got, &pt["entries"],
@@ -148,8 +169,50 @@ fn version_2_fixture_vault_opens_checks_and_restores_identically() {
     }
 }
 
+/// Versions 1 and 2 differ only in record kinds v2 added, and v3 only in the config: a v1 or v2
+/// vault is upgraded in place at its first open (config rewritten as v3, its copy made, a copy
+/// sealed into the packs) and keeps every point.
+#[test]
+fn version_1_and_2_vaults_are_upgraded_in_place() {
+    for version in [1, 2] {
+        let tmp = tempdir();
+        sh(&format!(
+            "tar -xzf '{}' -C '{}'",
+            fixtures().join("vault-v2.tar.gz").display(),
+            tmp.path().display()
+        ));
+        let vault = tmp.path().join("vault");
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join("vault-v2.manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let pass = manifest["passphrase"].as_str().unwrap();
+        let cfg_path = vault.join("config");
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["version"] = version.into();
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        let before = listed(pass, &vault, false);
+        let cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        assert_eq!(
+            cfg["version"],
+            vaultfs::format::FORMAT_VERSION,
+            "v{version} not upgraded: {cfg}"
+        );
+        assert_eq!(
+            std::fs::read(&cfg_path).unwrap(),
+            std::fs::read(vault.join("config.copy")).unwrap(),
+            "v{version}: the config's copy"
+        );
+        assert_eq!(listed(pass, &vault, false), before);
+        let check = run(pass, &["check", p(&vault), "--read-data"]);
+        assert!(check.contains(": 0 errors"), "v{version}: {check}");
+    }
+}
+
 /// Write the fixture vault and its manifest (from the source trees, not from a restore).
-fn make_fixture(tar: &Path, manifest_path: &Path) {
+fn make_fixture(version: u32, tar: &Path, manifest_path: &Path) {
+    let pass = format!("fixture passphrase v{version}");
+    let run = |args: &[&str]| run(&pass, args);
     let tmp = tempdir();
     let src = tmp.path().join("src");
     let vault = tmp.path().join("vault");
@@ -158,7 +221,10 @@ fn make_fixture(tar: &Path, manifest_path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, data).unwrap();
     };
-    w("README", b"a vault made by format version 2\n");
+    w(
+        "README",
+        format!("a vault made by format version {version}\n").as_bytes(),
+    );
     w("data/blob.bin", &noise(60_000, 7));
     w("data/empty", b"");
     std::os::unix::fs::symlink("data/blob.bin", src.join("latest")).unwrap();
@@ -206,8 +272,10 @@ fn make_fixture(tar: &Path, manifest_path: &Path) {
         tmp.path().display()
     ));
     let doc = json!({
-        "about": "the vault in vault-v2.tar.gz (format version 2) and what each point restores to",
-        "passphrase": FIXTURE_PASS,
+        "about": format!(
+            "the vault in vault-v{version}.tar.gz (format version {version}) and what each point restores to"
+        ),
+        "passphrase": pass,
         "points": points,
     });
     std::fs::write(

@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use vaultfs::format::{
-    self, ChunkRef, ConfigFile, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_OLDEST, IncomingRecord,
-    ItemRecord, MetaRecord, Node, NodeKind, PointRecord, PolicyRecord, Retention, Schedule, Tree,
-    VaultParams,
+    self, ChunkRef, ConfigFile, ConfigRecord, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_OLDEST,
+    IncomingRecord, ItemRecord, MetaRecord, Node, NodeKind, PointRecord, PolicyRecord, Retention,
+    RevokedKey, Schedule, Tree, VaultParams,
 };
-use vaultfs::keys::{KdfParams, MasterKey};
+use vaultfs::keys::{Credential, DataKey, KdfParams, MasterKey, rsa};
 use vaultfs::store::backend::local::LocalBackend;
 use vaultfs::store::backend::{Backend, Key};
 use vaultfs::store::chunker::{Chunker, ChunkerParams};
@@ -34,6 +34,7 @@ use vaultfs::store::pack::{self, PackEntry, PackWriter};
 use vaultfs::store::{BlobId, BlobKind, PackId};
 use vaultfs::vault::Vault;
 use vaultfs::vault::catalog::Catalog;
+use zeroize::Zeroizing;
 
 const MASTER: [u8; 32] = *b"vaultfs golden master key 32 b.!";
 const NONCE: [u8; 12] = *b"golden nonce";
@@ -47,6 +48,8 @@ const KDF: KdfParams = KdfParams {
 const PACK: PackId = PackId(*b"golden pack id16");
 const VAULT_ID: [u8; 16] = *b"golden vault id!";
 const ZSTD_LEVEL: i32 = 5;
+const KEYFILE: [u8; 32] = *b"golden key file, 32 random bytes";
+const DATA_KEY_1: [u8; 32] = *b"golden data key of key epoch 1.!";
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -58,6 +61,20 @@ fn file_of(version: u32) -> PathBuf {
 
 fn codec() -> Codec {
     Codec::with_fixed_nonce(&MasterKey::from_bytes(MASTER), ZSTD_LEVEL, NONCE)
+}
+
+fn data_key_1() -> DataKey {
+    DataKey::from_secret(1, Zeroizing::new(DATA_KEY_1))
+}
+
+/// A codec of key epoch 1 (v3): seals with [`DATA_KEY_1`], opens epochs 0 and 1.
+fn codec_epoch1() -> Codec {
+    let keys = MasterKey::from_bytes(MASTER).derive_with(&[data_key_1()]);
+    Codec::with_fixed_nonce_keys(keys, ZSTD_LEVEL, NONCE)
+}
+
+fn passphrase() -> Credential {
+    Credential::Passphrase(Zeroizing::new(PASSPHRASE.to_vec()))
 }
 
 /// Deterministic bytes (xorshift64), independent of any crate.
@@ -237,16 +254,44 @@ fn location() -> Location {
     }
 }
 
+/// A v3 config: a passphrase and a keyfile slot, a data key of epoch 1, a revoked key.
 fn config_file() -> ConfigFile {
-    let slot = MasterKey::from_bytes(MASTER)
-        .wrap_with(1, PASSPHRASE, KDF, SALT, NONCE)
-        .unwrap();
-    ConfigFile {
+    let master = MasterKey::from_bytes(MASTER);
+    let mut slot = master.wrap_with(1, PASSPHRASE, KDF, SALT, NONCE).unwrap();
+    slot.label = "golden passphrase".into();
+    let mut keyfile = master.wrap_keyfile_with(3, &KEYFILE, NONCE);
+    keyfile.label = "golden keyfile".into();
+    let mut config = ConfigFile {
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
         vault_id: hex::encode(VAULT_ID),
-        key_slots: vec![slot],
+        generation: 7,
+        key_slots: vec![slot, keyfile],
+        data_keys: Vec::new(),
+        revoked: vec![RevokedKey {
+            slot: 2,
+            kind: "rsa".into(),
+            label: "old kms key".into(),
+            fingerprint: "0011223344556677".into(),
+            removed_ns: 1_795_475_408_000_000_000,
+        }],
         params: String::new(),
+    };
+    let entry = vaultfs::vault::config::seal_data_key(
+        &codec(),
+        &config,
+        &data_key_1(),
+        1_795_475_409_000_000_000,
+    )
+    .unwrap();
+    config.data_keys.push(entry);
+    config
+}
+
+fn config_record() -> ConfigRecord {
+    ConfigRecord {
+        generation: 7,
+        config: b"{ a config file }".to_vec(),
     }
 }
 
@@ -295,7 +340,7 @@ fn pack_bytes(codec: &Codec) -> (Vec<u8>, Vec<PackEntry>) {
     let mut w = PackWriter::create_with_id(&backend, PACK).unwrap();
     for (_, kind, plain) in &blobs()[..2] {
         let id = codec.blob_id(*kind, plain);
-        w.append(*kind, id, &codec.seal(*kind, &id, plain).unwrap())
+        w.append(codec, *kind, id, &codec.seal(*kind, &id, plain).unwrap())
             .unwrap();
     }
     let (id, entries) = w.finish(codec).unwrap();
@@ -356,6 +401,11 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
             "record.meta.incoming",
             format::encode(&MetaRecord::Incoming(Box::new(incoming()))),
         ),
+        ("record.config_record", format::encode(&config_record())),
+        (
+            "record.meta.config",
+            format::encode(&MetaRecord::Config(config_record())),
+        ),
         (
             "record.meta.policy",
             format::encode(&MetaRecord::Policy(policy())),
@@ -363,9 +413,28 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// A private key (PEM) and a config whose one slot is for it.
+fn rsa_config(codec: &Codec) -> (String, String) {
+    use aws_lc_rs::encoding::AsDer;
+    let key =
+        aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let der = key.as_der().unwrap();
+    let pem = pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, der.as_ref())
+        .unwrap();
+    let private = rsa::PrivateKey::from_pem(pem.as_bytes()).unwrap();
+    let public = rsa::PublicKey::from_spki(private.spki()).unwrap();
+    let mut config = config_file();
+    let mut slot = MasterKey::from_bytes(MASTER).wrap_rsa(4, &public).unwrap();
+    slot.label = "golden rsa".into();
+    config.key_slots = vec![slot];
+    let bytes = vaultfs::vault::config::config_bytes(codec, config, &params()).unwrap();
+    (pem, String::from_utf8(bytes).unwrap())
+}
+
 /// Every vector, from today's code: (exact, read-only).
 fn today() -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
     let codec = codec();
+    let mut read_only = BTreeMap::new();
     let mut exact = BTreeMap::new();
     let mut put = |k: &str, v: Value| {
         exact.insert(k.to_string(), v);
@@ -390,7 +459,6 @@ fn today() -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
         "blob_id.meta_empty",
         json!(codec.blob_id(BlobKind::Meta, b"").to_hex()),
     );
-    let mut read_only = BTreeMap::new();
     for (name, kind, plain) in blobs() {
         let id = codec.blob_id(kind, &plain);
         let sealed = hex::encode(codec.seal(kind, &id, &plain).unwrap());
@@ -415,6 +483,19 @@ fn today() -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
     }
     let config = vaultfs::vault::config::config_bytes(&codec, config_file(), &params()).unwrap();
     put("config", json!(String::from_utf8(config).unwrap()));
+    let plain = noise(200, 3);
+    let id = codec.blob_id(BlobKind::Data, &plain);
+    put(
+        "sealed_blob.data_epoch1",
+        json!(hex::encode(
+            codec_epoch1().seal(BlobKind::Data, &id, &plain).unwrap()
+        )),
+    );
+    // RSA-OAEP encryption is randomised: a config with an RSA slot, and the private key that
+    // opens it, are only read back.
+    let (pem, rsa_config) = rsa_config(&codec);
+    read_only.insert("rsa.private_key".into(), json!(pem));
+    read_only.insert("config.rsa_slot".into(), json!(rsa_config));
     for (k, v) in catalog_values(&codec) {
         put(&k, v);
     }
@@ -563,13 +644,16 @@ fn check_reads(version: u32, doc: &Value) {
     std::fs::write(vault.join("config"), v["config"].as_str().expect("config")).unwrap();
     let config = Vault::read_config(&vault).unwrap();
     assert_eq!(config.vault_id, hex::encode(VAULT_ID), "{}", what("config"));
-    let master = Vault::unwrap_key(&vault, PASSPHRASE).unwrap();
+    let master = Vault::unwrap_key(&vault, &passphrase()).unwrap();
     assert_eq!(
         Codec::new(master.derive(), 3).blob_id(BlobKind::Data, b"hello vault"),
         codec.blob_id(BlobKind::Data, b"hello vault"),
         "{}",
         what("config")
     );
+    if version >= 3 {
+        check_reads_v3(v, &doc["read_only"], &vault, &master);
+    }
     // Catalog values read back through the real catalog.
     let db = Db::create(&dir.path().join("index"), &VAULT_ID).unwrap();
     let item_key = bytes(v, "catalog.key.item");
@@ -590,6 +674,51 @@ fn check_reads(version: u32, doc: &Value) {
     );
     assert_eq!(cat.incoming(&codec, "web01").unwrap(), Some(incoming()));
     assert_eq!(cat.policy(&codec, "web01").unwrap(), Some(policy()));
+}
+
+/// What format v3 added: keyfile and RSA slots, data keys of later epochs, config records.
+fn check_reads_v3(v: &Value, read_only: &Value, vault: &Path, master: &MasterKey) {
+    let key_file = Credential::KeyFile(Zeroizing::new(KEYFILE));
+    let by_file = Vault::unwrap_key(vault, &key_file).unwrap();
+    assert_eq!(
+        Codec::new(by_file.derive(), 3).blob_id(BlobKind::Data, b"x"),
+        Codec::new(master.derive(), 3).blob_id(BlobKind::Data, b"x"),
+        "the keyfile slot gives the master key"
+    );
+    let config = Vault::read_config(vault).unwrap();
+    assert_eq!(config.generation, 7);
+    assert_eq!(config.revoked.len(), 1);
+    let epochs = vaultfs::vault::config::open_data_keys(&config, master).unwrap();
+    assert_eq!((epochs.len(), epochs[0].epoch), (1, 1));
+    assert_eq!(epochs[0].bytes(), &DATA_KEY_1, "the data key of epoch 1");
+    // A blob of epoch 1 opens with its epoch's key only.
+    let plain = noise(200, 3);
+    let sealed = bytes(v, "sealed_blob.data_epoch1");
+    let id = codec().blob_id(BlobKind::Data, &plain);
+    let with_epochs = Codec::new(master.derive_with(&epochs), 3);
+    assert_eq!(
+        with_epochs.open(BlobKind::Data, &id, &sealed).unwrap(),
+        plain
+    );
+    assert!(codec().open(BlobKind::Data, &id, &sealed).is_err());
+    decodes_to(v, "record.config_record", config_record());
+    decodes_to(v, "record.meta.config", MetaRecord::Config(config_record()));
+    // The RSA slot opens with its private key.
+    let pem = read_only["rsa.private_key"].as_str().expect("rsa key");
+    let private = rsa::PrivateKey::from_pem(pem.as_bytes()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rsa_vault = dir.path();
+    std::fs::write(
+        rsa_vault.join("config"),
+        read_only["config.rsa_slot"].as_str().expect("rsa config"),
+    )
+    .unwrap();
+    let by_rsa = Vault::unwrap_key(rsa_vault, &Credential::Rsa(Box::new(private))).unwrap();
+    assert_eq!(
+        Codec::new(by_rsa.derive(), 3).blob_id(BlobKind::Data, b"x"),
+        Codec::new(master.derive(), 3).blob_id(BlobKind::Data, b"x"),
+        "the RSA slot gives the master key"
+    );
 }
 
 /// The record vector `name` decodes to `want`.

@@ -20,19 +20,25 @@ fn pages() -> Vec<(String, Vec<u8>)> {
     let mut top = Cli::command();
     top.build();
     let mut out = vec![("vaultfs.1".to_string(), render(top.clone()))];
-    for sub in top.get_subcommands() {
+    add_pages(&top, "vaultfs", &mut out);
+    out
+}
+
+/// A page per subcommand of `cmd`, and of theirs (`vaultfs-key-add.1`).
+fn add_pages(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for sub in cmd.get_subcommands() {
         if sub.get_name() == "help" {
             continue;
         }
-        let name = format!("vaultfs-{}", sub.get_name());
+        let name = format!("{prefix}-{}", sub.get_name());
         let static_name: &'static str = Box::leak(name.clone().into_boxed_str());
         let page = sub
             .clone()
             .name(static_name)
             .version(env!("CARGO_PKG_VERSION"));
         out.push((format!("{name}.1"), render(page)));
+        add_pages(sub, &name, out);
     }
-    out
 }
 
 #[test]

@@ -3,21 +3,25 @@
 use anyhow::{Result, bail};
 
 use vaultfs::cli::CheckArgs;
-use vaultfs::vault::check;
+use vaultfs::vault::{check, rollback};
 
 use super::{Env, Outcome, human_bytes};
 
 pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
     let pb = env.spinner();
-    let report = check::check(&vault, a.read_data, |n, total| {
+    let mut report = check::check(&vault, a.read_data, |n, total| {
         pb.set_message(format!("pack {n}/{total}"))
     })?;
+    let rolled_back = rollback::check(&vault)?;
+    // An older record copied back: the newer one is still in the packs, `repair` restores it.
+    report.intact.extend(rolled_back.errors);
+    report.warnings.extend(rolled_back.warnings);
     pb.finish_and_clear();
     for w in &report.warnings {
         env.err(format!("vaultfs: warning: {w}"));
     }
-    for e in &report.errors {
+    for e in report.errors() {
         env.err(format!("vaultfs: {e}"));
     }
     let verified = if a.read_data {
@@ -28,18 +32,55 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
     } else {
         String::new()
     };
+    let kinds = if report.error_count() == 0 {
+        String::new()
+    } else {
+        let points: Vec<&str> = report.damaged_points.iter().map(|p| p.as_str()).collect();
+        format!(
+            " ({} with the data intact, {} of lost data{})",
+            report.intact.len(),
+            report.lost.len(),
+            if points.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", points.join(", "))
+            }
+        )
+    };
     env.out(format!(
-        "checked {} packs, {} blobs, {} points, {} trees{verified}: {} errors",
+        "checked {} packs, {} blobs, {} points, {} trees{verified}: {} errors{kinds}",
         report.packs,
         report.blobs,
         report.points,
         report.trees,
-        report.errors.len()
+        report.error_count()
     ));
-    if !report.errors.is_empty() {
+    // Which data key sealed what was read: after `key rotate --data-key`, new data shows
+    // under the new epoch.
+    let opened = vault.store().codec().opened_by_epoch();
+    for e in vault.key_epochs() {
+        let n = opened
+            .iter()
+            .find(|(epoch, _)| *epoch == e.epoch)
+            .map_or(0, |(_, n)| *n);
+        let row = super::key::epoch_row(&e);
+        env.out(format!(
+            "key epoch {} (created {}, {}): {n} objects opened",
+            row[0], row[1], row[2]
+        ));
+    }
+    if !report.intact.is_empty() {
         bail!(
-            "the vault is damaged: {} errors (listed above)",
-            report.errors.len()
+            "the vault is damaged: {} errors (listed above); `vaultfs repair` keeps every point and \
+             salvages everything that still authenticates",
+            report.error_count()
+        );
+    }
+    if !report.lost.is_empty() {
+        bail!(
+            "the vault has lost data: {} errors (listed above); the points are kept (`vaultfs \
+             repair` marks them damaged), the lost files can only come from another copy",
+            report.error_count()
         );
     }
     Ok(Outcome::Ok)

@@ -4,9 +4,10 @@ use anyhow::Result;
 
 use vaultfs::cli::InitArgs;
 use vaultfs::keys::KdfParams;
+use vaultfs::vault::keyring::NewSlot;
 use vaultfs::vault::{InitOptions, Vault};
 
-use super::{Env, Outcome};
+use super::{Env, Outcome, credential};
 
 pub fn run(a: InitArgs, env: &Env) -> Result<Outcome> {
     let opts = InitOptions {
@@ -23,8 +24,14 @@ pub fn run(a: InitArgs, env: &Env) -> Result<Outcome> {
         pack_target_bytes: a.pack_size_mib.saturating_mul(1 << 20),
     };
     let location = env.location(&a.vault)?;
-    let p = env.passphrase(&location.shown(), true)?;
-    Vault::create_at(&location, &p, &opts)?;
+    let first = if let Some(f) = &a.rsa_public_key {
+        NewSlot::Rsa(Box::new(credential::rsa_public_key(&env.path(f))?))
+    } else if let Some(f) = &a.new_key_file {
+        NewSlot::KeyFile(credential::new_key_file(&env.path(f))?)
+    } else {
+        NewSlot::Passphrase(env.passphrase(&location.shown(), true)?, opts.kdf)
+    };
+    Vault::create_at(&location, &first, &a.label, &opts)?;
     env.out(format!(
         "created vault {} (soft delete: {} days)",
         a.vault.display(),

@@ -5,10 +5,12 @@
 mod backup;
 mod check;
 mod completions;
+mod credential;
 mod delete;
 mod gc;
 mod init;
 mod items;
+mod key;
 mod mount;
 mod points;
 mod policy;
@@ -28,9 +30,11 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
+pub use credential::take_env_secrets;
 use vaultfs::cli::{Cli, Command};
 use vaultfs::control::{self, Request, Responder, Response};
-use vaultfs::keys::MasterKey;
+use vaultfs::keys::Credential;
+use vaultfs::vault::location::same_dir;
 use vaultfs::vault::{Location, Places, Vault};
 
 /// What a command achieved, mapped to the process exit code.
@@ -49,8 +53,9 @@ enum Sink<'a> {
 /// The world a command runs in.
 pub struct Env<'a> {
     passphrase_file: Option<PathBuf>,
-    /// Passphrase sent by a control-socket client.
-    passphrase: Option<Zeroizing<Vec<u8>>>,
+    key_file: Option<PathBuf>,
+    rsa_key: Option<PathBuf>,
+    unwrap_command: Option<String>,
     /// Inside the daemon: the vault it holds open.
     daemon_vault: Option<Arc<Vault>>,
     cwd: PathBuf,
@@ -61,14 +66,16 @@ pub struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
-    pub fn local(passphrase_file: Option<PathBuf>, places: Places) -> Env<'static> {
+    pub fn local(cli: &Cli) -> Env<'static> {
         Env {
-            passphrase_file,
-            passphrase: None,
+            passphrase_file: cli.passphrase_file.clone(),
+            key_file: cli.key_file.clone(),
+            rsa_key: cli.rsa_key.clone(),
+            unwrap_command: cli.unwrap_command.clone(),
             daemon_vault: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-            places,
-            replica: false,
+            places: cli.places(),
+            replica: cli.replica,
             sink: Sink::Local,
         }
     }
@@ -93,12 +100,13 @@ impl<'a> Env<'a> {
         vault: Arc<Vault>,
         cwd: PathBuf,
         places: Places,
-        passphrase: Zeroizing<Vec<u8>>,
         out: &'a mut Responder,
     ) -> Env<'a> {
         Env {
             passphrase_file: None,
-            passphrase: Some(passphrase),
+            key_file: None,
+            rsa_key: None,
+            unwrap_command: None,
             daemon_vault: Some(vault),
             cwd,
             places,
@@ -142,18 +150,12 @@ impl<'a> Env<'a> {
         Ok(Location::parse(given, &self.cwd, &self.places)?)
     }
 
-    /// The passphrase: sent by the client, `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
+    /// The passphrase: `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
     pub fn passphrase(&self, vault: &Path, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-        if let Some(p) = &self.passphrase {
-            return Ok(p.clone());
-        }
         let pass = if let Some(f) = &self.passphrase_file {
-            let text = std::fs::read(f)
-                .with_context(|| format!("cannot read passphrase file {}", f.display()))?;
-            let line = text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-            Zeroizing::new(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
-        } else if let Some(v) = std::env::var_os("VAULTFS_PASSPHRASE") {
-            Zeroizing::new(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+            credential::first_line(f).context("cannot read the passphrase file")?
+        } else if let Some(p) = credential::env_passphrase() {
+            p
         } else if std::io::stdin().is_terminal() {
             let p = rpassword::prompt_password(format!("passphrase for {}: ", vault.display()))?;
             if confirm {
@@ -174,31 +176,44 @@ impl<'a> Env<'a> {
         Ok(pass)
     }
 
-    /// Open `vault` (or, in the daemon, check the passphrase and share the open vault).
+    /// Open `vault` (in the daemon: share the open vault; the control socket let the caller
+    /// in by its peer credentials, so no key is asked for or derived).
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
-        let location = self.location(vault)?;
-        let config = Vault::read_config_at(&location)?;
-        let pass = self.passphrase(&location.shown(), false)?;
         if let Some(v) = &self.daemon_vault {
-            if !v.location().same_as(&location) {
+            // A mount point stands for the vault mounted on it (see `forward`).
+            let path = self.path(vault);
+            let same = match vaultfs::daemon::vault_of_mount(&path) {
+                Some(dir) => same_dir(v.dir(), &dir),
+                None => same_dir(v.dir(), &path) || v.location().same_as(&self.location(vault)?),
+            };
+            if !same {
                 bail!(
                     "this daemon serves {}, not {}",
                     v.location().display(),
-                    location.display()
+                    vault.display()
                 );
             }
-            MasterKey::unwrap(&config.key_slots, &pass)?;
             return Ok(v.clone());
         }
-        if self.replica {
-            let key = MasterKey::unwrap(&config.key_slots, &pass)?;
-            return Ok(Arc::new(vaultfs::vault::replica::open(
-                &location,
-                &self.cache_root(),
-                key,
-            )?));
+        let location = self.location(vault)?;
+        Vault::read_config_at(&location)?;
+        let credential = self.credential(&location.shown())?;
+        let v = if self.replica {
+            let key = Vault::unwrap_key_at(&location, &credential)?;
+            vaultfs::vault::replica::open(&location, &self.cache_root(), key)?
+        } else {
+            Vault::open_credential_at(&location, &credential)?
+        };
+        for note in v.notes() {
+            self.err(format!("vaultfs: note: {note}"));
         }
-        Ok(Arc::new(Vault::open_at(&location, &pass)?))
+        Ok(Arc::new(v))
+    }
+
+    /// The credential, for commands that unlock a vault themselves (mount, repair).
+    pub fn unlock_credential(&self, location: &Location) -> Result<Credential> {
+        Vault::read_config_at(location)?;
+        self.credential(&location.shown())
     }
 
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
@@ -234,6 +249,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
         Command::Replicate(a) => replicate::run(a, env),
+        Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -274,30 +290,44 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
     let resolved = vaultfs::daemon::vault_of_mount(given);
-    let env = Env::local(cli.passphrase_file.clone(), cli.places()).with_replica(cli.replica);
+    let env = Env::local(cli);
     let vault = match resolved {
         Some(dir) => dir,
         None => local_dir_of(&env, &env.location(given).ok()?)?,
     };
     let vault = vault.as_path();
     let stream = control::connect(vault)?;
-    let pass = match env.passphrase(vault, false) {
-        Ok(p) => p,
-        Err(e) => return Some(finish(Err(e), &env)),
-    };
+    // No secret crosses the socket: the daemon holds the key and lets the caller in by its
+    // peer credentials.
     let req = Request::Command {
         argv_hex: std::env::args_os()
             .skip(1)
             .map(|a| hex::encode(a.as_encoded_bytes()))
             .collect(),
         cwd: env.cwd.clone(),
-        passphrase_hex: hex::encode(&*pass),
     };
-    let result = control::call(stream, &req, |r| match r {
-        Response::Out(s) => println!("{s}"),
-        Response::Err(s) => eprintln!("{s}"),
-        Response::Exit(_) => {}
+    let mut answered = false;
+    let result = control::call(stream, &req, |r| {
+        answered = true;
+        match r {
+            Response::Out(s) => println!("{s}"),
+            Response::Err(s) => eprintln!("{s}"),
+            Response::Exit(_) => {}
+        }
     });
+    let dropped = match &result {
+        Ok(None) => true,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        Ok(Some(_)) => false,
+    };
+    // A daemon killed a moment ago still accepts on its socket while it dies: once the socket
+    // is gone, the command runs here (the vault's lock says whether it may).
+    if dropped && !answered && daemon_gone(vault) {
+        return None;
+    }
     match result {
         Ok(Some(code)) => Some(code),
         Ok(None) => {
@@ -333,18 +363,23 @@ pub fn local_dir_of(env: &Env, location: &Location) -> Option<PathBuf> {
     }
 }
 
+/// Whether the control socket of `vault` stops accepting within five seconds.
+fn daemon_gone(vault: &std::path::Path) -> bool {
+    for _ in 0..50 {
+        if control::connect(vault).is_none() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 /// Run a command sent over the control socket, inside the daemon.
 pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
-    let Request::Command {
-        argv_hex,
-        cwd,
-        passphrase_hex,
-    } = req
-    else {
+    let Request::Command { argv_hex, cwd } = req else {
         out.send(&Response::Exit(1));
         return;
     };
-    let pass = Zeroizing::new(hex::decode(passphrase_hex).unwrap_or_default());
     let argv = argv_hex
         .iter()
         .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()));
@@ -353,8 +388,7 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     );
     let code = match parsed {
         Ok(cli) => {
-            let places = cli.places();
-            let env = Env::remote(vault, cwd, places, pass, out).with_replica(cli.replica);
+            let env = Env::remote(vault, cwd, cli.places(), out).with_replica(cli.replica);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {

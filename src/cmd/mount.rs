@@ -62,11 +62,11 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     if daemon::mounts().iter().any(|(_, p, _)| *p == mnt) {
         bail!("{} is already a mount point", mnt.display());
     }
-    let pass = env.passphrase(&location.shown(), false)?;
-    // The KDF runs here, before the fork: a wrong passphrase is reported directly, and the
-    // daemon never holds Argon2's working memory.
-    let key = MasterKey::unwrap(&config.key_slots, &pass)?;
-    drop(pass);
+    let credential = env.unlock_credential(&location)?;
+    // The key slot is opened here, before the fork: a wrong key is reported directly, and the
+    // daemon never holds Argon2's working memory or the credential.
+    let key = Vault::unwrap_key_at(&location, &credential)?;
+    drop(credential);
     let opts = MountOptions {
         mountpoint: mnt.clone(),
         allow_other: a.allow_other,

@@ -2,32 +2,69 @@
 
 use anyhow::{Result, bail};
 
-use vaultfs::cli::VaultArg;
-use vaultfs::vault::{Vault, repair};
+use vaultfs::cli::RepairArgs;
+use vaultfs::vault::repair;
 
 use super::{Env, Outcome};
 
-pub fn run(a: VaultArg, env: &Env) -> Result<Outcome> {
+pub fn run(a: RepairArgs, env: &Env) -> Result<Outcome> {
     if env.is_remote() {
         bail!("the vault is mounted: unmount it (vaultfs umount MNT) before repair");
     }
     let location = env.location(&a.vault)?;
-    Vault::read_config_at(&location)?;
-    let p = env.passphrase(&location.shown(), false)?;
-    let (_vault, report) = repair::repair_at(&location, &p)?;
-    for e in &report.errors {
-        env.err(format!("vaultfs: {e}"));
+    let credential = env.unlock_credential(&location)?;
+    let (v, mut report) = repair::repair_at(&location, &credential, a.dry_run)?;
+    if let Some(generation) = report.config_restored {
+        env.err(format!(
+            "vaultfs: the config was older than the packs know: restored generation {generation} from the packs"
+        ));
+        // The restored config may know newer data keys: read the packs again with them.
+        drop(v);
+        report = repair::repair_at(&location, &credential, a.dry_run)?.1;
     }
-    env.out(format!(
-        "rebuilt the index from {} packs: {} blobs, {} items, {} points",
-        report.packs, report.blobs, report.items, report.points
-    ));
-    if report.errors.is_empty() {
+    for n in &report.notes {
+        env.err(format!("vaultfs: warning: {n}"));
+    }
+    for (_, lost) in &report.damaged {
+        for line in lost {
+            env.err(format!("vaultfs: {line}"));
+        }
+    }
+    let would = if a.dry_run { "would: " } else { "" };
+    for c in &report.changes {
+        env.out(format!("{would}{c}"));
+    }
+    if a.dry_run {
+        env.out(format!(
+            "dry run: {} changes; the index would hold {} blobs from {} packs, {} items, {} points",
+            report.changes.len(),
+            report.blobs,
+            report.packs,
+            report.items,
+            report.points
+        ));
+    } else {
+        let kept = match &report.previous {
+            Some(prev) => format!("; the previous index is kept in {}", prev.display()),
+            None => String::new(),
+        };
+        env.out(format!(
+            "rebuilt the index from {} packs: {} blobs, {} items, {} points{kept}",
+            report.packs, report.blobs, report.items, report.points
+        ));
+    }
+    if report.damaged.is_empty() {
         Ok(Outcome::Ok)
     } else {
+        let labels: Vec<&str> = report.damaged.iter().map(|(l, _)| l.as_str()).collect();
         Ok(Outcome::Partial(format!(
-            "{} packs or records could not be read; their data is lost",
-            report.errors.len()
+            "data is lost in {} (listed above); {} kept and marked damaged",
+            labels.join(", "),
+            if a.dry_run {
+                "they would be"
+            } else {
+                "they are"
+            }
         )))
     }
 }

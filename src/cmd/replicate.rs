@@ -83,7 +83,13 @@ fn show_lag(env: &Env, target: &str, lags: &[ItemLag], json: bool) {
         })
         .collect();
     for line in table(
-        &["ITEM", "PRIMARY NEWEST", "SECONDARY NEWEST", "LAG", "MISSING"],
+        &[
+            "ITEM",
+            "PRIMARY NEWEST",
+            "SECONDARY NEWEST",
+            "LAG",
+            "MISSING",
+        ],
         &rows,
     ) {
         env.out(line);

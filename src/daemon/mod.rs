@@ -189,7 +189,7 @@ pub fn serve(
     // Files still waiting in staging are stored and the incoming trees saved.
     let saved = view.shutdown();
     if let Err(e) = &saved {
-        tracing::error!("saving incoming at unmount failed: {e}");
+        tracing::error!("saving incoming at unmount failed: {}", e.for_log());
     }
     let flushed = vault
         .store()

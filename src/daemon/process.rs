@@ -98,6 +98,12 @@ pub fn fork_daemon(
         None if msg.is_empty() => Started::Died,
         None => Started::Refused(msg.trim_start_matches("err ").trim().to_string()),
     };
+    if started != Started::Ready {
+        // Reap it: a mount tried right after a refused one must not find the vault still
+        // locked by this daemon on its way out.
+        // SAFETY: waitpid on our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
     Ok((pid, started))
 }
 

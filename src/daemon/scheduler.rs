@@ -34,7 +34,7 @@ pub fn run(
         };
         crate::vault::replica_settings::start_if_due(&vault, cache_root);
         if let Err(e) = tick(&vault) {
-            tracing::warn!("scheduled snapshots: {e}");
+            tracing::warn!("scheduled snapshots: {}", e.for_log());
         }
         if now_ns() - last_gc >= DAY_NS {
             last_gc = now_ns();
@@ -46,7 +46,7 @@ pub fn run(
                     r.packs_rewritten,
                     r.bytes_before.saturating_sub(r.bytes_after)
                 ),
-                Err(e) => tracing::warn!("daily gc failed: {e}"),
+                Err(e) => tracing::warn!("daily gc failed: {}", e.for_log()),
             }
         }
         ticks.fetch_add(1, Ordering::Relaxed);
@@ -64,9 +64,7 @@ fn tick(vault: &Vault) -> crate::vault::Result<()> {
         }
         if vault.incoming(&it.name)?.is_none() {
             tracing::info!(
-                "schedule of {}: due, but incoming/{} was never written; skipped",
-                it.name,
-                it.name
+                "a scheduled snapshot is due, but its incoming/ was never written; skipped"
             );
             // Record the skip by moving the policy's reference time.
             vault.touch_policy(&it.name)?;
@@ -74,10 +72,10 @@ fn tick(vault: &Vault) -> crate::vault::Result<()> {
         }
         match vault.snapshot(&it.name) {
             Ok(p) => {
-                tracing::info!("scheduled snapshot of {}: point {}", it.name, p.name);
+                tracing::info!("scheduled snapshot: point {}", p.name);
                 vault.apply_retention(&it.name)?;
             }
-            Err(e) => tracing::warn!("scheduled snapshot of {} failed: {e}", it.name),
+            Err(e) => tracing::warn!("a scheduled snapshot failed: {}", e.for_log()),
         }
     }
     Ok(())

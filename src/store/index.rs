@@ -8,8 +8,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::backend::local::durable;
-use super::backend::{Durable, Observer};
+use super::backend::local::{durable, observe, sync_dir};
+use super::backend::{Change, Durable, Observer};
 use super::pack::PackEntry;
 use super::{BlobId, BlobKind, Damaged, IndexProblem, PackId, Result, StoreError};
 
@@ -35,8 +35,53 @@ pub struct Location {
 #[derive(Clone)]
 pub struct Db {
     db: sled::Db,
-    dir: Arc<PathBuf>,
+    // After `db`: dropped after it (see `DbDir`).
+    dir: Arc<DbDir>,
     observer: Option<Arc<dyn Observer>>,
+}
+
+/// The directory of an open database, shared by its handles. When the last handle is gone the
+/// engine may still be writing from its own threads, holding the lock on its files; dropping
+/// this waits (five seconds at most: on a loaded machine they lag) until that lock is free, so
+/// whoever opens the database next, such as a command started right after in another process,
+/// is not refused. The file the engine locks is `db`, identified by device and inode: after a rename of the
+/// directory (repair swaps databases) the path may name another database's.
+struct DbDir(PathBuf, Option<(u64, u64)>);
+
+impl DbDir {
+    fn new(dir: &Path) -> DbDir {
+        use std::os::unix::fs::MetadataExt;
+        let id = std::fs::metadata(dir.join("db")).ok();
+        DbDir(dir.to_path_buf(), id.map(|m| (m.dev(), m.ino())))
+    }
+}
+
+impl std::ops::Deref for DbDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DbDir {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let Ok(file) = std::fs::File::open(self.0.join("db")) else {
+            return;
+        };
+        let id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+        if id.is_none() || id != self.1 {
+            return;
+        }
+        for _ in 0..2500 {
+            // SAFETY: flock(2) on a descriptor this function owns; closing it releases the lock.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
 }
 
 /// The store error for a failed engine call on the database at `dir`: I/O keeps its errno,
@@ -55,13 +100,23 @@ fn engine_err(dir: &Path, e: sled::Error) -> StoreError {
 impl Db {
     /// Create a new, empty database for vault `vault_id` at `dir` (which must not exist).
     pub fn create(dir: &Path, vault_id: &[u8]) -> Result<Db> {
+        Self::create_observed(dir, vault_id, None)
+    }
+
+    /// [`Db::create`], with `observer` told of the new directory and of each flush.
+    pub fn create_observed(
+        dir: &Path,
+        vault_id: &[u8],
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Db> {
         if dir.exists() {
             return Err(StoreError::Index {
                 dir: dir.to_path_buf(),
                 problem: IndexProblem::Exists,
             });
         }
-        let db = Self::open_raw(dir, None)?;
+        observe(&observer, Change::MakeDir(dir)).map_err(|e| StoreError::io("create", dir, e))?;
+        let db = Self::open_raw(dir, observer)?;
         db.db.insert(MARKER_KEY, vault_id).map_err(|e| db.err(e))?;
         db.flush()?;
         Ok(db)
@@ -96,11 +151,17 @@ impl Db {
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)
             .flush_every_ms(flush_every_ms);
+        remove_unfinished_snapshots(dir);
         // sled 0.34 panics on some kinds of damage instead of returning an error.
-        match catch_unwind(AssertUnwindSafe(|| cfg.open())) {
+        let opened = quietly(|| cfg.open());
+        if !matches!(opened, Ok(Ok(_))) {
+            // An open that failed (a full disk, say) must not leave a file that fails the next.
+            remove_unfinished_snapshots(dir);
+        }
+        match opened {
             Ok(Ok(db)) => Ok(Db {
                 db,
-                dir: Arc::new(dir.to_path_buf()),
+                dir: Arc::new(DbDir::new(dir)),
                 observer,
             }),
             Ok(Err(sled::Error::Io(e))) => Err(StoreError::io("open the index", dir, e)),
@@ -120,12 +181,30 @@ impl Db {
         engine_err(&self.dir, e)
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A named tree of the database, for the catalog.
     pub fn tree(&self, name: &str) -> Result<Tree> {
         Ok(Tree {
             tree: self.db.open_tree(name).map_err(|e| self.err(e))?,
             dir: self.dir.clone(),
         })
+    }
+
+    /// A named tree if the database has it (opening one that does not exist would write).
+    pub fn tree_if_exists(&self, name: &str) -> Result<Option<Tree>> {
+        if self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == name.as_bytes())
+        {
+            self.tree(name).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Make every earlier write durable (sled fsyncs).
@@ -140,12 +219,128 @@ impl Db {
     }
 }
 
+/// Run `f`, turning a panic (sled 0.34 panics on some kinds of damage) into an `Err` without
+/// the process's panic hook printing it: the caller reports the damage as one error. Only this
+/// thread is quiet meanwhile: a panic elsewhere is still reported (swapping the process's hook
+/// for a silent one hid other threads' panics, a test's failure among them).
+pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                hook(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    out
+}
+
+/// sled writes a snapshot at open to `snap.N.generating`, then renames it to `snap.N`; its
+/// reader takes the newest name, `.generating` included. A write cut short (a full disk, a
+/// crash) leaves a short `.generating` file that makes every later open fail as damaged. The
+/// file is only ever complete once renamed, so an unrenamed one is removed (the older snapshot
+/// and the log it starts from are still there: sled removes them only after the rename).
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Put the database built at `new` in the place of the one at `dir` (if any), which is kept at
+/// `prev` (a database there before is removed): one atomic exchange, then a rename, then the
+/// parent directory fsynced. A crash leaves `dir` either the old or the new database, never
+/// none. Returns where the old one was kept. Every database must be closed.
+pub fn replace(
+    dir: &Path,
+    new: &Path,
+    prev: &Path,
+    observer: &Option<Arc<dyn Observer>>,
+) -> Result<Option<PathBuf>> {
+    let parent = dir.parent().expect("an index directory has a parent");
+    remove_dir(prev, observer)?;
+    let kept = if dir.exists() {
+        observe(observer, Change::Exchange { a: new, b: dir })
+            .and_then(|()| exchange(new, dir))
+            .map_err(|e| StoreError::io("exchange", dir, e))?;
+        observe(
+            observer,
+            Change::Rename {
+                from: new,
+                to: prev,
+            },
+        )
+        .and_then(|()| std::fs::rename(new, prev))
+        .map_err(|e| StoreError::io("rename", new, e))?;
+        Some(prev.to_path_buf())
+    } else {
+        observe(observer, Change::Rename { from: new, to: dir })
+            .and_then(|()| std::fs::rename(new, dir))
+            .map_err(|e| StoreError::io("rename", new, e))?;
+        None
+    };
+    sync_dir(observer, parent)?;
+    Ok(kept)
+}
+
+/// Remove a database directory (a leftover, or the one kept before) if it is there.
+pub fn remove_dir(dir: &Path, observer: &Option<Arc<dyn Observer>>) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    observe(observer, Change::RemoveDir(dir))
+        .and_then(|()| std::fs::remove_dir_all(dir))
+        .map_err(|e| StoreError::io("remove", dir, e))
+}
+
+/// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`); where the filesystem
+/// cannot, two renames through a temporary name.
+pub(crate) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+        return Err(err);
+    }
+    let tmp = a.with_extension("exchange");
+    std::fs::rename(b, &tmp)?;
+    std::fs::rename(a, b)?;
+    std::fs::rename(&tmp, a)
+}
+
 /// One named tree of the database: ordered byte keys to byte values. The catalog's handle on
 /// the engine; its errors come back as store errors.
 #[derive(Clone)]
 pub struct Tree {
     tree: sled::Tree,
-    dir: Arc<PathBuf>,
+    dir: Arc<DbDir>,
 }
 
 /// Key and value bytes, as the engine hands them out.
@@ -293,4 +488,38 @@ pub fn decode(v: &[u8]) -> Option<Location> {
         len: u32::from_le_bytes(v[20..24].try_into().ok()?),
         kind: BlobKind::from_u8(v[24])?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot the engine began to write at open and could not finish (a full disk) leaves
+    /// `snap.N.generating`; the next open must not take it for the newest snapshot.
+    #[test]
+    fn an_unfinished_snapshot_file_does_not_fail_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let db = Db::create(&path, b"vault").unwrap();
+        db.tree("t").unwrap().insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let snaps: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap."))
+            .collect();
+        // Newer than any snapshot there: the engine's reader would pick it.
+        std::fs::write(path.join("snap.FFFFFFFFFFFFFFFF.generating"), b"").unwrap();
+        let db = Db::open(&path, b"vault", None).unwrap();
+        assert_eq!(
+            db.tree("t").unwrap().get(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert!(
+            !path.join("snap.FFFFFFFFFFFFFFFF.generating").exists(),
+            "{snaps:?}"
+        );
+    }
 }

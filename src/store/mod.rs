@@ -19,6 +19,8 @@ mod error;
 mod ids;
 pub mod index;
 pub mod pack;
+pub mod salvage;
+pub mod survey;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,6 +118,12 @@ impl Store {
         &self.codec
     }
 
+    /// Close the store (its database handle with it) and keep the codec (`repair`, which
+    /// builds a database, closes it, and opens the vault on it).
+    pub fn into_codec(self) -> Codec {
+        self.codec
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }
@@ -204,7 +212,7 @@ impl Store {
             *guard = Some(PackWriter::create(self.backend())?);
         }
         let w = guard.as_mut().expect("writer present");
-        w.append(kind, id, &sealed)?;
+        w.append(&self.codec, kind, id, &sealed)?;
         self.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.sealed_bytes_added
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
@@ -336,7 +344,7 @@ impl Store {
                 Some(w) => w,
                 None => writer.insert(PackWriter::create(self.backend())?),
             };
-            w.append(e.kind, e.id, &sealed)?;
+            w.append(&self.codec, e.kind, e.id, &sealed)?;
             written += sealed.len() as u64;
             if w.size() >= self.pack_target_bytes
                 && let Some(w) = writer.take()
@@ -414,22 +422,26 @@ impl Store {
 
     /// Every pack with its size in bytes, sorted by id.
     pub fn list_packs_sized(&self) -> Result<Vec<(PackId, u64)>> {
-        let mut out: Vec<(PackId, u64)> = self
-            .backend
-            .list(Kind::Pack)?
-            .into_iter()
-            .filter_map(|o| match o.key {
-                Key::Pack(id) => Some((id, o.size)),
-                _ => None,
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        packs_sized(self.backend.as_ref())
     }
 
     pub fn read_pack_header(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
         pack::read_header(&self.codec, self.backend(), pack)
     }
+}
+
+/// Every pack of `backend` with its size in bytes, sorted by id.
+pub(crate) fn packs_sized(backend: &dyn Backend) -> Result<Vec<(PackId, u64)>> {
+    let mut out: Vec<(PackId, u64)> = backend
+        .list(Kind::Pack)?
+        .into_iter()
+        .filter_map(|o| match o.key {
+            Key::Pack(id) => Some((id, o.size)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! another key. Every record also lives in the packs as a meta blob; this is a cache that
 //! `repair` can rebuild.
 
-use crate::format::{self, IncomingRecord, ItemRecord, PointRecord, PolicyRecord};
+use crate::format::{
+    self, DamageRecord, IncomingRecord, ItemRecord, MetaRecord, PointRecord, PolicyRecord,
+};
 use crate::store::codec::Codec;
 use crate::store::index::{Db, Tree};
 use crate::store::{BlobKind, Damaged};
@@ -17,6 +19,11 @@ const ITEM_AAD: &[u8] = b"vaultfs catalog item";
 const POINT_AAD: &[u8] = b"vaultfs catalog point";
 const INCOMING_AAD: &[u8] = b"vaultfs catalog incoming";
 const POLICY_AAD: &[u8] = b"vaultfs catalog policy";
+const CONFIG_GENERATION_AAD: &[u8] = b"vaultfs catalog config generation";
+const CONFIG_GENERATION_KEY: &[u8] = b"config generation";
+const DAMAGE_AAD: &[u8] = b"vaultfs catalog damage";
+/// The database tree of damage marks: made by `repair` only, so a read-only open writes nothing.
+const DAMAGE_TREE: &str = "damaged";
 
 pub struct Catalog {
     items: Tree,
@@ -25,8 +32,54 @@ pub struct Catalog {
     incoming: Tree,
     /// Key: keyed-hash(item)[..16]; value: the item's [`PolicyRecord`] (format v2).
     policies: Tree,
+    /// Vault-wide state (format v3): the newest config generation this database has seen, so
+    /// an older config copied back is found at open.
+    state: Tree,
     /// Told the item whenever its item or point records change (see [`Catalog::on_change`]).
     listener: std::sync::OnceLock<Listener>,
+    db: Db,
+}
+
+/// Every catalog record that opens, and each value that does not.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub records: Vec<MetaRecord>,
+    pub damaged: Vec<DamagedValue>,
+}
+
+/// A catalog value that does not open: which record it held, as far as its key tells.
+#[derive(Debug)]
+pub struct DamagedValue {
+    pub key: ValueKey,
+    /// What is wrong, in words.
+    pub line: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueKey {
+    /// An item record under this item key.
+    Item(Vec<u8>),
+    /// A point record under this point key.
+    Point(Vec<u8>),
+    /// An incoming or policy record of this item.
+    OfItem(String),
+    /// A key that does not even read.
+    Unknown,
+}
+
+impl ValueKey {
+    /// Whether `rec` is the record this key holds.
+    pub fn holds(&self, codec: &Codec, rec: &MetaRecord) -> bool {
+        match (self, rec) {
+            (ValueKey::Item(k), MetaRecord::Item(r)) => Catalog::item_key(codec, &r.name) == k[..],
+            (ValueKey::Point(k), MetaRecord::Point(p)) => {
+                Catalog::point_key(codec, &p.item, &p.name) == *k
+            }
+            (ValueKey::OfItem(item), MetaRecord::Incoming(i)) => i.item == *item,
+            (ValueKey::OfItem(item), MetaRecord::Policy(p)) => p.item == *item,
+            _ => false,
+        }
+    }
 }
 
 type Listener = Box<dyn Fn(&str) + Send + Sync>;
@@ -63,7 +116,9 @@ impl Catalog {
             points: db.tree("points")?,
             incoming: db.tree("incoming")?,
             policies: db.tree("policies")?,
+            state: db.tree("state")?,
             listener: std::sync::OnceLock::new(),
+            db: db.clone(),
         })
     }
 
@@ -232,11 +287,124 @@ impl Catalog {
         )
     }
 
-    /// Forget a point (gc purge).
+    /// The newest config generation recorded, if any.
+    pub fn config_generation(&self, codec: &Codec) -> Result<Option<u64>> {
+        match self.state.get(CONFIG_GENERATION_KEY)? {
+            Some(v) => {
+                let g: u64 = open_value(
+                    codec,
+                    CONFIG_GENERATION_AAD,
+                    CONFIG_GENERATION_KEY,
+                    &v,
+                    "config generation",
+                )?;
+                Ok(Some(g))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_config_generation(&self, codec: &Codec, generation: u64) -> Result<()> {
+        let aad = aad(CONFIG_GENERATION_AAD, CONFIG_GENERATION_KEY);
+        let v = codec.seal_raw(&format::encode(&generation), &aad)?;
+        self.state.insert(CONFIG_GENERATION_KEY, v)?;
+        Ok(())
+    }
+
+    /// Forget a point (gc purge), and its damage mark.
     pub fn remove_point(&self, codec: &Codec, item: &str, name: &str) -> Result<()> {
-        self.points.remove(Self::point_key(codec, item, name))?;
+        let key = Self::point_key(codec, item, name);
+        self.points.remove(&key)?;
+        if let Some(marks) = self.db.tree_if_exists(DAMAGE_TREE)? {
+            marks.remove(&key)?;
+        }
         self.changed(item);
         Ok(())
+    }
+
+    /// Mark a point as having lost the data of `rec.paths` (`repair`).
+    pub fn put_damage(&self, codec: &Codec, rec: &DamageRecord) -> Result<()> {
+        let key = Self::point_key(codec, &rec.item, &rec.point);
+        let v = codec.seal_raw(&format::encode(rec), &aad(DAMAGE_AAD, &key))?;
+        Ok(self.db.tree(DAMAGE_TREE)?.insert(&key, v)?)
+    }
+
+    /// The damage mark of a point, if it has one.
+    pub fn damage(&self, codec: &Codec, item: &str, point: &str) -> Result<Option<DamageRecord>> {
+        let Some(marks) = self.db.tree_if_exists(DAMAGE_TREE)? else {
+            return Ok(None);
+        };
+        let key = Self::point_key(codec, item, point);
+        let Some(v) = marks.get(&key)? else {
+            return Ok(None);
+        };
+        let rec: DamageRecord = open_value(codec, DAMAGE_AAD, &key, &v, "damage mark")?;
+        if Self::point_key(codec, &rec.item, &rec.point) != key {
+            return Err(bad("damage mark", "stored under another point's key"));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Every record that opens, one by one, so one damaged value hides nothing else; the
+    /// others are described (`check`, `repair`).
+    pub fn scan(&self, codec: &Codec) -> Scan {
+        let mut out = Scan::default();
+        let mut damaged = |key: ValueKey, line: String| {
+            out.damaged.push(DamagedValue {
+                key,
+                line: format!("catalog: {line}"),
+            })
+        };
+        let mut records = Vec::new();
+        let mut item_names: Vec<String> = Vec::new();
+        for kv in self.items.iter() {
+            match kv {
+                Ok((k, v)) => match Self::open_item(codec, &k, &v) {
+                    Ok(rec) => {
+                        item_names.push(rec.name.clone());
+                        records.push(MetaRecord::Item(rec));
+                    }
+                    Err(e) => damaged(ValueKey::Item(k.to_vec()), format!("an item record: {e}")),
+                },
+                Err(e) => damaged(ValueKey::Unknown, e.to_string()),
+            }
+        }
+        // Names for keys, so a damaged point record can be named.
+        let item_of = |key: &[u8]| -> String {
+            item_names
+                .iter()
+                .find(|n| key.starts_with(&Self::item_key(codec, n)))
+                .cloned()
+                .unwrap_or_else(|| "an unknown item".into())
+        };
+        for kv in self.points.iter() {
+            match kv {
+                Ok((k, v)) => match Self::open_point(codec, &k, &v) {
+                    Ok(rec) => records.push(MetaRecord::Point(Box::new(rec))),
+                    Err(e) => {
+                        let name = String::from_utf8_lossy(k.get(16..).unwrap_or(&[]));
+                        let line = format!("the record of point {}/{name}: {e}", item_of(&k));
+                        damaged(ValueKey::Point(k.to_vec()), line);
+                    }
+                },
+                Err(e) => damaged(ValueKey::Unknown, e.to_string()),
+            }
+        }
+        for name in &item_names {
+            let key = || ValueKey::OfItem(name.clone());
+            match self.incoming(codec, name) {
+                Ok(Some(r)) => records.push(MetaRecord::Incoming(Box::new(r))),
+                Ok(None) => {}
+                Err(e) => damaged(key(), format!("the incoming record of {name}: {e}")),
+            }
+            match self.policy(codec, name) {
+                Ok(Some(r)) => records.push(MetaRecord::Policy(r)),
+                Ok(None) => {}
+                Err(e) => damaged(key(), format!("the policy record of {name}: {e}")),
+            }
+        }
+        out.records = records;
+        out
     }
 
     /// Every saved incoming record.
@@ -266,6 +434,7 @@ impl Catalog {
         self.points.clear()?;
         self.incoming.clear()?;
         self.policies.clear()?;
+        self.state.clear()?;
         Ok(())
     }
 }

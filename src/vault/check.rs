@@ -1,223 +1,331 @@
-//! `check`: verify packs against the index, every point's trees, and (with `--read-data`) every
-//! blob's authentication and id. Damage is reported with the item, point and path it affects.
+//! `check`: verify the index against the packs, every record against its copies, every point's
+//! trees and chunk references, and (with `--read-data`) every blob of every pack, indexed or
+//! not. What it finds is one of two kinds (DESIGN.md §11.4):
+//! - damaged container, data intact: a pack whose header, trailer or frames are damaged while
+//!   its blobs authenticate, a missing or damaged pack whose blobs have intact copies elsewhere,
+//!   an index entry that points wrong, a record that lost its copy in the packs or in the
+//!   catalog, a damaged duplicate. `repair` fixes each without losing anything.
+//! - data lost: a path of a point (or of an incoming tree) whose chunks or listing have no
+//!   intact copy anywhere, named `ITEM/POINT:PATH`.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::format::{Node, NodeKind};
+use crate::format::{self, Tree};
 use crate::store::index::Location;
-use crate::store::{BlobId, BlobKind, PackId, StoreError};
+use crate::store::pack::PackEntry;
+use crate::store::survey::{Status, Survey};
+use crate::store::{BlobId, BlobKind, PackId, Store};
 
-use super::{Result, Vault, tree};
+use super::catalog::ValueKey;
+use super::damage::{Blobs, Walk};
+use super::records::{self, Records, describe};
+use super::{Result, Vault};
 
 #[derive(Debug, Default)]
 pub struct CheckReport {
     pub packs: u64,
+    /// Blobs in the index.
     pub blobs: u64,
     pub points: u64,
     pub trees: u64,
     pub data_bytes_verified: u64,
-    pub errors: Vec<String>,
+    /// Damage whose data is intact somewhere (`repair` fixes it), one line each.
+    pub intact: Vec<String>,
+    /// Lost data: `ITEM/POINT:PATH: what is damaged: why`, and records lost everywhere.
+    pub lost: Vec<String>,
+    /// `ITEM/POINT` (or `ITEM/incoming`) of every tree with lost data.
+    pub damaged_points: BTreeSet<String>,
     pub warnings: Vec<String>,
 }
 
-/// Why a blob is unusable.
-type Bad = HashMap<BlobId, String>;
+impl CheckReport {
+    /// Every error line: damage with the data intact first, then lost data.
+    pub fn errors(&self) -> impl Iterator<Item = &String> {
+        self.intact.iter().chain(&self.lost)
+    }
 
-pub fn check(
-    vault: &Vault,
-    read_data: bool,
-    mut on_pack: impl FnMut(u64, u64),
-) -> Result<CheckReport> {
+    pub fn error_count(&self) -> usize {
+        self.intact.len() + self.lost.len()
+    }
+}
+
+pub fn check(vault: &Vault, read_data: bool, on_pack: impl FnMut(u64, u64)) -> Result<CheckReport> {
     let store = vault.store();
+    let codec = store.codec();
     let mut report = CheckReport::default();
-    let mut bad: Bad = HashMap::new();
 
-    // 1. The index against the packs.
-    let mut by_pack: HashMap<PackId, Vec<(BlobId, Location)>> = HashMap::new();
+    // 1. The index, and what it says each pack holds.
+    let mut index: HashMap<BlobId, Location> = HashMap::new();
+    let mut hints: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     for entry in store.index().iter() {
         match entry {
-            Ok((id, loc)) => by_pack.entry(loc.pack).or_default().push((id, loc)),
-            Err(e) => report.errors.push(format!("index: {e}")),
+            Ok((id, loc)) => {
+                hints.entry(loc.pack).or_default().push(PackEntry {
+                    kind: loc.kind,
+                    id,
+                    offset: loc.offset,
+                    len: loc.len,
+                });
+                index.insert(id, loc);
+            }
+            Err(e) => report.intact.push(format!("{e}")),
         }
     }
-    let on_disk: HashSet<PackId> = store.list_packs()?.into_iter().collect();
-    report.packs = on_disk.len() as u64;
-    for (pack, blobs) in &by_pack {
-        if !on_disk.contains(pack) {
-            report.errors.push(format!(
-                "pack {pack} is missing ({} blobs lost)",
-                blobs.len()
-            ));
-            for (id, _) in blobs {
-                bad.insert(*id, format!("pack {pack} is missing"));
-            }
-        }
-    }
-    let total = on_disk.len() as u64;
-    let mut packs: Vec<PackId> = on_disk.into_iter().collect();
-    packs.sort();
-    for (n, pack) in packs.iter().enumerate() {
-        on_pack(n as u64, total);
-        let indexed = by_pack.get(pack).map(|v| v.as_slice()).unwrap_or(&[]);
-        let header = match store.read_pack_header(pack) {
-            Ok(h) => h,
-            Err(e) => {
-                report.errors.push(format!("{e}"));
-                for (id, _) in indexed {
-                    bad.insert(*id, e.to_string());
-                }
-                continue;
-            }
-        };
-        let in_header: HashMap<BlobId, (u32, u32, BlobKind)> = header
-            .iter()
-            .map(|e| (e.id, (e.offset, e.len, e.kind)))
-            .collect();
-        let mut listed = 0usize;
-        for (id, loc) in indexed {
-            match in_header.get(id) {
-                Some(&(o, l, k)) if (o, l, k) == (loc.offset, loc.len, loc.kind) => listed += 1,
-                _ => {
-                    report.errors.push(format!(
-                        "index entry of blob {id} disagrees with pack {pack}"
-                    ));
-                    bad.insert(*id, format!("index disagrees with pack {pack}"));
-                }
-            }
-        }
-        if listed < header.len() {
-            report.warnings.push(format!(
-                "pack {pack}: {} blobs not in the index (left by an interrupted write; `repair` indexes them, gc will drop them)",
-                header.len() - listed
-            ));
-        }
-        if read_data {
-            for (id, loc) in indexed {
-                if bad.contains_key(id) {
-                    continue;
-                }
-                match store.get_at(id, loc) {
-                    Ok(plain) => {
-                        report.blobs += 1;
-                        report.data_bytes_verified += plain.len() as u64;
-                        if store.blob_id(loc.kind, &plain) != *id {
-                            report
-                                .errors
-                                .push(format!("blob {id} in pack {pack} does not hash to its id"));
-                            bad.insert(*id, "content does not match its id".into());
-                        }
-                    }
-                    Err(e) => {
-                        report.errors.push(format!("{e}"));
-                        bad.insert(*id, e.to_string());
-                    }
-                }
-            }
-        } else {
-            report.blobs += indexed.len() as u64;
-        }
-    }
-    on_pack(total, total);
+    report.blobs = index.len() as u64;
 
-    // 2. Every point's trees (always read) and chunk references.
-    let mut clean_trees: HashSet<BlobId> = HashSet::new();
-    for point in vault
-        .points(None, false)?
-        .into_iter()
-        .chain(vault.points(None, true)?)
-    {
-        report.points += 1;
-        let label = format!("{}/{}", point.item, point.name);
-        let mut ctx = Walk {
-            vault,
-            bad: &bad,
-            clean: &mut clean_trees,
-            errors: Vec::new(),
-            trees: 0,
-        };
-        ctx.node(&point.root, &label, "");
-        report.trees += ctx.trees;
-        report.errors.extend(ctx.errors);
+    // 2. Every pack, indexed or not.
+    let survey = Survey::take(codec, store.backend(), &hints, read_data, on_pack)?;
+    report.packs = survey.packs.len() as u64;
+    report.data_bytes_verified = survey.bytes_verified;
+
+    // 3. Records: the catalog's against the packs'.
+    let scan = vault.catalog.scan(codec);
+    let (packed, errors) = records::from_packs(codec, store.backend(), &survey);
+    report.intact.extend(errors);
+    let mut catalog = Records::default();
+    for rec in scan.records {
+        catalog.add(rec);
     }
+    for bad in &scan.damaged {
+        let copy = match &bad.key {
+            ValueKey::Unknown => None,
+            key => packed.all().into_iter().find(|r| key.holds(codec, r)),
+        };
+        match copy {
+            Some(rec) => report.intact.push(format!(
+                "{}; an intact copy of {} is in the packs: `vaultfs repair` restores it",
+                bad.line,
+                describe(&rec)
+            )),
+            None => report
+                .lost
+                .push(format!("{}; no copy of it is in the packs", bad.line)),
+        }
+    }
+    for rec in catalog.all() {
+        let id = records::blob_id(codec, &rec);
+        if let Status::Lost(why) = survey.status(&id, index.get(&id)) {
+            report.intact.push(format!(
+                "the record of {} has no intact copy in the packs ({why}); the catalog's copy is \
+                 intact: `vaultfs repair` writes it again",
+                describe(&rec)
+            ));
+        }
+    }
+    for p in packed.points.values().filter(|p| p.deleted_at_ns.is_none()) {
+        let listed = catalog.points.get(&(p.item.clone(), p.name.clone()));
+        if listed.is_none_or(|c| c.revision < p.revision) {
+            let how = match listed {
+                None => "but not in the catalog",
+                Some(_) => "in a newer revision than the catalog's",
+            };
+            report.warnings.push(format!(
+                "point {}/{} is in the packs {how} (left by an interrupted command, or lost from \
+                 the catalog); `vaultfs repair` brings it back",
+                p.item, p.name
+            ));
+        }
+    }
+
+    // 4. Every point's and incoming tree's paths.
+    let found = Found {
+        store,
+        survey: &survey,
+        index: &index,
+        lost: RefCell::new(HashSet::new()),
+    };
+    let mut walk = Walk::default();
+    let mut roots: Vec<(String, format::Node)> = Vec::new();
+    for p in catalog.points.values() {
+        report.points += 1;
+        roots.push((format!("{}/{}", p.item, p.name), p.root.clone()));
+    }
+    for i in catalog.incoming.values() {
+        roots.push((format!("{}/incoming", i.item), i.root.clone()));
+    }
+    for (label, root) in &roots {
+        let losses = walk.losses(&found, root);
+        if !losses.is_empty() {
+            report.damaged_points.insert(label.clone());
+        }
+        report.lost.extend(losses.iter().map(|l| l.line(label)));
+    }
+    report.trees = walk.trees;
+
+    // 5. The packs and index entries behind it all (reported before the paths).
+    let lost = found.lost.into_inner();
+    let mut containers = pack_lines(&survey, &index, &lost);
+    containers.append(&mut report.intact);
+    report.intact = containers;
+    report.warnings.extend(unindexed(&survey, &index));
     Ok(report)
 }
 
-struct Walk<'a> {
-    vault: &'a Vault,
-    bad: &'a Bad,
-    clean: &'a mut HashSet<BlobId>,
-    errors: Vec<String>,
-    trees: u64,
+/// One line per damaged or missing pack, and per index entry that disagrees with an intact pack.
+fn pack_lines(
+    survey: &Survey,
+    index: &HashMap<BlobId, Location>,
+    lost: &HashSet<BlobId>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    // Packs where a blob some path needed was, or should have been.
+    let mut lost_in: HashSet<PackId> = HashSet::new();
+    for id in lost {
+        lost_in.extend(index.get(id).map(|loc| loc.pack));
+        lost_in.extend(survey.copies.get(id).into_iter().flatten().map(|c| c.pack));
+    }
+    let verdict = |lost_here: bool| {
+        if lost_here {
+            "data lost: the paths are listed below"
+        } else {
+            "damaged container, data intact: `vaultfs repair` copies its blobs out"
+        }
+    };
+    for (pack, health) in &survey.packs {
+        if health.is_clean() {
+            continue;
+        }
+        let mut what = health.problems.clone();
+        if what.is_empty() {
+            what.push(format!("pack {pack} holds damaged blobs"));
+        }
+        let mut counts = vec![format!("{} blobs authenticate", health.blobs)];
+        if !health.damaged.is_empty() {
+            let mut ids: Vec<String> = health.damaged.iter().map(|e| e.id.to_string()).collect();
+            if ids.len() > 5 {
+                ids.truncate(5);
+                ids.push("...".into());
+            }
+            counts.push(format!(
+                "{} do not ({})",
+                health.damaged.len(),
+                ids.join(", ")
+            ));
+        }
+        if health.damaged_stretches > 0 {
+            counts.push(format!(
+                "{} more, unnamed, do not",
+                health.damaged_stretches
+            ));
+        }
+        out.push(format!(
+            "{}: {} ({})",
+            what.join("; "),
+            counts.join(", "),
+            verdict(lost_in.contains(pack))
+        ));
+    }
+    // Packs the index names that are gone.
+    let mut missing: BTreeMap<PackId, (u64, u64)> = BTreeMap::new();
+    for (id, loc) in index {
+        if survey.packs.contains_key(&loc.pack) {
+            if survey.is_clean(&loc.pack) && survey.status(id, Some(loc)) != Status::Ok {
+                let why = match survey.status(id, Some(loc)) {
+                    Status::Elsewhere(w) => format!("{w}; data intact"),
+                    Status::Lost(w) => w,
+                    Status::Ok => unreachable!("filtered above"),
+                };
+                out.push(format!(
+                    "index entry of blob {id} disagrees with pack {} ({why})",
+                    loc.pack
+                ));
+            }
+            continue;
+        }
+        let m = missing.entry(loc.pack).or_default();
+        m.0 += 1;
+        if matches!(survey.status(id, Some(loc)), Status::Lost(_)) {
+            m.1 += 1;
+        }
+    }
+    for (pack, (blobs, gone)) in missing {
+        let lost_here = lost_in.contains(&pack);
+        out.push(format!(
+            "pack {pack} is missing: the index names {blobs} blobs in it, {} have intact copies \
+             elsewhere ({})",
+            blobs - gone,
+            if lost_here {
+                "data lost: the paths are listed below"
+            } else {
+                "no path of any point lost data: `vaultfs repair` indexes the copies and writes \
+                 again the records it held"
+            }
+        ));
+    }
+    out
 }
 
-impl Walk<'_> {
-    /// Returns true if everything under `node` is intact.
-    fn node(&mut self, node: &Node, label: &str, path: &str) -> bool {
-        let shown = if path.is_empty() {
-            "/".to_string()
-        } else {
-            path.to_string()
-        };
-        match node.kind {
-            NodeKind::Dir => {
-                let Some(id) = node.subtree else {
-                    self.errors
-                        .push(format!("{label}:{shown}: directory without a tree"));
-                    return false;
-                };
-                if self.clean.contains(&id) {
-                    return true;
-                }
-                if let Some(why) = self.bad.get(&id) {
-                    self.errors.push(format!(
-                        "{label}:{shown}: directory listing is damaged: {why}"
-                    ));
-                    return false;
-                }
-                let listing = match tree::load(self.vault.store(), &id) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.errors.push(format!(
-                            "{label}:{shown}: directory listing is damaged: {e}"
-                        ));
-                        return false;
-                    }
-                };
-                self.trees += 1;
-                let mut ok = true;
-                for child in &listing.nodes {
-                    let name = String::from_utf8_lossy(&child.name);
-                    ok &= self.node(child, label, &format!("{path}/{name}"));
-                }
-                if ok {
-                    self.clean.insert(id);
-                }
-                ok
+/// Warnings for blobs in intact packs that the index does not point at.
+fn unindexed(survey: &Survey, index: &HashMap<BlobId, Location>) -> Vec<String> {
+    let mut count: BTreeMap<PackId, u64> = BTreeMap::new();
+    for (id, copies) in &survey.copies {
+        for c in copies.iter().filter(|c| survey.is_clean(&c.pack)) {
+            if index.get(id) != Some(&c.location()) {
+                *count.entry(c.pack).or_default() += 1;
             }
-            NodeKind::File => {
-                let mut ok = true;
-                for id in node.chunks.iter().map(|c| &c.id) {
-                    let problem = match self.bad.get(id) {
-                        Some(why) => Some(why.clone()),
-                        None => match self.vault.store().index().get(id) {
-                            Ok(Some(loc)) if loc.kind == BlobKind::Data => None,
-                            Ok(Some(loc)) => {
-                                Some(format!("blob {id} is a {:?}, not file data", loc.kind))
-                            }
-                            Ok(None) => Some(StoreError::MissingBlob(*id).to_string()),
-                            Err(e) => Some(e.to_string()),
-                        },
-                    };
-                    if let Some(why) = problem {
-                        self.errors
-                            .push(format!("{label}:{shown}: file data is damaged: {why}"));
-                        ok = false;
-                        break;
-                    }
-                }
-                ok
-            }
-            _ => true,
         }
+    }
+    count
+        .into_iter()
+        .map(|(pack, n)| {
+            format!(
+                "pack {pack}: {n} blobs not in the index (left by an interrupted write; `repair` \
+                 indexes them, gc will drop them)"
+            )
+        })
+        .collect()
+}
+
+/// Blobs as the survey found them, the index's copy first.
+struct Found<'a> {
+    store: &'a Store,
+    survey: &'a Survey,
+    index: &'a HashMap<BlobId, Location>,
+    /// Blobs a path needed and found lost.
+    lost: RefCell<HashSet<BlobId>>,
+}
+
+impl Found<'_> {
+    fn problem(&self, id: &BlobId, kind: BlobKind) -> Option<String> {
+        match self.survey.status(id, self.index.get(id)) {
+            Status::Lost(why) => {
+                self.lost.borrow_mut().insert(*id);
+                Some(why)
+            }
+            _ => {
+                let copies = self.survey.readable(id, self.index.get(id));
+                match copies.iter().find(|c| c.entry.kind != kind) {
+                    Some(c) if copies.iter().all(|c| c.entry.kind != kind) => {
+                        self.lost.borrow_mut().insert(*id);
+                        Some(format!("blob {id} is a {:?}, not a {kind:?}", c.entry.kind))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+impl Blobs for Found<'_> {
+    fn tree(&self, id: &BlobId) -> std::result::Result<Tree, String> {
+        if let Some(why) = self.problem(id, BlobKind::Tree) {
+            return Err(why);
+        }
+        let mut why = format!("blob {id} has no readable copy");
+        for copy in self.survey.readable(id, self.index.get(id)) {
+            match self.store.get_at(id, &copy.location()) {
+                Ok(plain) => {
+                    return format::decode(&plain, "tree").map_err(|e| format!("blob {id} {e}"));
+                }
+                Err(e) => why = e.to_string(),
+            }
+        }
+        self.lost.borrow_mut().insert(*id);
+        Err(why)
+    }
+
+    fn data_problem(&self, id: &BlobId) -> Option<String> {
+        self.problem(id, BlobKind::Data)
     }
 }

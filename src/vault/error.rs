@@ -79,9 +79,44 @@ pub enum VaultError {
         what: &'static str,
         source: rayon::ThreadPoolBuildError,
     },
+    #[error(
+        "the config is generation {found}, but this vault has seen generation {known}: an older \
+         config was copied back (rollback); `vaultfs repair` restores the newest from the packs"
+    )]
+    ConfigRolledBack { found: u64, known: u64 },
+    #[error("key slot {0} does not exist")]
+    NoSuchSlot(u32),
+    #[error("key slot {0} is the vault's last: add another slot before removing it")]
+    LastSlot(u32),
+    #[error("the vault is mounted: unmount it (vaultfs umount MNT) before changing its keys")]
+    KeysWhileMounted,
     /// A broken invariant of this program (a bug), named.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+impl VaultError {
+    /// The message without item, point or file names, for `daemon.log`: it is plaintext
+    /// under VAULT/, where names must never be (DESIGN.md §12).
+    pub fn for_log(&self) -> String {
+        use VaultError as E;
+        match self {
+            E::UnknownItem(_) => "no such item".into(),
+            E::ItemExists(_) => "the item already exists".into(),
+            E::UnknownPoint { .. } => "no such point".into(),
+            E::NoPoints(_) => "the item has no recovery points".into(),
+            E::BadItemName(_) => "invalid item name".into(),
+            E::BadPointName(_) => "invalid point name".into(),
+            E::HasPoints(_) => "the item has recovery points".into(),
+            E::AlreadyDeleted { .. } => "the point is already deleted".into(),
+            E::NotDeleted { .. } => "the point is not deleted".into(),
+            E::IncomingEmpty(_) => "the item's incoming/ is empty".into(),
+            E::NotADirectory(_) | E::PathEscapes(_) | E::NotInPoint { .. } => {
+                "a path in a point".into()
+            }
+            e => e.to_string(),
+        }
+    }
 }
 
 /// Why a directory is not a vault.

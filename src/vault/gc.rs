@@ -123,6 +123,8 @@ fn sweep(
         }
         live.insert(meta(MetaRecord::Item(it)));
     }
+    // The config in use stays in the packs (repair brings it back from there).
+    live.insert(meta(MetaRecord::Config(vault.config_record())));
     let mut roots: Vec<Node> = Vec::new();
     for p in points {
         live.insert(meta(MetaRecord::Point(Box::new(p.clone()))));

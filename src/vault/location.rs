@@ -176,11 +176,7 @@ impl Location {
     /// True if both name the same vault place.
     pub fn same_as(&self, other: &Location) -> bool {
         match (self, other) {
-            (Location::Local(a), Location::Local(b)) => match (a.canonicalize(), b.canonicalize())
-            {
-                (Ok(x), Ok(y)) => x == y,
-                _ => false,
-            },
+            (Location::Local(a), Location::Local(b)) => same_dir(a, b),
             (Location::S3(a), Location::S3(b)) => a.identity() == b.identity(),
             _ => false,
         }
@@ -188,6 +184,14 @@ impl Location {
 
     pub fn is_s3(&self) -> bool {
         matches!(self, Location::S3(_))
+    }
+}
+
+/// True if both paths name the same existing directory.
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

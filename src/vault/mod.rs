@@ -7,34 +7,39 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod config;
+mod create;
+pub mod damage;
 mod error;
 pub mod fsmeta;
 pub mod gc;
 pub mod incoming;
 pub mod ingest;
+pub mod keyring;
 pub mod location;
 pub mod lock;
 pub mod names;
 pub mod policy;
+pub mod records;
 pub mod repair;
 pub mod replica;
 pub mod replica_settings;
 pub mod replicate;
 pub mod restore;
+pub mod rollback;
 pub mod tree;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use create::InitOptions;
 pub use error::{NotAVault, Result, VaultError};
 pub use location::{Location, Places};
 
 use crate::format::{
-    self, ConfigFile, FORMAT_NAME, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
+    self, ConfigFile, ConfigRecord, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
     PointRecord, VaultParams,
 };
-use crate::keys::{KdfParams, MasterKey, random_bytes};
+use crate::keys::{Credential, MasterKey};
 use crate::store::backend::local::LocalBackend;
 use crate::store::backend::{Backend, LockGuard, Observer};
 use crate::store::chunker::{Chunker, ChunkerParams};
@@ -45,35 +50,9 @@ use catalog::Catalog;
 
 pub const INDEX_DIR: &str = "index";
 
-/// Choices made at `init`.
-#[derive(Debug, Clone)]
-pub struct InitOptions {
-    pub soft_delete_days: u32,
-    pub kdf: KdfParams,
-    pub chunk_min_bytes: u32,
-    pub chunk_avg_bytes: u32,
-    pub chunk_max_bytes: u32,
-    pub zstd_level: i32,
-    pub pack_target_bytes: u64,
-}
-
-impl Default for InitOptions {
-    fn default() -> Self {
-        InitOptions {
-            soft_delete_days: 14,
-            kdf: KdfParams::default(),
-            chunk_min_bytes: 256 << 10,
-            chunk_avg_bytes: 1 << 20,
-            chunk_max_bytes: 4 << 20,
-            zstd_level: 5,
-            pack_target_bytes: 32 << 20,
-        }
-    }
-}
-
 /// What unlocks a vault.
 pub(crate) enum Secret<'a> {
-    Passphrase(&'a [u8]),
+    Credential(&'a Credential),
     Key(MasterKey),
 }
 
@@ -90,6 +69,13 @@ pub struct Vault {
     commit_lock: std::sync::Mutex<()>,
     /// The mount daemon's live incoming trees, when this vault is mounted.
     live: std::sync::OnceLock<std::sync::Weak<dyn incoming::LiveIncoming>>,
+    /// The key slots wrap it; key management (`keyring`) needs it. Wiped when dropped.
+    master: MasterKey,
+    /// The config in use, authenticated by the key, and its bytes (changed under the commit
+    /// lock).
+    config: std::sync::Mutex<(ConfigFile, Vec<u8>)>,
+    /// What opening found and fixed (a config copy healed): commands show these.
+    notes: Vec<String>,
     _lock: LockGuard,
 }
 
@@ -101,6 +87,9 @@ pub(crate) struct Unlocked {
     /// another cache directory (another machine) held the lock last.
     index_stale: bool,
     config: ConfigFile,
+    config_bytes: Vec<u8>,
+    master: MasterKey,
+    notes: Vec<String>,
     lock: LockGuard,
     codec: Codec,
     params: VaultParams,
@@ -116,7 +105,7 @@ pub const DAY_NS: i64 = 86_400 * 1_000_000_000;
 pub fn now_ns() -> i64 {
     #[cfg(feature = "test-clock")]
     if let Some(path) = std::env::var_os("VAULTFS_TEST_CLOCK")
-        && let Ok(text) = fs::read_to_string(path)
+        && let Ok(text) = std::fs::read_to_string(path)
         && let Ok(ns) = text.trim().parse::<i64>()
     {
         return ns;
@@ -125,98 +114,6 @@ pub fn now_ns() -> i64 {
 }
 
 impl Vault {
-    /// Create a vault in `dir` (which may exist if empty).
-    pub fn create(dir: &Path, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
-        Self::create_at(&Location::Local(dir.to_path_buf()), passphrase, opts)
-    }
-
-    /// Create a vault at `location` (a directory that may exist if empty, or an empty prefix
-    /// of an existing bucket).
-    pub fn create_at(location: &Location, passphrase: &[u8], opts: &InitOptions) -> Result<()> {
-        if let Location::Local(dir) = location {
-            if dir.exists() && !dir.is_dir() {
-                return Err(VaultError::NotADirectory(dir.to_path_buf()));
-            }
-            if dir.exists() {
-                let empty = fs::read_dir(dir)
-                    .map_err(|e| VaultError::io("read", dir, e))?
-                    .next()
-                    .is_none();
-                if !empty {
-                    return Err(VaultError::AlreadyExists(dir.to_path_buf()));
-                }
-            }
-        }
-        if !(1..=180).contains(&opts.soft_delete_days) {
-            return Err(VaultError::BadSetting(
-                "--soft-delete-days must be between 1 and 180".into(),
-            ));
-        }
-        ChunkerParams::validate(
-            opts.chunk_min_bytes,
-            opts.chunk_avg_bytes,
-            opts.chunk_max_bytes,
-        )
-        .map_err(|e| VaultError::BadSetting(e.to_string()))?;
-        if !(1..=19).contains(&opts.zstd_level) {
-            return Err(VaultError::BadSetting(
-                "zstd level must be between 1 and 19".into(),
-            ));
-        }
-        if !(1 << 20..=1 << 30).contains(&opts.pack_target_bytes) {
-            return Err(VaultError::BadSetting(
-                "pack size must be between 1 MiB and 1 GiB".into(),
-            ));
-        }
-        let mut vault_id = [0u8; 16];
-        random_bytes(&mut vault_id)?;
-        let local_dir = location.local_dir(&hex::encode(vault_id));
-        let backend: Arc<dyn Backend> = match location {
-            Location::Local(dir) => {
-                fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
-                Arc::new(LocalBackend::new(dir))
-            }
-            Location::S3(s3) => {
-                if opts.pack_target_bytes > crate::store::backend::s3::MAX_OBJECT_BYTES {
-                    return Err(VaultError::BadSetting(format!(
-                        "packs of a vault on S3 are at most {} MiB",
-                        crate::store::backend::s3::MAX_OBJECT_BYTES >> 20
-                    )));
-                }
-                if !s3.backend(None)?.is_empty()? {
-                    return Err(VaultError::AlreadyExists(location.shown()));
-                }
-                s3.prepare_local_dir(&local_dir)?;
-                Arc::new(s3.backend(Some(&local_dir))?)
-            }
-        };
-        backend.init()?;
-        let _lock = backend.lock()?;
-        let master = MasterKey::generate()?;
-        let codec = Codec::new(master.derive(), opts.zstd_level);
-        let params = VaultParams {
-            created_ns: now_ns(),
-            chunk_min_bytes: opts.chunk_min_bytes,
-            chunk_avg_bytes: opts.chunk_avg_bytes,
-            chunk_max_bytes: opts.chunk_max_bytes,
-            zstd_level: opts.zstd_level,
-            pack_target_bytes: opts.pack_target_bytes,
-            soft_delete_days: opts.soft_delete_days,
-            soft_delete_always_on: false,
-        };
-        let slot = master.wrap(1, passphrase, opts.kdf)?;
-        let config = ConfigFile {
-            format: FORMAT_NAME.into(),
-            version: FORMAT_VERSION,
-            vault_id: hex::encode(vault_id),
-            key_slots: vec![slot],
-            params: String::new(),
-        };
-        Db::create(&local_dir.join(INDEX_DIR), &vault_id)?;
-        // The config goes last: a directory without it is not a vault yet.
-        config::write(backend.as_ref(), &codec, config, &params)
-    }
-
     /// Read and version-check a vault's config without any key.
     pub fn read_config(dir: &Path) -> Result<ConfigFile> {
         config::read(dir)
@@ -224,37 +121,46 @@ impl Vault {
 
     /// [`Vault::read_config`] of a vault anywhere.
     pub fn read_config_at(location: &Location) -> Result<ConfigFile> {
+        Ok(Self::load_config(location, location.backend(None)?.as_ref())?.config)
+    }
+
+    fn load_config(location: &Location, backend: &dyn Backend) -> Result<config::Loaded> {
         match location {
-            Location::Local(dir) => config::read(dir),
-            Location::S3(_) => config::read_from(location.backend(None)?.as_ref(), location),
+            Location::Local(dir) => config::load(dir),
+            Location::S3(_) => config::load_from(backend, &location.shown()),
         }
     }
 
-    /// Open the vault at `location`.
-    pub fn open_at(location: &Location, passphrase: &[u8]) -> Result<Vault> {
-        Self::open_with(location, Secret::Passphrase(passphrase), None)
-    }
-
-    /// [`Vault::open_with_key`] of a vault anywhere.
-    pub fn open_with_key_at(location: &Location, key: MasterKey) -> Result<Vault> {
-        Self::open_with(location, Secret::Key(key), None)
-    }
-
-    /// [`Vault::unwrap_key`] of a vault anywhere.
-    pub fn unwrap_key_at(location: &Location, passphrase: &[u8]) -> Result<MasterKey> {
-        let config = Self::read_config_at(location)?;
-        Ok(MasterKey::unwrap(&config.key_slots, passphrase)?)
-    }
-
-    /// Open a vault: config, lock, key, index.
+    /// Open a vault with a passphrase: config, lock, key, index.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
         Self::open_at(&Location::Local(dir.to_path_buf()), passphrase)
+    }
+
+    /// [`Vault::open`] of a vault anywhere.
+    pub fn open_at(location: &Location, passphrase: &[u8]) -> Result<Vault> {
+        let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
+        Self::open_credential_at(location, &credential)
+    }
+
+    /// Open a vault with any kind of key slot.
+    pub fn open_credential(dir: &Path, credential: &Credential) -> Result<Vault> {
+        Self::open_credential_at(&Location::Local(dir.to_path_buf()), credential)
+    }
+
+    /// [`Vault::open_credential`] of a vault anywhere.
+    pub fn open_credential_at(location: &Location, credential: &Credential) -> Result<Vault> {
+        Self::open_with(location, Secret::Credential(credential), None)
     }
 
     /// Open with a master key already unwrapped by [`Vault::unwrap_key`] (the mount daemon:
     /// the parent runs the KDF, so the daemon's memory never holds Argon2's 64 MiB).
     pub fn open_with_key(dir: &Path, key: MasterKey) -> Result<Vault> {
         Self::open_with_key_at(&Location::Local(dir.to_path_buf()), key)
+    }
+
+    /// [`Vault::open_with_key`] of a vault anywhere.
+    pub fn open_with_key_at(location: &Location, key: MasterKey) -> Result<Vault> {
+        Self::open_with(location, Secret::Key(key), None)
     }
 
     /// Open with `observer` seeing every change and durability call to the vault's files and
@@ -265,8 +171,9 @@ impl Vault {
         passphrase: &[u8],
         observer: Arc<dyn Observer>,
     ) -> Result<Vault> {
+        let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
         let location = Location::Local(dir.to_path_buf());
-        Self::open_with(&location, Secret::Passphrase(passphrase), Some(observer))
+        Self::open_with(&location, Secret::Credential(&credential), Some(observer))
     }
 
     fn open_with(
@@ -277,36 +184,45 @@ impl Vault {
         #[cfg(feature = "test-hooks")]
         let observer = observer.or_else(crate::store::backend::fault::KillAt::from_env);
         let u = Self::unlock(location, secret, observer)?;
-        if u.index_stale {
+        let vault = if u.index_stale {
             tracing::info!(
                 "rebuilding the local index of {} from the bucket (no index here, or another machine wrote since)",
                 location.display()
             );
-            let (vault, report) = repair::rebuild(u)?;
-            for e in &report.errors {
-                tracing::warn!("{e}");
+            let (vault, report) = repair::rebuild(u, false)?;
+            for n in &report.notes {
+                tracing::warn!("{n}");
             }
-            return Ok(vault);
+            vault.ok_or(VaultError::Internal("repair built no vault"))?
+        } else {
+            let db = Db::open(
+                &u.local_dir.join(INDEX_DIR),
+                &config::vault_id_bytes(&u.config)?,
+                u.observer.clone(),
+            )?;
+            Self::assemble(u, db)?
+        };
+        let config = vault.config();
+        if config.version < FORMAT_VERSION {
+            // v1 -> v2 added record kinds, v2 -> v3 changes the config and frames new packs; once a newer
+            // record or config may exist, an older vaultfs must refuse the vault instead of
+            // misreading it.
+            vault.write_config(config)?;
+        } else {
+            vault.sync_config_generation()?;
         }
-        let db = Db::open(
-            &u.local_dir.join(INDEX_DIR),
-            &config::vault_id_bytes(&u.config)?,
-            u.observer.clone(),
-        )?;
-        if u.config.version < FORMAT_VERSION {
-            // v1 -> v2 adds record kinds only; once a v2 record may exist, an older vaultfs
-            // must refuse the vault instead of misreading it.
-            let mut config = u.config.clone();
-            config.version = FORMAT_VERSION;
-            config::write(u.backend.as_ref(), &u.codec, config, &u.params)?;
-        }
-        Self::assemble(u, db)
+        Ok(vault)
     }
 
-    /// Check `passphrase` against the vault's key slots and return the master key.
-    pub fn unwrap_key(dir: &Path, passphrase: &[u8]) -> Result<MasterKey> {
-        let config = Self::read_config(dir)?;
-        Ok(MasterKey::unwrap(&config.key_slots, passphrase)?)
+    /// Find the key slot `credential` opens and return the master key (the mount command: the
+    /// parent unwraps, so the daemon never holds Argon2's memory or the credential).
+    pub fn unwrap_key(dir: &Path, credential: &Credential) -> Result<MasterKey> {
+        Self::unwrap_key_at(&Location::Local(dir.to_path_buf()), credential)
+    }
+
+    /// [`Vault::unwrap_key`] of a vault anywhere.
+    pub fn unwrap_key_at(location: &Location, credential: &Credential) -> Result<MasterKey> {
+        config::unwrap(&Self::read_config_at(location)?, credential)
     }
 
     /// The steps of `open` before the index: used by `repair`, which rebuilds the index.
@@ -315,8 +231,8 @@ impl Vault {
         secret: Secret,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Unlocked> {
-        let config = Self::read_config_at(location)?;
-        let local_dir = location.local_dir(&config.vault_id);
+        let first = Self::read_config_at(location)?;
+        let local_dir = location.local_dir(&first.vault_id);
         let (backend, lock, index_stale): (Arc<dyn Backend>, _, _) = match location {
             Location::Local(dir) => {
                 let mut backend = LocalBackend::new(dir);
@@ -334,17 +250,28 @@ impl Vault {
                 (Arc::new(backend), lock, stale)
             }
         };
+        // Read again under the lock: nothing changes it now.
+        let loaded = Self::load_config(location, backend.as_ref())?;
+        let config = &loaded.config;
         let master = match secret {
-            Secret::Passphrase(p) => MasterKey::unwrap(&config.key_slots, p)?,
+            Secret::Credential(c) => config::unwrap(config, c)?,
             Secret::Key(k) => k,
         };
-        let params = config::open_params(&config, &master)?;
-        let codec = Codec::new(master.derive(), params.zstd_level);
+        let params = config::open_params(config, &master)?;
+        let epochs = config::open_data_keys(config, &master)?;
+        let codec = Codec::new(master.derive_with(&epochs), params.zstd_level);
+        let notes = config::heal(backend.as_ref(), &loaded)?;
+        for n in &notes {
+            tracing::warn!("{n}");
+        }
         Ok(Unlocked {
             location: location.clone(),
             local_dir,
             index_stale,
-            config,
+            config: loaded.config,
+            config_bytes: loaded.bytes,
+            master,
+            notes,
             lock,
             codec,
             params,
@@ -359,22 +286,20 @@ impl Vault {
         Ok(Vault {
             dir: u.local_dir,
             location: u.location,
-            vault_id: u.config.vault_id,
+            vault_id: u.config.vault_id.clone(),
             params: std::sync::RwLock::new(u.params),
             store,
             catalog,
             commit_lock: std::sync::Mutex::new(()),
             live: std::sync::OnceLock::new(),
+            master: u.master,
+            config: std::sync::Mutex::new((u.config, u.config_bytes)),
+            notes: u.notes,
             _lock: u.lock,
         })
     }
 
-    /// The vault's local directory: the vault itself, or an S3 vault's cache directory
-    /// (index, local lock, control socket, daemon log).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
+    /// Where the vault is (a directory, or a bucket and prefix).
     pub fn location(&self) -> &Location {
         &self.location
     }
@@ -382,6 +307,55 @@ impl Vault {
     /// The vault's id (32 hex characters), as its config says.
     pub fn vault_id(&self) -> &str {
         &self.vault_id
+    }
+
+    /// What opening found and fixed, one line each (a damaged config copy rewritten).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> ConfigFile {
+        self.config.lock().expect("config lock").0.clone()
+    }
+
+    /// Write `config` (with the current parameters) as the next generation, in both copies,
+    /// then seal it into the packs and tell the catalog its generation. Called under the
+    /// commit lock, or before the vault is shared.
+    pub(crate) fn write_config(&self, mut config: ConfigFile) -> Result<()> {
+        config.version = FORMAT_VERSION;
+        config.generation += 1;
+        let bytes = config::config_bytes(self.store.codec(), config, &self.params())?;
+        config::write_bytes(self.store.backend(), &bytes)?;
+        let written: ConfigFile = serde_json::from_slice(&bytes)
+            .map_err(|e| VaultError::corrupt(crate::store::Damaged::Config, e.to_string()))?;
+        *self.config.lock().expect("config lock") = (written, bytes);
+        self.sync_config_generation()
+    }
+
+    /// Compare the config's generation with the one the catalog last saw: older is a rollback
+    /// (refused), newer is recorded (sealed into the packs, then the catalog).
+    pub(crate) fn sync_config_generation(&self) -> Result<()> {
+        let (config, bytes) = self.config.lock().expect("config lock").clone();
+        let codec = self.store.codec();
+        match self.catalog.config_generation(codec)? {
+            Some(known) if known > config.generation => Err(VaultError::ConfigRolledBack {
+                found: config.generation,
+                known,
+            }),
+            Some(known) if known == config.generation => Ok(()),
+            _ => {
+                let rec = ConfigRecord {
+                    generation: config.generation,
+                    config: bytes,
+                };
+                self.record(&[MetaRecord::Config(rec)], self.store.failures())
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn params(&self) -> VaultParams {
@@ -421,9 +395,11 @@ impl Vault {
             }
             p.soft_delete_always_on = true;
         }
-        let config = config::read_from(self.store.backend(), &self.location)?;
-        config::write(self.store.backend(), self.store.codec(), config, &p)?;
-        *self.params.write().expect("params lock") = p.clone();
+        let old = std::mem::replace(&mut *self.params.write().expect("params lock"), p.clone());
+        if let Err(e) = self.write_config(self.config()) {
+            *self.params.write().expect("params lock") = old;
+            return Err(e);
+        }
         Ok(p)
     }
 
@@ -472,6 +448,12 @@ impl Vault {
             );
         }
         Ok(out)
+    }
+
+    /// The paths of a point that `repair` found lost, if any.
+    pub fn damage(&self, point: &PointRecord) -> Result<Option<format::DamageRecord>> {
+        self.catalog
+            .damage(self.store.codec(), &point.item, &point.name)
     }
 
     /// Resolve `ITEM` (newest live point) or `ITEM/POINT`.
@@ -583,6 +565,7 @@ impl Vault {
                 MetaRecord::Point(p) => self.catalog.put_point(codec, p)?,
                 MetaRecord::Incoming(i) => self.catalog.put_incoming(codec, i)?,
                 MetaRecord::Policy(p) => self.catalog.put_policy(codec, p)?,
+                MetaRecord::Config(c) => self.catalog.set_config_generation(codec, c.generation)?,
             }
         }
         self.store.db().flush()?;

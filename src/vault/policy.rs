@@ -228,7 +228,7 @@ impl Vault {
             out.push(self.set_deleted(item, &name, true)?);
         }
         if !out.is_empty() {
-            tracing::info!("retention of {item} retired {} points", out.len());
+            tracing::info!("retention retired {} points of an item", out.len());
         }
         Ok(out)
     }

@@ -21,7 +21,7 @@ use crate::store::codec::Codec;
 use crate::store::index::Db;
 use crate::store::{BlobKind, PackId};
 
-use super::config::{open_params, vault_id_bytes};
+use super::config::{open_data_keys, open_params, vault_id_bytes};
 use super::location::Location;
 use super::{INDEX_DIR, Result, Unlocked, Vault, VaultError};
 
@@ -39,7 +39,10 @@ pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vaul
     // Only the local index is locked: one process at a time may use it.
     let lock = LocalBackend::new(&dir).lock()?;
     let params = open_params(&config, &key)?;
-    let codec = Codec::new(key.derive(), params.zstd_level);
+    let epochs = open_data_keys(&config, &key)?;
+    let codec = Codec::new(key.derive_with(&epochs), params.zstd_level);
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| VaultError::BadSetting(e.to_string()))?;
     let inner = target.backend(None)?;
     let fingerprint = fingerprint(inner.as_ref())?;
     let backend: Arc<dyn Backend> = Arc::new(ReadOnly::new(inner, target.display()));
@@ -49,6 +52,9 @@ pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vaul
         local_dir: dir.clone(),
         index_stale: false,
         config,
+        config_bytes,
+        master: key,
+        notes: Vec::new(),
         lock,
         codec,
         params,
@@ -66,10 +72,11 @@ pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vaul
     if index.exists() {
         std::fs::remove_dir_all(&index).map_err(|e| VaultError::io("remove", &index, e))?;
     }
-    let (vault, report) = super::repair::rebuild(u)?;
-    for e in &report.errors {
-        tracing::warn!("replica {}: {e}", target.display());
+    let (vault, report) = super::repair::rebuild(u, false)?;
+    for n in &report.notes {
+        tracing::warn!("replica {}: {n}", target.display());
     }
+    let vault = vault.ok_or(VaultError::Internal("repair built no vault"))?;
     std::fs::write(&stamp, &fingerprint).map_err(|e| VaultError::io("write", &stamp, e))?;
     Ok(vault)
 }
@@ -117,7 +124,7 @@ pub fn lag(vault: &Vault, target: &Location) -> Result<Vec<ItemLag>> {
             .into_iter()
             .filter_map(|o| match o.key {
                 Key::Pack(p) => Some(p),
-                Key::Config => None,
+                Key::Config | Key::ConfigCopy => None,
             })
             .collect(),
         Ok(_) | Err(VaultError::NotAVault(..)) => HashSet::new(),

@@ -81,7 +81,7 @@ pub fn replicate(
     let _lock = dest.lock()?;
     dest.clean_leftovers()?;
     if new {
-        dest.put(Key::Config, &source_config)?;
+        put_config(dest.as_ref(), &source_config)?;
         report.config_written = true;
     }
 
@@ -119,7 +119,7 @@ pub fn replicate(
 
     // 4. The config, if it changed since.
     if !report.config_written && dest.get(Key::Config)? != source_config {
-        dest.put(Key::Config, &source_config)?;
+        put_config(dest.as_ref(), &source_config)?;
         report.config_written = true;
     }
 
@@ -140,10 +140,9 @@ fn target_backend(
     local_dir: &std::path::Path,
 ) -> Result<std::sync::Arc<dyn Backend>> {
     #[cfg(feature = "test-hooks")]
-    if let (Location::Local(dir), Some(kill)) = (
-        target,
-        crate::store::backend::fault::KillAt::from_env(),
-    ) {
+    if let (Location::Local(dir), Some(kill)) =
+        (target, crate::store::backend::fault::KillAt::from_env())
+    {
         let local = crate::store::backend::local::LocalBackend::new(dir).with_observer(kill);
         return Ok(std::sync::Arc::new(local));
     }
@@ -178,13 +177,20 @@ fn prepare_new(target: &Location, dest: &dyn Backend) -> Result<()> {
     Ok(())
 }
 
+/// The config in both of its places (each heals the other).
+fn put_config(dest: &dyn Backend, bytes: &[u8]) -> Result<()> {
+    dest.put(Key::Config, bytes)?;
+    dest.put(Key::ConfigCopy, bytes)?;
+    Ok(())
+}
+
 fn list_packs(backend: &dyn Backend) -> Result<HashMap<PackId, u64>> {
     Ok(backend
         .list(Kind::Pack)?
         .into_iter()
         .filter_map(|o| match o.key {
             Key::Pack(p) => Some((p, o.size)),
-            Key::Config => None,
+            Key::Config | Key::ConfigCopy => None,
         })
         .collect())
 }

@@ -156,6 +156,17 @@ fn restore_dir(ctx: &Ctx, node: &Node, path: &Path, shown: &str) -> Result<()> {
             return Ok(());
         }
     };
+    // A tree is only authentic, not harmless: a crafted one (through the library, or by
+    // whoever held the key) could name `..`, `a/b` or one name twice to write outside DEST or
+    // race a symlink against a directory. Such a listing is refused whole.
+    if let Some(why) = unsafe_listing(&listing) {
+        let msg = format!(
+            "{}/{}:{shown}: refused: the directory's listing {why}",
+            ctx.point.item, ctx.point.name
+        );
+        ctx.errors.lock().expect("errors lock").push(msg);
+        return Ok(());
+    }
     listing.nodes.par_iter().for_each(|child| {
         let child_path = path.join(std::ffi::OsStr::from_bytes(&child.name));
         restore_entry(ctx, child, &child_path, &join_shown(shown, &child.name));
@@ -165,6 +176,30 @@ fn restore_dir(ctx: &Ctx, node: &Node, path: &Path, shown: &str) -> Result<()> {
         .expect("dirs lock")
         .push((path.to_path_buf(), node.clone()));
     Ok(())
+}
+
+/// Why a listing must not be restored: an entry name that is empty, `.`, `..`, or holds `/`
+/// or NUL, or a name listed twice.
+fn unsafe_listing(listing: &crate::format::Tree) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    for node in &listing.nodes {
+        let name = &node.name;
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.contains(&b'/')
+            || name.contains(&0)
+        {
+            return Some(format!(
+                "has an entry named {:?}",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        if !seen.insert(name) {
+            return Some(format!("names {:?} twice", String::from_utf8_lossy(name)));
+        }
+    }
+    None
 }
 
 fn restore_entry(ctx: &Ctx, node: &Node, path: &Path, shown: &str) {

@@ -62,12 +62,21 @@ pub enum ViewError {
 pub type ViewResult<T> = Result<T, ViewError>;
 
 impl ViewError {
-    /// Log a failed read or load of `what` (item, point and path where known): damaged data is
-    /// an EIO line the operator must act on, anything else a warning.
+    /// Log a failed read or load of `what` (never an item or file name: the log is plaintext;
+    /// `check` names the files): damaged data is an EIO line the operator must act on,
+    /// anything else a warning.
     pub(crate) fn log(&self, what: &str) {
         match self {
             ViewError::Corrupt(why) => tracing::error!("EIO: {what}: {why}"),
-            e => tracing::warn!("{what}: {e}"),
+            e => tracing::warn!("{what}: {}", e.for_log()),
+        }
+    }
+
+    /// The message without names, for `daemon.log` (see [`VaultError::for_log`]).
+    pub fn for_log(&self) -> String {
+        match self {
+            ViewError::Vault(e) => e.for_log(),
+            e => e.to_string(),
         }
     }
 

@@ -204,7 +204,7 @@ pub struct Mount {
     pub pids: Vec<i32>,
     /// Extra environment of the `vaultfs mount` command (and so of its daemon).
     pub env: Vec<(String, String)>,
-    /// Extra arguments of `vaultfs mount`.
+    /// Extra options of `vaultfs mount`.
     pub args: Vec<String>,
 }
 

@@ -106,6 +106,49 @@ pub fn init_vault_with(path: &Path, extra: &[&str]) {
     ok(&args);
 }
 
+/// [`init_vault_with`] 1 MiB packs and 64 KiB chunks: a few MB of files fill several packs of
+/// each kind, so damage and power cuts land between packs.
+pub fn init_small_packs(path: &Path) {
+    init_vault_with(
+        path,
+        &[
+            "--pack-size-mib",
+            "1",
+            "--chunk-avg",
+            &(64 << 10).to_string(),
+        ],
+    );
+}
+
+/// `what`: `vaultfs ARGS` did not panic and, if it failed, said why in a `vaultfs: ` line.
+/// Returns whether it succeeded.
+pub fn sane_outcome(args: &[&str], out: &Output, what: &str) -> bool {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !matches!(out.status.code(), Some(70) | Some(101)) && !stderr.contains("panicked"),
+        "{what}: vaultfs {args:?} panicked: {stderr}"
+    );
+    if !out.status.success() {
+        assert!(
+            stderr.lines().any(|l| l.starts_with("vaultfs: ")),
+            "{what}: vaultfs {args:?} failed without a clear line: {stderr}"
+        );
+    }
+    out.status.success()
+}
+
+/// Every file under `dir` with its bytes.
+pub fn files_with_bytes(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
 /// Run a shell command; it must succeed. Returns stdout.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("bash")
@@ -392,4 +435,18 @@ pub fn assert_diff_clean(a: &Path, b: &Path) {
         real.join("\n"),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An RSA key pair made by openssl: (private PEM, public PEM).
+pub fn rsa_pair(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    sh(&format!(
+        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:{bits} -out '{}' 2>/dev/null \
+         && openssl pkey -in '{}' -pubout -out '{}'",
+        private.display(),
+        private.display(),
+        public.display()
+    ));
+    (private, public)
 }

@@ -27,7 +27,10 @@ fn wrong_credentials_missing_bucket_and_plain_http_are_clear_errors() {
     assert!(err.contains("refused the credentials"), "{err}");
 
     let err = s3.fails(&["init", "s3://no-such-bucket/x"]);
-    assert!(err.contains("bucket \"no-such-bucket\" does not exist"), "{err}");
+    assert!(
+        err.contains("bucket \"no-such-bucket\" does not exist"),
+        "{err}"
+    );
     let err = s3.fails(&["points", "s3://no-such-bucket/x"]);
     assert!(err.contains("does not exist"), "{err}");
 

@@ -26,7 +26,10 @@ fn whole_flow_on_an_s3_vault() {
     let second = s3.backup(&v, "web", &src);
     assert_ne!(first, second);
     let points = s3.ok(&["points", &v, "web"]);
-    assert!(points.contains(&first) && points.contains(&second), "{points}");
+    assert!(
+        points.contains(&first) && points.contains(&second),
+        "{points}"
+    );
 
     // The mount: rsync into incoming, snapshot, then browse and read through points/.
     let mnt = root.join("mnt");

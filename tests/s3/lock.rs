@@ -57,7 +57,10 @@ fn a_second_writer_is_refused_and_a_stale_lock_is_taken_over() {
     let mut f = fs::File::create(mnt.join("incoming/a/late.txt")).unwrap();
     f.write_all(b"written after the takeover\n").unwrap();
     let synced = f.sync_all();
-    assert!(synced.is_err(), "fsync after the lock was taken over succeeded");
+    assert!(
+        synced.is_err(),
+        "fsync after the lock was taken over succeeded"
+    );
     drop(f);
     drop(m);
     let points = there.ok(&["points", &v, "b"]);

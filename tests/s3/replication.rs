@@ -146,7 +146,10 @@ fn replicate_killed_at_several_moments_then_rerun() {
         );
         if target.join("config").exists() {
             let check = s3.ok(&["check", "--replica", "--read-data", t]);
-            assert!(check.contains(": 0 errors"), "after a kill at {at}: {check}");
+            assert!(
+                check.contains(": 0 errors"),
+                "after a kill at {at}: {check}"
+            );
         }
     }
     let out = s3.ok(&["replicate", &primary, "--to", t]);

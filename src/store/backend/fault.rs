@@ -8,9 +8,12 @@
 //! directory in the state a real cut could leave, the most pessimistic one POSIX allows:
 //! - file data not fsynced since it was written is gone (the file is cut to its last durable
 //!   length);
-//! - creates, renames, removals and mkdirs in a directory not fsynced since are undone;
-//! - the index database is what its last completed flush made durable: the index directory is
-//!   copied after each flush and the copy put back (the engine promises no more than that).
+//! - creates, renames, exchanges, removals and mkdirs in a directory not fsynced since are
+//!   undone (a directory removed is kept aside until then);
+//! - each index database is what its last completed flush made durable: its directory is
+//!   copied after each flush and the copy put back (the engine promises no more than that). A
+//!   database directory renamed or exchanged takes its copy along (`repair` builds a new
+//!   database beside the old one and swaps them).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -33,10 +36,12 @@ pub enum Call {
 enum Entry {
     Created(PathBuf),
     MadeDir(PathBuf),
-    /// The new name of a rename (durable with its directory).
+    /// The new name of a rename (durable with its directory); `replaced`: the file that was
+    /// at the new name, kept as a hard link in the stash until then.
     RenamedTo {
         from: PathBuf,
         to: PathBuf,
+        replaced: Option<PathBuf>,
     },
     /// The old name of a rename going away (durable with its directory).
     RenamedFrom {
@@ -48,6 +53,18 @@ enum Entry {
         path: PathBuf,
         kept: PathBuf,
     },
+    /// Two entries of one directory swapped.
+    Exchanged {
+        a: PathBuf,
+        b: PathBuf,
+    },
+    /// A removed directory, copied to the stash until the removal is durable; `db`: the
+    /// durable copy of the database it held, if it was one.
+    RemovedDir {
+        path: PathBuf,
+        kept: PathBuf,
+        db: Option<PathBuf>,
+    },
 }
 
 impl Entry {
@@ -57,7 +74,8 @@ impl Entry {
             Entry::Created(p) | Entry::MadeDir(p) => p,
             Entry::RenamedTo { to, .. } => to,
             Entry::RenamedFrom { from, .. } => from,
-            Entry::Removed { path, .. } => path,
+            Entry::Removed { path, .. } | Entry::RemovedDir { path, .. } => path,
+            Entry::Exchanged { a, .. } => a,
         };
         p.parent().unwrap_or(Path::new("/"))
     }
@@ -71,14 +89,13 @@ struct State {
     unsynced: HashMap<PathBuf, u64>,
     pending: Vec<Entry>,
     stashed: u64,
+    /// Each database directory → a copy of it as of its last completed flush.
+    dbs: HashMap<PathBuf, PathBuf>,
 }
 
 pub struct PowerCut {
     /// The durability call (1-based) that is refused; `None`: never.
     cut_at: Option<usize>,
-    index_dir: PathBuf,
-    /// The index directory as of its last completed flush.
-    index_copy: PathBuf,
     stash: PathBuf,
     state: Mutex<State>,
 }
@@ -93,14 +110,24 @@ impl PowerCut {
     pub fn new(vault_dir: &Path, cut_at: Option<usize>, work: &Path) -> io::Result<PowerCut> {
         let pc = PowerCut {
             cut_at,
-            index_dir: vault_dir.join(crate::vault::INDEX_DIR),
-            index_copy: work.join("index-durable"),
             stash: work.join("removed"),
             state: Mutex::new(State::default()),
         };
         fs::create_dir_all(&pc.stash)?;
-        copy_dir(&pc.index_dir, &pc.index_copy)?;
+        let index = vault_dir.join(crate::vault::INDEX_DIR);
+        if index.is_dir() {
+            let mut st = pc.lock();
+            let copy = pc.stash_path(&mut st);
+            copy_dir(&index, &copy)?;
+            st.dbs.insert(index, copy);
+        }
         Ok(pc)
+    }
+
+    /// A fresh name in the stash.
+    fn stash_path(&self, st: &mut State) -> PathBuf {
+        st.stashed += 1;
+        self.stash.join(st.stashed.to_string())
     }
 
     /// The durability calls so far, the refused one included.
@@ -135,32 +162,75 @@ impl PowerCut {
                 _ => false,
             };
         }
-        for e in st.pending.drain(..).rev() {
+        let pending: Vec<Entry> = st.pending.drain(..).rev().collect();
+        for e in pending {
             match e {
                 Entry::Created(p) => remove_if_there(&p)?,
                 Entry::MadeDir(p) => {
-                    let _ = fs::remove_dir(&p);
+                    // Its entry never reached the disk, nor anything in it.
+                    let _ = fs::remove_dir_all(&p);
+                    st.dbs.remove(&p);
                 }
                 // The new name never reached the disk: the file is back under its old name if
                 // that removal was not durable either, and gone otherwise.
-                Entry::RenamedTo { from, to } if old_kept.contains(&from) => {
-                    fs::rename(&to, &from)?
+                Entry::RenamedTo { from, to, replaced } => {
+                    if old_kept.contains(&from) {
+                        fs::rename(&to, &from)?;
+                        move_db(&mut st.dbs, &to, &from);
+                    } else {
+                        remove_any(&to)?;
+                        st.dbs.remove(&to);
+                    }
+                    // A rename over a file: the old file is still there.
+                    if let Some(kept) = replaced {
+                        fs::rename(&kept, &to)?;
+                    }
                 }
-                Entry::RenamedTo { to, .. } => remove_if_there(&to)?,
-                // The new name is durable but the old one's removal is not: both names remain.
-                Entry::RenamedFrom { from, to } if !new_lost.contains(&to) => {
+                // The new name is durable but the old one's removal is not: both names remain
+                // (a file; a directory cannot have two names, and is renamed within one
+                // directory, so both changes are durable together).
+                Entry::RenamedFrom { from, to } if !new_lost.contains(&to) && to.is_file() => {
                     fs::hard_link(&to, &from)?
                 }
                 Entry::RenamedFrom { .. } => {}
                 Entry::Removed { path, kept } => fs::rename(&kept, &path)?,
+                Entry::Exchanged { a, b } => {
+                    crate::store::index::exchange(&a, &b)?;
+                    swap_dbs(&mut st.dbs, &a, &b);
+                }
+                Entry::RemovedDir { path, kept, db } => {
+                    fs::rename(&kept, &path)?;
+                    if let Some(copy) = db {
+                        st.dbs.insert(path, copy);
+                    }
+                }
             }
         }
-        if self.index_dir.exists() {
-            fs::remove_dir_all(&self.index_dir)?;
+        for (dir, copy) in &st.dbs {
+            if dir.exists() {
+                fs::remove_dir_all(dir)?;
+            }
+            copy_dir(copy, dir)?;
         }
-        copy_dir(&self.index_copy, &self.index_dir)?;
         st.off = false;
         Ok(())
+    }
+}
+
+/// The database at `from` is now at `to`: so is its durable copy.
+fn move_db(dbs: &mut HashMap<PathBuf, PathBuf>, from: &Path, to: &Path) {
+    if let Some(copy) = dbs.remove(from) {
+        dbs.insert(to.to_path_buf(), copy);
+    }
+}
+
+fn swap_dbs(dbs: &mut HashMap<PathBuf, PathBuf>, a: &Path, b: &Path) {
+    let (ca, cb) = (dbs.remove(a), dbs.remove(b));
+    if let Some(c) = ca {
+        dbs.insert(b.to_path_buf(), c);
+    }
+    if let Some(c) = cb {
+        dbs.insert(a.to_path_buf(), c);
     }
 }
 
@@ -246,17 +316,32 @@ impl Observer for PowerCut {
                 if let Some(len) = st.unsynced.remove(from) {
                     st.unsynced.insert(to.to_path_buf(), len);
                 }
+                move_db(&mut st.dbs, from, to);
+                let replaced = if to.is_file() {
+                    let kept = self.stash_path(&mut st);
+                    fs::hard_link(to, &kept)?;
+                    Some(kept)
+                } else {
+                    None
+                };
                 let (from, to) = (from.to_path_buf(), to.to_path_buf());
                 st.pending.push(Entry::RenamedTo {
                     from: from.clone(),
                     to: to.clone(),
+                    replaced,
                 });
                 st.pending.push(Entry::RenamedFrom { from, to });
             }
+            Change::Exchange { a, b } => {
+                swap_dbs(&mut st.dbs, a, b);
+                st.pending.push(Entry::Exchanged {
+                    a: a.to_path_buf(),
+                    b: b.to_path_buf(),
+                });
+            }
             Change::Remove(p) => {
                 if p.exists() {
-                    st.stashed += 1;
-                    let kept = self.stash.join(st.stashed.to_string());
+                    let kept = self.stash_path(&mut st);
                     fs::hard_link(p, &kept)?;
                     if let Some(len) = st.unsynced.remove(p) {
                         st.unsynced.insert(kept.clone(), len);
@@ -264,6 +349,18 @@ impl Observer for PowerCut {
                     st.pending.push(Entry::Removed {
                         path: p.to_path_buf(),
                         kept,
+                    });
+                }
+            }
+            Change::RemoveDir(p) => {
+                if p.exists() {
+                    let kept = self.stash_path(&mut st);
+                    copy_dir(p, &kept)?;
+                    let db = st.dbs.remove(p);
+                    st.pending.push(Entry::RemovedDir {
+                        path: p.to_path_buf(),
+                        kept,
+                        db,
                     });
                 }
             }
@@ -299,18 +396,40 @@ impl Observer for PowerCut {
                     st.pending.drain(..).partition(|e| e.dir() == dir);
                 st.pending = left;
                 for e in done {
-                    if let Entry::Removed { kept, .. } = e {
-                        let _ = fs::remove_file(kept);
+                    match e {
+                        Entry::Removed { kept, .. }
+                        | Entry::RenamedTo {
+                            replaced: Some(kept),
+                            ..
+                        } => {
+                            let _ = fs::remove_file(kept);
+                        }
+                        Entry::RemovedDir { kept, .. } => {
+                            let _ = fs::remove_dir_all(kept);
+                        }
+                        _ => {}
                     }
                 }
             }
-            Durable::Index(_) => {
+            Durable::Index(dir) => {
                 // The copy is what survives a cut from now on. A failed copy must fail the
                 // test, not pass it quietly.
-                let _ = fs::remove_dir_all(&self.index_copy);
-                copy_dir(&self.index_dir, &self.index_copy).expect("copy the index after a flush");
+                let copy = self.stash_path(&mut st);
+                copy_dir(dir, &copy).expect("copy the index after a flush");
+                if let Some(old) = st.dbs.insert(dir.to_path_buf(), copy) {
+                    let _ = fs::remove_dir_all(old);
+                }
             }
         }
+    }
+}
+
+/// Remove a file or a directory tree, if there.
+fn remove_any(p: &Path) -> io::Result<()> {
+    if p.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        remove_if_there(p)
     }
 }
 

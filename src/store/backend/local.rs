@@ -11,12 +11,13 @@ use std::io::{BufWriter, Write};
 use std::num::NonZeroUsize;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    Backend, Change, Durable, Holder, Key, Kind, LockGuard, ObjectInfo, ObjectWriter, Observer,
-    PACKS_PREFIX,
+    Backend, Change, DAMAGED_PREFIX, Durable, Holder, Key, Kind, LockGuard, ObjectInfo,
+    ObjectWriter, Observer, PACKS_PREFIX,
 };
 use crate::keys::random_bytes;
 use crate::store::{Damaged, Result, StoreError};
@@ -94,7 +95,7 @@ pub(crate) fn durable(
 }
 
 /// fsync a directory, so creates, renames and removals in it are durable.
-fn sync_dir(observer: &Option<Arc<dyn Observer>>, dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(observer: &Option<Arc<dyn Observer>>, dir: &Path) -> Result<()> {
     durable(observer, Durable::Entries(dir), || {
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -102,7 +103,11 @@ fn sync_dir(observer: &Option<Arc<dyn Observer>>, dir: &Path) -> Result<()> {
     })
 }
 
-fn observe(observer: &Option<Arc<dyn Observer>>, change: Change<'_>) -> std::io::Result<()> {
+/// Tell the observer (if any) of a change about to be made; its error refuses the change.
+pub(crate) fn observe(
+    observer: &Option<Arc<dyn Observer>>,
+    change: Change<'_>,
+) -> std::io::Result<()> {
     match observer {
         Some(o) => o.change(change),
         None => Ok(()),
@@ -166,6 +171,12 @@ impl Backend for LocalBackend {
 
     fn clean_leftovers(&self) -> Result<()> {
         let tmp = self.root.join(TMP_DIR);
+        if !tmp.is_dir() {
+            // Removed by hand: every object is written there first.
+            self.change(Change::MakeDir(&tmp), &tmp)?;
+            fs::create_dir(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
+            sync_dir(&self.observer, &self.root)?;
+        }
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
                 let path = e.path();
@@ -193,7 +204,7 @@ impl Backend for LocalBackend {
         Ok(Box::new(LocalWriter {
             dest: self.path(key),
             tmp_path,
-            file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
             len: 0,
             observer: self.observer.clone(),
         }))
@@ -266,6 +277,51 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn set_aside(&self, key: Key) -> Result<bool> {
+        self.files.lock().expect("files lock").pop(&key);
+        let from = self.path(key);
+        if !from.exists() {
+            return Ok(false);
+        }
+        let dir = self.root.join(DAMAGED_PREFIX);
+        if !dir.exists() {
+            self.change(Change::MakeDir(&dir), &dir)?;
+            fs::create_dir(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+            sync_dir(&self.observer, &self.root)?;
+        }
+        let name = from.file_name().expect("an object has a file name");
+        let mut to = dir.join(name);
+        let mut n = 0;
+        while let Ok(there) = fs::symlink_metadata(&to) {
+            let here = fs::symlink_metadata(&from).map_err(|e| StoreError::io("stat", &from, e))?;
+            if (there.dev(), there.ino()) == (here.dev(), here.ino()) {
+                // Set aside before, and its old name came back (a crash between the two
+                // directory fsyncs): only that name is left to remove.
+                self.change(Change::Remove(&from), &from)?;
+                fs::remove_file(&from).map_err(|e| StoreError::io("remove", &from, e))?;
+                sync_dir(&self.observer, from.parent().expect("a parent"))?;
+                return Ok(true);
+            }
+            n += 1;
+            to = dir.join(format!("{}.{n}", name.to_string_lossy()));
+        }
+        self.change(
+            Change::Rename {
+                from: &from,
+                to: &to,
+            },
+            &to,
+        )?;
+        fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &from, e))?;
+        // The new name first: a crash between the two leaves both names, never none.
+        sync_dir(&self.observer, &dir)?;
+        sync_dir(
+            &self.observer,
+            from.parent().expect("an object's path has a parent"),
+        )?;
+        Ok(true)
+    }
+
     fn will_need(&self, key: Key, offset: u64, len: u64) {
         let Ok(file) = self.open(key) else { return };
         // SAFETY: posix_fadvise on an fd we hold open; it is only a hint.
@@ -280,19 +336,61 @@ impl Backend for LocalBackend {
     }
 }
 
-/// An object being written under `tmp/`.
+/// An object being written under `tmp/`. Dropped without a commit (an error, a full disk), it
+/// removes its file: a failed command leaves no partial file behind.
 struct LocalWriter {
     dest: PathBuf,
     tmp_path: PathBuf,
-    file: BufWriter<File>,
+    /// `None` once committed or aborted.
+    file: Option<BufWriter<File>>,
     len: u64,
     observer: Option<Arc<dyn Observer>>,
 }
 
+impl LocalWriter {
+    fn finish(&self, file: BufWriter<File>) -> Result<()> {
+        let io = |op, e| StoreError::io(op, &self.tmp_path, e);
+        let file = file.into_inner().map_err(|e| io("write", e.into_error()))?;
+        durable(&self.observer, Durable::Data(&self.tmp_path), || {
+            file.sync_all().map_err(|e| io("fsync", e))
+        })?;
+        drop(file);
+        let dir = self.dest.parent().expect("an object's path has a parent");
+        if !dir.exists() {
+            // Only in vaults made before `init` made every pack directory.
+            observe(&self.observer, Change::MakeDir(dir))
+                .and_then(|()| fs::create_dir_all(dir))
+                .map_err(|e| StoreError::io("create", dir, e))?;
+            sync_dir(
+                &self.observer,
+                dir.parent().expect("a pack directory has a parent"),
+            )?;
+        }
+        observe(
+            &self.observer,
+            Change::Rename {
+                from: &self.tmp_path,
+                to: &self.dest,
+            },
+        )
+        .and_then(|()| fs::rename(&self.tmp_path, &self.dest))
+        .map_err(|e| StoreError::io("rename", &self.dest, e))?;
+        sync_dir(&self.observer, dir)
+    }
+
+    /// Remove the file under `tmp/` (unless the power is off, in a simulated cut).
+    fn remove_tmp(&self) {
+        if observe(&self.observer, Change::Remove(&self.tmp_path)).is_ok() {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
 impl ObjectWriter for LocalWriter {
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("an open writer");
         observe(&self.observer, Change::Write(&self.tmp_path))
-            .and_then(|()| self.file.write_all(bytes))
+            .and_then(|()| file.write_all(bytes))
             .map_err(|e| StoreError::io("write", &self.tmp_path, e))?;
         self.len += bytes.len() as u64;
         Ok(())
@@ -302,47 +400,28 @@ impl ObjectWriter for LocalWriter {
         self.len
     }
 
-    fn commit(self: Box<Self>) -> Result<()> {
-        let LocalWriter {
-            dest,
-            tmp_path,
-            file,
-            observer,
-            ..
-        } = *self;
-        let io = |op, e| StoreError::io(op, &tmp_path, e);
-        let file = file.into_inner().map_err(|e| io("write", e.into_error()))?;
-        durable(&observer, Durable::Data(&tmp_path), || {
-            file.sync_all().map_err(|e| io("fsync", e))
-        })?;
-        drop(file);
-        let dir = dest.parent().expect("an object's path has a parent");
-        if !dir.exists() {
-            // Only in vaults made before `init` made every pack directory.
-            observe(&observer, Change::MakeDir(dir))
-                .and_then(|()| fs::create_dir_all(dir))
-                .map_err(|e| StoreError::io("create", dir, e))?;
-            sync_dir(
-                &observer,
-                dir.parent().expect("a pack directory has a parent"),
-            )?;
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let file = self.file.take().expect("an open writer");
+        let result = self.finish(file);
+        if result.is_err() && self.tmp_path.exists() {
+            self.remove_tmp();
         }
-        observe(
-            &observer,
-            Change::Rename {
-                from: &tmp_path,
-                to: &dest,
-            },
-        )
-        .and_then(|()| fs::rename(&tmp_path, &dest))
-        .map_err(|e| StoreError::io("rename", &dest, e))?;
-        sync_dir(&observer, dir)
+        result
     }
 
-    fn abort(self: Box<Self>) {
-        let LocalWriter { tmp_path, file, .. } = *self;
-        drop(file);
-        let _ = fs::remove_file(&tmp_path);
+    fn abort(mut self: Box<Self>) {
+        self.file.take();
+        self.remove_tmp();
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            // Not flushed: its bytes are thrown away with the file.
+            let _ = file.into_parts();
+            self.remove_tmp();
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub enum Key {
     Pack(PackId),
     /// The vault's config (format version, key slots, sealed parameters).
     Config,
+    /// Its second copy (format v3): either heals the other.
+    ConfigCopy,
 }
 
 /// Kinds of objects that can be listed.
@@ -47,6 +49,7 @@ impl Key {
                 format!("{PACKS_PREFIX}/{}/{hex}{PACK_SUFFIX}", &hex[..2])
             }
             Key::Config => CONFIG_NAME.to_string(),
+            Key::ConfigCopy => CONFIG_COPY_NAME.to_string(),
         }
     }
 
@@ -66,13 +69,17 @@ impl fmt::Display for Key {
         match self {
             Key::Pack(id) => write!(f, "pack {id}"),
             Key::Config => f.write_str("the vault config"),
+            Key::ConfigCopy => f.write_str("the vault config's copy"),
         }
     }
 }
 
 pub const PACKS_PREFIX: &str = "packs";
+/// Where `set_aside` puts damaged objects, under the vault's root.
+pub const DAMAGED_PREFIX: &str = "damaged";
 const PACK_SUFFIX: &str = ".pack";
 pub const CONFIG_NAME: &str = "config";
+pub const CONFIG_COPY_NAME: &str = "config.copy";
 
 /// A listed object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +150,11 @@ pub trait Backend: Send + Sync {
 
     /// A hint that `len` bytes of `key` from `offset` will be read soon.
     fn will_need(&self, _key: Key, _offset: u64, _len: u64) {}
+
+    /// Move a damaged object out of the vault's namespace, keeping its bytes for whoever
+    /// wants to look at them (`repair`, once everything intact in it is elsewhere). Durable
+    /// on return. `Ok(false)` if it was not there.
+    fn set_aside(&self, key: Key) -> Result<bool>;
 }
 
 /// An object being written. Dropping it without `commit` leaves nothing visible.
@@ -184,8 +196,18 @@ pub enum Change<'a> {
     Create(&'a Path),
     MakeDir(&'a Path),
     Write(&'a Path),
-    Rename { from: &'a Path, to: &'a Path },
+    Rename {
+        from: &'a Path,
+        to: &'a Path,
+    },
+    /// Two entries of one directory swap atomically (`renameat2(RENAME_EXCHANGE)`).
+    Exchange {
+        a: &'a Path,
+        b: &'a Path,
+    },
     Remove(&'a Path),
+    /// A directory and everything in it removed.
+    RemoveDir(&'a Path),
 }
 
 /// Sees every change and durability call of the local backend and the index, before it is

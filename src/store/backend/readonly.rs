@@ -67,4 +67,8 @@ impl Backend for ReadOnly {
     fn will_need(&self, key: Key, offset: u64, len: u64) {
         self.inner.will_need(key, offset, len)
     }
+
+    fn set_aside(&self, _key: Key) -> Result<bool> {
+        Err(self.refuse())
+    }
 }

@@ -110,7 +110,7 @@ pub(super) fn commit_worker(inc: Weak<Incoming>, rx: Arc<Mutex<std::sync::mpsc::
         // staged and is stored at the next snapshot or unmount.
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.commit(ino)));
         if let Ok(Err(e)) = done {
-            tracing::warn!("storing a closed incoming file failed: {e}");
+            tracing::warn!("storing a closed incoming file failed: {}", e.for_log());
         }
     }
 }

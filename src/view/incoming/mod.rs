@@ -47,12 +47,26 @@ mod commit;
 mod data;
 mod names;
 mod save;
+mod scratch;
 mod staging;
 mod state;
 mod tree;
 
 /// How often a changed incoming tree is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// [`SAVE_EVERY`]; a test-hooks build takes it from `VAULTFS_TEST_SAVE_EVERY_MS` when set, so a
+/// test can tell what a save made durable from what a `sync` did.
+fn save_every() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if let Some(ms) = std::env::var("VAULTFS_TEST_SAVE_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    SAVE_EVERY
+}
 
 /// Writes fail with ENOSPC when the vault's filesystem would keep less free space than this
 /// after taking the data still waiting in staging files.
@@ -165,7 +179,7 @@ impl Incoming {
 impl LiveIncoming for Incoming {
     fn snapshot(&self, item: &str) -> VResult<PointRecord> {
         let p = self.snapshot_item(item)?;
-        tracing::info!("snapshot of incoming/{item}: point {}", p.name);
+        tracing::info!("snapshot of an incoming item: point {}", p.name);
         Ok(p)
     }
 

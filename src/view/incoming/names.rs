@@ -151,7 +151,7 @@ impl Incoming {
             VaultError::BadItemName(_) => ViewError::Invalid,
             e => e.into(),
         })?;
-        tracing::info!("created item {item} through incoming/");
+        tracing::info!("created an item through incoming/");
         let mut st = self.lock();
         let ino = self.root_of(&mut st, item)?;
         let i = st.get_mut(ino)?;
@@ -290,7 +290,7 @@ impl Incoming {
         if parent == INCOMING {
             let item = std::str::from_utf8(name).map_err(|_| ViewError::NotFound)?;
             self.vault.remove_item(item)?;
-            tracing::info!("removed item {item} (it had no points) through incoming/");
+            tracing::info!("removed an item (it had no points) through incoming/");
             st.roots.remove(item);
             st.dirty.remove(item);
             if let Ok(i) = st.get_mut(child) {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use super::state::{Data, State};
-use super::{Incoming, SAVE_EVERY};
+use super::{Incoming, save_every};
 use crate::format::{IncomingRecord, Node, PointRecord, Tree};
 use crate::vault::incoming::Totals;
 use crate::vault::{Result as VResult, VaultError, now_ns, tree};
@@ -294,14 +294,14 @@ pub(super) fn saver_loop(inc: Weak<Incoming>) {
         {
             let (lock, cv) = &me.stop;
             let mut stopped = lock.lock();
-            cv.wait_while_for(&mut stopped, |s| !*s, SAVE_EVERY);
+            cv.wait_while_for(&mut stopped, |s| !*s, save_every());
             if *stopped {
                 return;
             }
         }
         let dirty = !me.lock().dirty.is_empty();
         if dirty && let Err(e) = me.save() {
-            tracing::warn!("saving incoming failed (will retry): {e}");
+            tracing::warn!("saving incoming failed (will retry): {}", e.for_log());
         }
         drop(me);
     }

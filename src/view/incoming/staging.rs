@@ -1,18 +1,28 @@
 //! Staging: where data written into `incoming/` waits to be chunked and sealed.
 //!
-//! Small files wait in memory (bounded in total); larger ones in files outside the vault
-//! (plaintext must never be under VAULT/), in a 0700 directory per vault. Staging files are
-//! unlinked right after creation, so a crash leaves nothing behind, and are reused once
-//! emptied: creating and deleting an inode per written file costs ext4 more than the copy.
+//! Small files wait in memory (bounded in total); larger ones in files outside the vault, in a
+//! 0700 directory per vault (`scratch`). Staging files have no name (a crash leaves nothing
+//! behind) and are reused once emptied: creating and deleting an inode per written file costs
+//! ext4 more than the copy.
+//!
+//! Nothing staged reaches a disk in the clear: every byte written to a staging file is
+//! encrypted with AES-256-CTR under a key that exists only in this process's memory
+//! (`keys::ephemeral`), one stream per staged content. After a crash the blocks the files held
+//! are ciphertext under a key that is gone. Staged files are never sparse: a hole (a write past
+//! the end, a truncate that grows) is written as encrypted zeros, since zeros read back from a
+//! hole would decrypt to garbage.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+
+use super::scratch::ScratchDir;
+use crate::keys::ephemeral::{EphemeralKey, StreamId};
 
 /// Files up to this size wait in memory...
 const MEM_FILE_MAX: u64 = 1 << 20;
@@ -20,17 +30,22 @@ const MEM_FILE_MAX: u64 = 1 << 20;
 const MEM_TOTAL_MAX: u64 = 64 << 20;
 /// Emptied staging files kept for reuse.
 const SPARE_FILES_MAX: usize = 32;
+/// Encrypted zeros are written in pieces of this size.
+const ZEROS_PIECE: usize = 1 << 20;
 
 pub struct Staging {
-    dir: PathBuf,
-    next: AtomicU64,
+    base: PathBuf,
+    name: String,
+    dir: RwLock<ScratchDir>,
+    key: EphemeralKey,
     mem_used: AtomicU64,
     spare: Mutex<Vec<File>>,
 }
 
 enum Data {
     Mem(Vec<u8>),
-    File(File, u64),
+    /// A staging file, the content's length, and its stream under the ephemeral key.
+    File(File, u64, StreamId),
 }
 
 /// The staged content of one file.
@@ -40,29 +55,23 @@ pub struct Staged {
 }
 
 impl Staging {
-    /// Prepare `BASE/vaultfs-<vault id>/` (mode 0700), removing leftovers of a crash.
+    /// Prepare `BASE/vaultfs-<vault id>/` (mode 0700, ours, removing leftovers of a crash)
+    /// and a key for what is staged there.
     pub fn new(base: &Path, vault_id: &str) -> io::Result<Arc<Staging>> {
-        let dir = base.join(format!("vaultfs-{vault_id}"));
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-                for e in fs::read_dir(&dir)?.flatten() {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        let name = format!("vaultfs-{vault_id}");
+        let dir = ScratchDir::open(base, &name)?;
         Ok(Arc::new(Staging {
-            dir,
-            next: AtomicU64::new(0),
+            base: base.to_path_buf(),
+            name,
+            dir: RwLock::new(dir),
+            key: EphemeralKey::generate().map_err(io::Error::other)?,
             mem_used: AtomicU64::new(0),
             spare: Mutex::new(Vec::new()),
         }))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn dir(&self) -> PathBuf {
+        self.base.join(&self.name)
     }
 
     /// A new, empty staged content.
@@ -73,31 +82,40 @@ impl Staging {
         }
     }
 
-    /// An empty staging file: a spare one, or a new one, already unlinked.
-    fn file(&self) -> io::Result<File> {
+    /// An empty staging file (a spare one, or a new one) and a fresh stream for it.
+    fn file(&self) -> io::Result<(File, StreamId)> {
+        let stream = self.key.new_stream();
         if let Some(f) = self.spare.lock().pop() {
-            return Ok(f);
+            return Ok((f, stream));
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("{}-{n}", std::process::id()));
-        let open = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-        };
-        let file = match open() {
+        let file = match self.dir.read().file() {
             // A /var/tmp cleaner may remove the (empty) directory while mounted.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::DirBuilder::new().mode(0o700).create(&self.dir)?;
-                open()?
+                let mut dir = self.dir.write();
+                *dir = ScratchDir::open(&self.base, &self.name)?;
+                dir.file()?
             }
             other => other?,
         };
-        fs::remove_file(&path)?;
-        Ok(file)
+        Ok((file, stream))
+    }
+
+    /// Encrypt `buf` as bytes `off..` of `stream` and write it there.
+    fn write_sealed(&self, f: &File, stream: StreamId, buf: &[u8], off: u64) -> io::Result<()> {
+        let mut sealed = buf.to_vec();
+        self.key.apply(stream, off, &mut sealed);
+        f.write_all_at(&sealed, off)
+    }
+
+    /// Write encrypted zeros over `from..to` of `stream`.
+    fn write_zeros(&self, f: &File, stream: StreamId, from: u64, to: u64) -> io::Result<()> {
+        let mut pos = from;
+        while pos < to {
+            let n = ZEROS_PIECE.min((to - pos) as usize);
+            self.write_sealed(f, stream, &vec![0u8; n], pos)?;
+            pos += n as u64;
+        }
+        Ok(())
     }
 
     /// Reserve memory for `n` more staged bytes, if within the budget.
@@ -130,21 +148,24 @@ impl Staged {
             }
             self.to_file(&mut data)?;
         }
-        let Data::File(f, len) = &mut *data else {
+        let Data::File(f, len, stream) = &mut *data else {
             unreachable!("moved to a file above")
         };
-        f.write_all_at(buf, off)?;
+        if off > *len {
+            self.staging.write_zeros(f, *stream, *len, off)?;
+        }
+        self.staging.write_sealed(f, *stream, buf, off)?;
         *len = (*len).max(end);
         Ok(())
     }
 
     fn to_file(&self, data: &mut Data) -> io::Result<()> {
         if let Data::Mem(v) = data {
-            let f = self.staging.file()?;
-            f.write_all_at(v, 0)?;
+            let (f, stream) = self.staging.file()?;
+            self.staging.write_sealed(&f, stream, v, 0)?;
             let len = v.len() as u64;
             self.staging.unreserve(len);
-            *data = Data::File(f, len);
+            *data = Data::File(f, len, stream);
         }
         Ok(())
     }
@@ -157,18 +178,10 @@ impl Staged {
                 buf[..n].copy_from_slice(&v[start..start + n]);
                 Ok(n)
             }
-            Data::File(f, len) => {
+            Data::File(f, len, stream) => {
                 let n = buf.len().min(len.saturating_sub(off) as usize);
-                let mut done = 0;
-                while done < n {
-                    let r = f.read_at(&mut buf[done..n], off + done as u64)?;
-                    if r == 0 {
-                        // A hole at the end (set_len grew the file): zeros.
-                        buf[done..n].fill(0);
-                        break;
-                    }
-                    done += r;
-                }
+                f.read_exact_at(&mut buf[..n], off)?;
+                self.staging.key.apply(*stream, off, &mut buf[..n]);
                 Ok(n)
             }
         }
@@ -189,8 +202,12 @@ impl Staged {
             }
             self.to_file(&mut data)?;
         }
-        if let Data::File(f, len) = &mut *data {
-            f.set_len(size)?;
+        if let Data::File(f, len, stream) = &mut *data {
+            if size < *len {
+                f.set_len(size)?;
+            } else {
+                self.staging.write_zeros(f, *stream, *len, size)?;
+            }
             *len = size;
         }
         Ok(())
@@ -201,7 +218,7 @@ impl Drop for Staged {
     fn drop(&mut self) {
         match std::mem::replace(&mut *self.data.write(), Data::Mem(Vec::new())) {
             Data::Mem(v) => self.staging.unreserve(v.len() as u64),
-            Data::File(f, _) => {
+            Data::File(f, _, _) => {
                 let mut spare = self.staging.spare.lock();
                 if spare.len() < SPARE_FILES_MAX && f.set_len(0).is_ok() {
                     spare.push(f);

@@ -55,7 +55,7 @@ impl Incoming {
         let item = inode.item.clone();
         let t = tree::load(self.vault.store(), &id)
             .map_err(ViewError::from)
-            .inspect_err(|e| e.log(&format!("incoming/{item}: directory tree {id}")))?;
+            .inspect_err(|e| e.log(&format!("an incoming directory tree {id}")))?;
         let mut children = BTreeMap::new();
         for n in &t.nodes {
             let key = (item.clone(), n.link_group);

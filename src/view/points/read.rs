@@ -30,7 +30,6 @@ const PUSH_WAIT: Duration = Duration::from_secs(5);
 /// An open file inside a point.
 pub(super) struct OpenFile {
     pub(super) point: Arc<PointCtx>,
-    pub(super) path: String,
     pub(super) chunks: Vec<ChunkRef>,
     /// Offset of each chunk in the file.
     pub(super) starts: Vec<u64>,
@@ -94,7 +93,6 @@ impl Points {
         self.fetch_next_files(point, *parent, &tree.nodes[idx + 1..]);
         let file = OpenFile {
             point: point.clone(),
-            path: self.path_of(&entry),
             chunks: node.chunks.clone(),
             starts,
             size: pos,
@@ -122,8 +120,8 @@ impl Points {
         while pos < end {
             let data = load_chunk(&self.chunks, &self.vault, file.chunks[i]).inspect_err(|e| {
                 e.log(&format!(
-                    "{}/{}:{}",
-                    file.point.item, file.point.name, file.path
+                    "a file of point {} (`vaultfs check` names it)",
+                    file.point.name
                 ))
             })?;
             let from = (pos - file.starts[i]) as usize;

@@ -122,40 +122,11 @@ impl Points {
         Ok((id, tree))
     }
 
-    /// Path of an entry inside its point, for log lines.
-    pub(super) fn path_of(&self, entry: &Entry) -> String {
-        let mut parts = Vec::new();
-        let mut cur = entry.clone();
-        while let Entry::Node {
-            tree, idx, parent, ..
-        } = &cur
-        {
-            let name = match self.trees.get_or_load(tree, tree_weight, || {
-                load_tree(&self.vault, tree, &self.labels_seen)
-            }) {
-                Ok(t) => t
-                    .nodes
-                    .get(*idx as usize)
-                    .map(|n| String::from_utf8_lossy(&n.name).into_owned()),
-                Err(_) => None,
-            };
-            parts.push(name.unwrap_or_else(|| "?".into()));
-            match self.inodes.get(*parent) {
-                Some(p) => cur = p,
-                None => break,
-            }
-        }
-        parts.reverse();
-        format!("/{}", parts.join("/"))
-    }
-
     pub(super) fn log_damage(&self, entry: &Entry, e: &ViewError) {
         if let Some(point) = point_of(entry) {
             e.log(&format!(
-                "{}/{}:{}",
-                point.item,
-                point.name,
-                self.path_of(entry)
+                "a file of point {} (`vaultfs check` names it)",
+                point.name
             ));
         }
     }

@@ -132,7 +132,10 @@ impl Client {
         }
         // AWS itself takes bucket names in the host; other endpoints (a local server, most
         // S3-compatible stores) take them in the path.
-        let style = if url.host_str().is_some_and(|h| h.ends_with(".amazonaws.com")) {
+        let style = if url
+            .host_str()
+            .is_some_and(|h| h.ends_with(".amazonaws.com"))
+        {
             UrlStyle::VirtualHost
         } else {
             UrlStyle::Path
@@ -220,7 +223,10 @@ impl Client {
     }
 
     pub fn delete(&self, name: &str) -> Result<Answer, RemoteError> {
-        let url = self.bucket.delete_object(self.creds(), name).sign(SIGNED_FOR);
+        let url = self
+            .bucket
+            .delete_object(self.creds(), name)
+            .sign(SIGNED_FOR);
         self.counts.delete.fetch_add(1, Ordering::Relaxed);
         self.send("DELETE", name, Verb::Delete, url, &[], None, true)
     }
@@ -335,7 +341,13 @@ impl Client {
     }
 
     /// Success and the statuses callers handle (304, 404, 412, 416) are answers; the rest errors.
-    fn sort(&self, op: &'static str, name: &str, verb: Verb, a: Answer) -> Result<Answer, RemoteError> {
+    fn sort(
+        &self,
+        op: &'static str,
+        name: &str,
+        verb: Verb,
+        a: Answer,
+    ) -> Result<Answer, RemoteError> {
         if a.ok() || matches!(a.status, 304 | 404 | 412 | 416) {
             if a.status == 404 && verb == Verb::Head {
                 // HEAD has no body to tell a missing bucket from a missing key.

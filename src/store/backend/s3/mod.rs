@@ -22,7 +22,9 @@ pub use client::{Client, Counts, Endpoint};
 pub use error::RemoteError;
 
 use super::local::LocalBackend;
-use super::{Backend, Key, Kind, LockGuard, ObjectInfo, ObjectWriter, PACKS_PREFIX};
+use super::{
+    Backend, DAMAGED_PREFIX, Key, Kind, LockGuard, ObjectInfo, ObjectWriter, PACKS_PREFIX,
+};
 use crate::store::{Damaged, Result, StoreError};
 use cache::BlockCache;
 use client::Cond;
@@ -131,7 +133,11 @@ fn ensure_held(held: &Mutex<Option<Weak<lock::Shared>>>, lost: &AtomicBool) -> R
             "another writer".into(),
         )));
     }
-    let shared = held.lock().expect("held lock").as_ref().and_then(Weak::upgrade);
+    let shared = held
+        .lock()
+        .expect("held lock")
+        .as_ref()
+        .and_then(Weak::upgrade);
     match shared {
         Some(s) => s.ensure_held(),
         None => Ok(()),
@@ -235,7 +241,7 @@ impl Backend for S3Backend {
         }
         match key {
             Key::Pack(_) => self.cache.read(key, size, offset, len),
-            Key::Config => ranged(&self.client, &self.prefix, key, offset, len),
+            Key::Config | Key::ConfigCopy => ranged(&self.client, &self.prefix, key, offset, len),
         }
     }
 
@@ -274,6 +280,25 @@ impl Backend for S3Backend {
         if let Ok(size) = self.known_size(key) {
             self.cache.will_need(key, size, offset, len);
         }
+    }
+
+    /// A copy under `damaged/`, then the original deleted: S3 has no rename. A crash between
+    /// the two leaves both, and the next repair sets the pack aside again.
+    fn set_aside(&self, key: Key) -> Result<bool> {
+        self.check_writable()?;
+        let bytes = match self.get(key) {
+            Ok(b) => b,
+            Err(StoreError::Missing(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let name = key.name();
+        let file = name.rsplit('/').next().unwrap_or(&name);
+        let to = format!("{}{DAMAGED_PREFIX}/{file}", self.prefix);
+        let a = self.client.put(&to, &bytes, Cond::None)?;
+        if !a.ok() {
+            return Err(self.client.not_found_error("PUT", &to, &a).into());
+        }
+        self.delete(key)
     }
 }
 
