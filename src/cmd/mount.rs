@@ -127,11 +127,15 @@ fn daemon_main(
     let handler: Handler = Arc::new(move |req, out| super::serve_remote(shared.clone(), req, out));
     let foreground = ready.is_foreground();
     let mnt = opts.mountpoint.display().to_string();
-    daemon::serve(vault, opts, handler, move |r| {
+    let served = daemon::serve(vault, opts, handler, move |r| {
         if foreground && r.is_ok() {
             eprintln!("vaultfs: mounted at {mnt}; Ctrl-C or `vaultfs umount {mnt}` to unmount");
         }
         ready.send(r.map_err(|e| e as &dyn std::fmt::Display))
-    })?;
+    });
+    // The control socket's threads may still hold the vault: an S3 vault's lock object is
+    // released here, as the exit that follows runs no destructor.
+    vaultfs::store::backend::s3::lock::release_all();
+    served?;
     Ok(())
 }

@@ -64,10 +64,30 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// Whether `pid` runs here; a zombie (exited, not yet reaped: a daemon whose parent is gone,
+/// in a container whose init does not reap) does not.
 fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
-    alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X') | None
+        ),
+        Err(_) => false,
+    }
+}
+
+/// The locks this process holds, so [`release_all`] can release them before it exits while
+/// something still holds its vault (the mount daemon's threads at exit).
+static HELD: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// Release every lock this process holds (the daemon calls it before it exits: Drop does
+/// not run at `exit`). Writes through them are refused from then on.
+pub fn release_all() {
+    let held: Vec<_> = std::mem::take(&mut *HELD.lock().expect("held locks"));
+    for s in held.iter().filter_map(std::sync::Weak::upgrade) {
+        s.release();
+    }
 }
 
 impl Body {
@@ -219,6 +239,9 @@ pub fn acquire(
             state: Mutex::new((body, etag)),
             lost,
         });
+        HELD.lock()
+            .expect("held locks")
+            .push(Arc::downgrade(&shared));
         let (stop, stopped) = mpsc::channel();
         let s = shared.clone();
         let renewer = std::thread::Builder::new()
@@ -313,16 +336,23 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Put the lock released, once; writes are refused afterwards (as after a takeover).
+    fn release(&self) {
+        if !self.lost.swap(true, Ordering::SeqCst)
+            && let Err(e) = self.renew(false)
+        {
+            tracing::warn!("releasing the vault lock: {e} (it expires on its own)");
+        }
+    }
+}
+
 impl Drop for S3Lock {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.renewer.take() {
             let _ = t.join();
         }
-        if !self.shared.lost.load(Ordering::SeqCst)
-            && let Err(e) = self.shared.renew(false)
-        {
-            tracing::warn!("releasing the vault lock: {e} (it expires on its own)");
-        }
+        self.shared.release();
     }
 }
