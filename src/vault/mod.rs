@@ -189,7 +189,7 @@ impl Vault {
                 "rebuilding the local index of {} from the bucket (no index here, or another machine wrote since)",
                 location.display()
             );
-            let (vault, report) = repair::rebuild(u, false)?;
+            let (vault, report) = repair::rebuild(u, false, false)?;
             for n in &report.notes {
                 tracing::warn!("{n}");
             }

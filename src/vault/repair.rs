@@ -113,12 +113,17 @@ fn run(
 ) -> Result<(Option<Vault>, RepairReport)> {
     #[cfg(feature = "test-hooks")]
     let observer = observer.or_else(crate::store::backend::fault::KillAt::from_env);
-    rebuild(Vault::unlock(place, secret, observer)?, dry_run)
+    rebuild(Vault::unlock(place, secret, observer)?, dry_run, false)
 }
 
 /// Steps 1-8 on an unlocked vault, in its local directory (also how an S3 vault's index is
-/// built on a machine that has none).
-pub(crate) fn rebuild(u: Unlocked, dry_run: bool) -> Result<(Option<Vault>, RepairReport)> {
+/// built on a machine that has none). `read_only` (a secondary copy): nothing is written to
+/// the store, so damaged packs stay where they are and the config is left as it is.
+pub(crate) fn rebuild(
+    u: Unlocked,
+    dry_run: bool,
+    read_only: bool,
+) -> Result<(Option<Vault>, RepairReport)> {
     let dir = u.local_dir.clone();
     let dir = dir.as_path();
     let vault_id = vault_id_bytes(&u.config)?;
@@ -250,7 +255,7 @@ pub(crate) fn rebuild(u: Unlocked, dry_run: bool) -> Result<(Option<Vault>, Repa
     // 7. Swap, 8. set damaged packs aside.
     let index_dir = dir.join(INDEX_DIR);
     report.previous = index::replace(&index_dir, &new_dir, &dir.join(INDEX_PREV_DIR), &observer)?;
-    for pack in &damaged_packs {
+    for pack in damaged_packs.iter().filter(|_| !read_only) {
         backend.set_aside(Key::Pack(*pack))?;
     }
     let db = Db::open(&index_dir, &vault_id, observer.clone())?;
@@ -269,7 +274,9 @@ pub(crate) fn rebuild(u: Unlocked, dry_run: bool) -> Result<(Option<Vault>, Repa
         observer,
     };
     let vault = Vault::assemble(u, db)?;
-    report.config_restored = vault.restore_config(recs.config.clone())?;
+    if !read_only {
+        report.config_restored = vault.restore_config(recs.config.clone())?;
+    }
     Ok((Some(vault), report))
 }
 

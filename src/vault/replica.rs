@@ -29,7 +29,9 @@ const FINGERPRINT_FILE: &str = "packs.fingerprint";
 
 /// Open the secondary at `target` read-only, with `key` (see the module doc).
 pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vault> {
-    let config = Vault::read_config_at(target)?;
+    let inner = target.backend(None)?;
+    let loaded = Vault::load_config(target, inner.as_ref())?;
+    let config = loaded.config;
     let dir = target.replica_dir(&config.vault_id, cache_root);
     std::fs::create_dir_all(&dir).map_err(|e| VaultError::io("create", &dir, e))?;
     if let Location::S3(s3) = target {
@@ -41,9 +43,6 @@ pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vaul
     let params = open_params(&config, &key)?;
     let epochs = open_data_keys(&config, &key)?;
     let codec = Codec::new(key.derive_with(&epochs), params.zstd_level);
-    let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| VaultError::BadSetting(e.to_string()))?;
-    let inner = target.backend(None)?;
     let fingerprint = fingerprint(inner.as_ref())?;
     let backend: Arc<dyn Backend> = Arc::new(ReadOnly::new(inner, target.display()));
     let vault_id = vault_id_bytes(&config)?;
@@ -52,7 +51,7 @@ pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vaul
         local_dir: dir.clone(),
         index_stale: false,
         config,
-        config_bytes,
+        config_bytes: loaded.bytes,
         master: key,
         notes: Vec::new(),
         lock,
@@ -72,7 +71,7 @@ pub fn open(target: &Location, cache_root: &Path, key: MasterKey) -> Result<Vaul
     if index.exists() {
         std::fs::remove_dir_all(&index).map_err(|e| VaultError::io("remove", &index, e))?;
     }
-    let (vault, report) = super::repair::rebuild(u, false)?;
+    let (vault, report) = super::repair::rebuild(u, false, true)?;
     for n in &report.notes {
         tracing::warn!("replica {}: {n}", target.display());
     }
