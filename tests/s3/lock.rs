@@ -5,15 +5,10 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
 
 use crate::common::mnt::{s, wait_gone};
 use crate::common::{make_rich_tree, tempdir};
-use crate::{S3, server, url};
-
-fn set_clock(file: &Path, secs: i64) {
-    fs::write(file, (secs * 1_000_000_000).to_string()).unwrap();
-}
+use crate::{S3, server, set_clock, url};
 
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) of a daemon this test started.

@@ -132,6 +132,11 @@ pub fn client(srv: &server::Server, bucket: &str) -> vaultfs::store::backend::s3
     vaultfs::store::backend::s3::Client::new(endpoint).unwrap()
 }
 
+/// Set the vault clock in `file` (read by `VAULTFS_TEST_CLOCK` builds) to `secs`.
+pub fn set_clock(file: &Path, secs: i64) {
+    std::fs::write(file, (secs * 1_000_000_000).to_string()).unwrap();
+}
+
 /// A test's own key prefix in the shared bucket: `s3://vault/NAME-<random>`.
 pub fn url(name: &str) -> String {
     format!("s3://{}/{}", server::BUCKET, unique(name))

@@ -3,15 +3,10 @@
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 
 use crate::common::mnt::s;
 use crate::common::{assert_same_tree, make_rich_tree, noise, tempdir};
-use crate::{S3, server, unique, url};
-
-fn set_clock(file: &Path, secs: i64) {
-    fs::write(file, (secs * 1_000_000_000).to_string()).unwrap();
-}
+use crate::{S3, server, set_clock, unique, url};
 
 /// The lag per item from `replicate --status --json`: (item, lag seconds or None, missing).
 fn lags(s3: &S3, vault: &str) -> Vec<(String, Option<i64>, u64)> {
