@@ -72,7 +72,8 @@ fresh_copy() {
 change() { # a new 4 MB file and 20 appended files
     mkdir -p "$SRC/bench-change"
     cp "$T/new.bin" "$SRC/bench-change/new.bin"
-    find "$SRC" -type f | sort | head -20 | while read -r f; do echo "bench change" >>"$f"; done
+    # awk reads all of sort's output (head would stop early: SIGPIPE under pipefail).
+    find "$SRC" -type f | sort | awk 'NR <= 20' | while read -r f; do echo "bench change" >>"$f"; done
 }
 fresh_copy
 BYTES=$(du -sb "$SRC" | cut -f1)
@@ -101,7 +102,7 @@ VFS_TAR=$WALL
 "$VFS" umount "$T/mnt-vfs" >/dev/null
 timed vfs-restore "$VFS" restore "$V" corpus "$T/restore-vfs"
 VFS_RESTORE=$WALL
-diff -r "$SRC" "$T/restore-vfs" >/dev/null || die "vaultfs restore differs from the source"
+diff -r --no-dereference "$SRC" "$T/restore-vfs" >/dev/null || die "vaultfs restore differs from the source"
 
 # ---- restic (same server, bucket, data)
 fresh_copy
@@ -125,7 +126,7 @@ fusermount3 -u "$T/mnt-restic" || umount -l "$T/mnt-restic"
 wait "$RPID" || true
 timed restic-restore restic -r "$R" --cache-dir "$T/rc3" restore latest --target "$T/restore-restic"
 RESTIC_RESTORE=$WALL
-diff -r "$SRC" "$T/restore-restic$SRC" >/dev/null || die "restic restore differs from the source"
+diff -r --no-dereference "$SRC" "$T/restore-restic$SRC" >/dev/null || die "restic restore differs from the source"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 {
