@@ -196,8 +196,7 @@ impl<'a> Env<'a> {
             return Ok(v.clone());
         }
         let location = self.location(vault)?;
-        Vault::read_config_at(&location)?;
-        let credential = self.credential(&location.shown())?;
+        let credential = self.credential(&location)?;
         let v = if self.replica {
             let key = Vault::unwrap_key_at(&location, &credential)?;
             vaultfs::vault::replica::open(&location, &self.cache_root(), key)?
@@ -212,8 +211,7 @@ impl<'a> Env<'a> {
 
     /// The credential, for commands that unlock a vault themselves (mount, repair).
     pub fn unlock_credential(&self, location: &Location) -> Result<Credential> {
-        Vault::read_config_at(location)?;
-        self.credential(&location.shown())
+        self.credential(location)
     }
 
     /// A spinner on stderr when it is a local terminal; hidden otherwise.

@@ -45,6 +45,24 @@ fn wrong_credentials_missing_bucket_and_plain_http_are_clear_errors() {
     // Nothing was damaged.
     let check = s3.ok(&["check", &v, "--read-data"]);
     assert!(check.contains(": 0 errors"), "{check}");
+
+    // A vault whose only slot is an RSA key: opening it with no key names the slot kinds
+    // (read from the bucket's config) instead of asking for a passphrase it cannot use.
+    let private = root.join("kms.pem");
+    let public = root.join("kms.pub.pem");
+    crate::common::sh(&format!(
+        "openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out '{}' && \
+         openssl pkey -in '{}' -pubout -out '{}'",
+        s(&private),
+        s(&private),
+        s(&public)
+    ));
+    let rsa_only = url("rsa-only");
+    s3.ok(&["init", &rsa_only, "--rsa-public-key", s(&public)]);
+    let err = s3.fails(&["points", &rsa_only]);
+    assert!(err.contains("has no passphrase key slot"), "{err}");
+    assert!(err.contains("--rsa-key"), "{err}");
+    s3.ok(&["points", &rsa_only, "--rsa-key", s(&private)]);
 }
 
 /// The server goes away in the middle of a backup (after some packs were written): the backup
