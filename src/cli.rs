@@ -31,6 +31,25 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
     pub log: String,
 
+    /// Where vaults on S3 keep their local cache: index, lock, control socket, daemon log
+    /// [default: $XDG_CACHE_HOME/vaultfs or ~/.cache/vaultfs]
+    #[arg(long, global = true, value_name = "DIR", env = "VAULTFS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// S3 endpoint URL for s3:// vaults [default: AWS_ENDPOINT_URL, else AWS's for the region];
+    /// plain http only to a loopback address
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region [default: AWS_REGION or AWS_DEFAULT_REGION, else us-east-1]
+    #[arg(long, global = true, value_name = "REGION")]
+    pub s3_region: Option<String>,
+
+    /// VAULT is a secondary copy made by `replicate`: open it read-only (mount shows its
+    /// points read-only; restore, points, items and check work), also with the primary gone
+    #[arg(long, global = true)]
+    pub replica: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -70,6 +89,9 @@ pub enum Command {
     Settings(SettingsArgs),
     /// Show or set an item's backup policy (schedule and retention)
     Policy(PolicyArgs),
+    /// Copy the vault to a secondary (a directory or a bucket) that can be mounted and
+    /// restored from when the primary is gone; or show how far the secondary lags
+    Replicate(ReplicateArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -186,6 +208,14 @@ pub struct SettingsArgs {
     /// always-on (irreversible) or off
     #[arg(long, value_name = "MODE")]
     pub soft_delete: Option<SoftDeleteMode>,
+    /// The secondary the mount daemon replicates to (a directory or s3://BUCKET/PREFIX), or
+    /// `none`
+    #[arg(long, value_name = "TARGET")]
+    pub replicate_to: Option<PathBuf>,
+    /// How often the mount daemon replicates: `every 6h`, `hourly`, `daily 02:00`, ... (as
+    /// policy schedules), or `none`
+    #[arg(long, value_name = "SPEC")]
+    pub replicate_every: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +243,23 @@ pub struct PolicyArgs {
     /// Keep the newest point of each of the last N years that have points
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// The vault (a directory or s3://BUCKET/PREFIX)
+    pub vault: PathBuf,
+    /// The secondary: a directory or s3://BUCKET/PREFIX [default: the one set with
+    /// `settings --replicate-to`, else the last one replicated to]
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<PathBuf>,
+    /// Copy nothing: show per item how far the secondary's newest point is behind the
+    /// primary's
+    #[arg(long)]
+    pub status: bool,
+    /// With --status: print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +336,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+impl Cli {
+    /// Where S3 vaults are reached and cached, as the flags say.
+    pub fn places(&self) -> crate::vault::Places {
+        crate::vault::Places {
+            cache_root: self.cache_dir.clone(),
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+        }
+    }
+}
+
 impl Command {
     /// The vault a command works on, if any (used to reach a running daemon).
     pub fn vault_path(&self) -> Option<&std::path::Path> {
@@ -305,6 +363,7 @@ impl Command {
             Command::Gc(a) => Some(&a.vault),
             Command::Settings(a) => Some(&a.vault),
             Command::Policy(a) => Some(&a.vault),
+            Command::Replicate(a) => Some(&a.vault),
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
                 KeyCommand::Add(a) => &a.vault,
@@ -318,7 +377,8 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Path of the vault directory to create (must not exist, or be empty)
+    /// Path of the vault directory to create (must not exist, or be empty), or
+    /// s3://BUCKET/PREFIX (an existing bucket; nothing may be stored under PREFIX yet)
     pub vault: PathBuf,
     /// Days a deleted point is kept, recoverable, before gc may purge it (1-180)
     #[arg(long, default_value_t = 14, value_name = "N")]

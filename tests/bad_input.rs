@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A command that needs longer than this is taken to be hanging (e.g. waiting for a prompt).
 const HANG: Duration = Duration::from_secs(30);
@@ -30,20 +30,23 @@ fn run_with(args: &[&str], env: impl FnOnce(&mut Command)) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     env(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn vaultfs");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > HANG {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
+    let child = cmd.spawn().expect("spawn vaultfs");
+    let pid = child.id() as i32;
+    // Output is read while the command runs (a pipe holds 64 KiB: `completions bash` is more).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    match rx.recv_timeout(HANG) {
+        Ok(out) => out,
+        Err(_) => {
+            // SAFETY: kill(2) of the child this function spawned, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().unwrap();
             panic!(
                 "vaultfs {args:?} hung for {HANG:?} (stderr so far: {})",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().unwrap()
 }
 
 fn run(args: &[&str]) -> Output {

@@ -1220,3 +1220,88 @@ fn gc_reclaims_incoming_data_deleted_before_any_snapshot() {
     drop(m);
     check(&clock, &vault, "after gc of deleted incoming data");
 }
+
+/// The secondary's record of the daemon's scheduled replications (`replication.json` in the
+/// vault): (last started, last succeeded), vault clock.
+fn replication_runs(vault: &Path) -> (Option<i64>, Option<i64>) {
+    let Ok(text) = fs::read(vault.join("replication.json")) else {
+        return (None, None);
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    (doc["last_started_ns"].as_i64(), doc["last_ok_ns"].as_i64())
+}
+
+/// Lag per item of the secondary (`replicate --status --json`): (item, points missing).
+fn replica_missing(clock: &Clock, vault: &Path) -> Vec<(String, u64)> {
+    let out = clock.ok(&["replicate", s(vault), "--status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("status JSON");
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["item"].as_str().unwrap().to_string(),
+                i["points_missing"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `settings --replicate-to DIR --replicate-every "every 6h"`: the mount daemon replicates at
+/// once (never replicated yet), then not again until 6 hours of vault time have passed since
+/// the last run, then again; the secondary ends with every point and passes a full check.
+#[test]
+fn the_daemon_replicates_on_its_schedule() {
+    let tmp = tempdir();
+    let root = tmp.path().canonicalize().unwrap();
+    let (vault, mnt, sec) = (root.join("vault"), root.join("mnt"), root.join("secondary"));
+    fs::create_dir(&mnt).unwrap();
+    let t0 = ts("2027-04-01T00:00:00Z");
+    let clock = Clock::new(&root, t0);
+    init_vault(&vault);
+    let src = root.join("src");
+    noise_tree(&src, 4, 64 * 1024, 70);
+    backup_at(&clock, &vault, ITEM, &src, t0);
+    clock.ok(&[
+        "settings",
+        s(&vault),
+        "--replicate-to",
+        s(&sec),
+        "--replicate-every",
+        "every 6h",
+    ]);
+    assert_eq!(replication_runs(&vault), (None, None));
+
+    let m = mount(&clock, &vault, &mnt);
+    // Never replicated: due at once.
+    assert!(
+        wait_until(Duration::from_secs(60), || replication_runs(&vault).1
+            == Some(t0)),
+        "no scheduled replication at mount: {:?}\n{}",
+        replication_runs(&vault),
+        m.log_tail()
+    );
+    // A new point one hour later: not due yet, so not replicated.
+    let inc = mnt.join("incoming").join(ITEM);
+    fs::create_dir_all(&inc).unwrap();
+    fs::write(inc.join("new.bin"), noise(100_000, 71)).unwrap();
+    clock.set(t0 + HOUR);
+    clock.ok(&["snapshot", s(&vault), ITEM]);
+    wait_for_scheduler(&vault);
+    assert_eq!(replication_runs(&vault), (Some(t0), Some(t0)));
+    // Six hours after the last run: due again.
+    let t1 = t0 + 6 * HOUR;
+    clock.set(t1);
+    assert!(
+        wait_until(Duration::from_secs(60), || replication_runs(&vault).1
+            == Some(t1)),
+        "no scheduled replication 6 h after the last: {:?}\n{}",
+        replication_runs(&vault),
+        m.log_tail()
+    );
+    drop(m);
+    assert_eq!(replica_missing(&clock, &vault), vec![(ITEM.to_string(), 0)]);
+    let out = clock.ok(&["check", "--replica", "--read-data", s(&sec)]);
+    assert!(out.contains(": 0 errors"), "{out}");
+}

@@ -162,6 +162,12 @@ fn power_cut_at_every_durability_point_of_backup() {
         let (vault, work) = fresh(&format!("cut-{n}"));
         let cut = Arc::new(PowerCut::new(&vault, Some(n), &work).unwrap());
         let (acked, interrupted) = run(&vault, &cut, &srcs[1..]);
+        if interrupted.is_none() && cut.calls().len() < n {
+            // The index engine's flushes vary by one or two between runs: this run had no
+            // n-th durability point to cut at (every point it had was cut in the rounds before).
+            eprintln!("{what}: this run had only {} points", cut.calls().len());
+            continue;
+        }
         assert!(interrupted.is_some(), "{what}: no backup was interrupted");
         cut.reboot().unwrap();
         eprintln!("{what}: {} backups acknowledged", acked.len());

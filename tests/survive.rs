@@ -392,13 +392,30 @@ fn repair_keeps_the_previous_index_dry_runs_and_repeats() {
     let (pack, _) = pack_of(&vault, BlobKind::Data, false);
     let len = std::fs::metadata(&pack).unwrap().len() as usize;
     flip(&pack, len - 20);
-    let before = files_with_bytes(&vault);
+    // The index engine may rewrite its own log file when a database is opened, whoever opens
+    // it (seen under load): its files are compared by what they hold, every other file byte
+    // for byte, and no file may appear or go.
+    let index = vault.join("index");
+    let outside = |files: BTreeMap<PathBuf, Vec<u8>>| -> BTreeMap<PathBuf, Vec<u8>> {
+        files
+            .into_iter()
+            .map(|(p, b)| {
+                if p.starts_with(&index) {
+                    (p, Vec::new())
+                } else {
+                    (p, b)
+                }
+            })
+            .collect()
+    };
+    let before = outside(files_with_bytes(&vault));
+    let listed = ok(&["points", s(&vault), "--json"]);
     let out = ok(&["repair", s(&vault), "--dry-run"]);
     assert!(
         out.contains("would: packs:") && out.contains("dry run:"),
         "{out}"
     );
-    let after = files_with_bytes(&vault);
+    let after = outside(files_with_bytes(&vault));
     let changed: Vec<_> = before
         .keys()
         .chain(after.keys())
@@ -407,6 +424,11 @@ fn repair_keeps_the_previous_index_dry_runs_and_repeats() {
     assert!(
         changed.is_empty(),
         "a dry run changed the vault: {changed:?}"
+    );
+    assert_eq!(
+        ok(&["points", s(&vault), "--json"]),
+        listed,
+        "a dry run changed the index"
     );
 
     let first = ok(&["repair", s(&vault)]);

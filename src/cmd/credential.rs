@@ -11,7 +11,9 @@ use zeroize::Zeroizing;
 
 use vaultfs::cli::NewSecretArgs;
 use vaultfs::keys::{Credential, KdfParams, SlotName, random_key, rsa, slot};
+use vaultfs::vault::Vault;
 use vaultfs::vault::keyring::NewSlot;
+use vaultfs::vault::location::Location;
 
 use super::Env;
 
@@ -119,8 +121,11 @@ pub fn rsa_public_key(path: &Path) -> Result<rsa::PublicKey> {
 }
 
 impl Env<'_> {
-    /// What the user gave to open `vault`.
-    pub fn credential(&self, vault: &Path) -> Result<Credential> {
+    /// What the user gave to open the vault at `location` (its config read first, so a vault
+    /// without a passphrase slot is named as such instead of prompting for a passphrase).
+    pub fn credential(&self, location: &Location) -> Result<Credential> {
+        let config = Vault::read_config_at(location)?;
+        let vault = &location.shown();
         let given = [
             self.key_file.is_some(),
             self.rsa_key.is_some(),
@@ -141,16 +146,15 @@ impl Env<'_> {
         if let Some(cmd) = &self.unwrap_command {
             return Ok(Credential::UnwrapCommand(cmd.clone()));
         }
-        if let Ok(config) = vaultfs::vault::Vault::read_config(vault)
-            && !config.key_slots.iter().any(|s| s.kind == slot::PASSPHRASE)
-        {
+        if !config.key_slots.iter().any(|s| s.kind == slot::PASSPHRASE) {
             let slots: Vec<String> = config
                 .key_slots
                 .iter()
                 .map(|s| format!("{} {}", s.kind, SlotName::of(s)))
                 .collect();
             bail!(
-                "{} has no passphrase key slot: open it with --key-file or --rsa-key or                  --unwrap-command (its slots: {})",
+                "{} has no passphrase key slot: open it with --key-file, --rsa-key or \
+                 --unwrap-command (its slots: {})",
                 vault.display(),
                 slots.join(", ")
             );

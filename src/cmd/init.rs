@@ -23,15 +23,15 @@ pub fn run(a: InitArgs, env: &Env) -> Result<Outcome> {
         zstd_level: a.zstd_level,
         pack_target_bytes: a.pack_size_mib.saturating_mul(1 << 20),
     };
-    let vault = env.path(&a.vault);
+    let location = env.location(&a.vault)?;
     let first = if let Some(f) = &a.rsa_public_key {
         NewSlot::Rsa(Box::new(credential::rsa_public_key(&env.path(f))?))
     } else if let Some(f) = &a.new_key_file {
         NewSlot::KeyFile(credential::new_key_file(&env.path(f))?)
     } else {
-        NewSlot::Passphrase(env.passphrase(&vault, true)?, opts.kdf)
+        NewSlot::Passphrase(env.passphrase(&location.shown(), true)?, opts.kdf)
     };
-    Vault::create(&vault, &first, &a.label, &opts)?;
+    Vault::create_at(&location, &first, &a.label, &opts)?;
     env.out(format!(
         "created vault {} (soft delete: {} days)",
         a.vault.display(),

@@ -15,6 +15,7 @@ mod mount;
 mod points;
 mod policy;
 mod repair;
+mod replicate;
 mod restore;
 mod settings;
 mod snapshot;
@@ -33,7 +34,8 @@ pub use credential::take_env_secrets;
 use vaultfs::cli::{Cli, Command};
 use vaultfs::control::{self, Request, Responder, Response};
 use vaultfs::keys::Credential;
-use vaultfs::vault::Vault;
+use vaultfs::vault::location::same_dir;
+use vaultfs::vault::{Location, Places, Vault};
 
 /// What a command achieved, mapped to the process exit code.
 pub enum Outcome {
@@ -57,6 +59,9 @@ pub struct Env<'a> {
     /// Inside the daemon: the vault it holds open.
     daemon_vault: Option<Arc<Vault>>,
     cwd: PathBuf,
+    places: Places,
+    /// `--replica`: vaults are secondary copies, opened read-only.
+    replica: bool,
     sink: Sink<'a>,
 }
 
@@ -69,12 +74,34 @@ impl<'a> Env<'a> {
             unwrap_command: cli.unwrap_command.clone(),
             daemon_vault: None,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            places: cli.places(),
+            replica: cli.replica,
             sink: Sink::Local,
         }
     }
 
+    /// Open vaults as secondary copies (`--replica`).
+    pub fn with_replica(mut self, replica: bool) -> Self {
+        self.replica = replica;
+        self
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// Root of the cache directories of S3 vaults and secondaries.
+    pub fn cache_root(&self) -> PathBuf {
+        self.places.cache_root()
+    }
+
     /// A command received by the daemon holding `vault`.
-    pub fn remote(vault: Arc<Vault>, cwd: PathBuf, out: &'a mut Responder) -> Env<'a> {
+    pub fn remote(
+        vault: Arc<Vault>,
+        cwd: PathBuf,
+        places: Places,
+        out: &'a mut Responder,
+    ) -> Env<'a> {
         Env {
             passphrase_file: None,
             key_file: None,
@@ -82,6 +109,8 @@ impl<'a> Env<'a> {
             unwrap_command: None,
             daemon_vault: Some(vault),
             cwd,
+            places,
+            replica: false,
             sink: Sink::Remote(Mutex::new(out)),
         }
     }
@@ -115,6 +144,12 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// Where a user-given vault is: `s3://BUCKET/PREFIX`, an S3 vault's cache directory, or a
+    /// local directory.
+    pub fn location(&self, given: &Path) -> Result<Location> {
+        Ok(Location::parse(given, &self.cwd, &self.places)?)
+    }
+
     /// The passphrase: `--passphrase-file`, `VAULTFS_PASSPHRASE`, or a prompt.
     pub fn passphrase(&self, vault: &Path, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         let pass = if let Some(f) = &self.passphrase_file {
@@ -144,22 +179,30 @@ impl<'a> Env<'a> {
     /// Open `vault` (in the daemon: share the open vault; the control socket let the caller
     /// in by its peer credentials, so no key is asked for or derived).
     pub fn open(&self, vault: &Path) -> Result<Arc<Vault>> {
-        let vault = self.path(vault);
         if let Some(v) = &self.daemon_vault {
             // A mount point stands for the vault mounted on it (see `forward`).
-            let mounted = vaultfs::daemon::vault_of_mount(&vault);
-            if !same_dir(v.dir(), mounted.as_deref().unwrap_or(&vault)) {
+            let path = self.path(vault);
+            let same = match vaultfs::daemon::vault_of_mount(&path) {
+                Some(dir) => same_dir(v.dir(), &dir),
+                None => same_dir(v.dir(), &path) || v.location().same_as(&self.location(vault)?),
+            };
+            if !same {
                 bail!(
                     "this daemon serves {}, not {}",
-                    v.dir().display(),
+                    v.location().display(),
                     vault.display()
                 );
             }
             return Ok(v.clone());
         }
-        Vault::read_config(&vault)?;
-        let credential = self.credential(&vault)?;
-        let v = Vault::open_credential(&vault, &credential)?;
+        let location = self.location(vault)?;
+        let credential = self.credential(&location)?;
+        let v = if self.replica {
+            let key = Vault::unwrap_key_at(&location, &credential)?;
+            vaultfs::vault::replica::open(&location, &self.cache_root(), key)?
+        } else {
+            Vault::open_credential_at(&location, &credential)?
+        };
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
         }
@@ -167,9 +210,8 @@ impl<'a> Env<'a> {
     }
 
     /// The credential, for commands that unlock a vault themselves (mount, repair).
-    pub fn unlock_credential(&self, vault: &Path) -> Result<Credential> {
-        Vault::read_config(vault)?;
-        self.credential(vault)
+    pub fn unlock_credential(&self, location: &Location) -> Result<Credential> {
+        self.credential(location)
     }
 
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
@@ -184,13 +226,6 @@ impl<'a> Env<'a> {
         );
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
-    }
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
     }
 }
 
@@ -211,6 +246,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Gc(a) => gc::run(a, env),
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
+        Command::Replicate(a) => replicate::run(a, env),
         Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }
@@ -252,9 +288,13 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
     let resolved = vaultfs::daemon::vault_of_mount(given);
-    let vault = resolved.as_deref().unwrap_or(given);
-    let stream = control::connect(vault)?;
     let env = Env::local(cli);
+    let vault = match resolved {
+        Some(dir) => dir,
+        None => local_dir_of(&env, &env.location(given).ok()?)?,
+    };
+    let vault = vault.as_path();
+    let stream = control::connect(vault)?;
     // No secret crosses the socket: the daemon holds the key and lets the caller in by its
     // peer credentials.
     let req = Request::Command {
@@ -305,6 +345,22 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     }
 }
 
+/// The local directory of the vault at `location`, where its daemon's socket would be (for
+/// an S3 vault or a secondary this reads its config: the directory is named by the vault's id).
+pub fn local_dir_of(env: &Env, location: &Location) -> Option<PathBuf> {
+    match location {
+        Location::Local(dir) if !env.replica => Some(dir.clone()),
+        _ => {
+            let config = Vault::read_config_at(location).ok()?;
+            Some(if env.replica {
+                location.replica_dir(&config.vault_id, &env.cache_root())
+            } else {
+                location.local_dir(&config.vault_id)
+            })
+        }
+    }
+}
+
 /// Whether the control socket of `vault` stops accepting within five seconds.
 fn daemon_gone(vault: &std::path::Path) -> bool {
     for _ in 0..50 {
@@ -330,7 +386,7 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
     );
     let code = match parsed {
         Ok(cli) => {
-            let env = Env::remote(vault, cwd, out);
+            let env = Env::remote(vault, cwd, cli.places(), out).with_replica(cli.replica);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {

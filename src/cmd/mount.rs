@@ -4,7 +4,6 @@
 //! The fork happens before any thread exists (the index database and rayon start threads when used), and the
 //! daemon takes the vault lock itself, after the fork.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -14,7 +13,7 @@ use vaultfs::cli::MountArgs;
 use vaultfs::control::Handler;
 use vaultfs::daemon::process::{self, LOG_FILE, Ready, Started};
 use vaultfs::daemon::{self, MountOptions};
-use vaultfs::vault::Vault;
+use vaultfs::vault::{Location, Vault};
 
 use super::{Env, Outcome};
 
@@ -25,11 +24,26 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
             a.vault.display()
         );
     }
-    let vault = env.path(&a.vault);
-    Vault::read_config(&vault)?;
-    let vault = vault
-        .canonicalize()
-        .with_context(|| format!("vault {}", vault.display()))?;
+    let location = match env.location(&a.vault)? {
+        Location::Local(dir) => Location::Local(
+            dir.canonicalize()
+                .with_context(|| format!("vault {}", dir.display()))?,
+        ),
+        s3 => s3,
+    };
+    let config = Vault::read_config_at(&location)?;
+    // The daemon's log and socket go to the vault's local directory (an S3 vault's cache, a
+    // secondary's index directory).
+    let replica = env.is_replica().then(|| env.cache_root());
+    let vault = match &replica {
+        Some(root) => location.replica_dir(&config.vault_id, root),
+        None => location.local_dir(&config.vault_id),
+    };
+    match &location {
+        Location::S3(s3) => s3.prepare_local_dir(&vault)?,
+        Location::Local(_) => std::fs::create_dir_all(&vault)
+            .with_context(|| format!("creating {}", vault.display()))?,
+    }
     let mnt = env.path(&a.mountpoint);
     if daemon::is_stale_mount(&mnt) {
         daemon::force_unmount(&mnt, true)
@@ -48,10 +62,10 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     if daemon::mounts().iter().any(|(_, p, _)| *p == mnt) {
         bail!("{} is already a mount point", mnt.display());
     }
-    let credential = env.credential(&vault)?;
+    let credential = env.unlock_credential(&location)?;
     // The key slot is opened here, before the fork: a wrong key is reported directly, and the
     // daemon never holds Argon2's working memory or the credential.
-    let key = Vault::unwrap_key(&vault, &credential)?;
+    let key = Vault::unwrap_key_at(&location, &credential)?;
     drop(credential);
     let opts = MountOptions {
         mountpoint: mnt.clone(),
@@ -59,11 +73,13 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         cache_bytes: a.cache_size.clamp(16 << 20, 64 << 30) as usize,
         threads: a.threads.clamp(1, 64),
         staging: env.path(&a.staging_dir),
+        read_only: replica.is_some(),
+        cache_root: env.cache_root(),
     };
     if a.foreground {
-        return daemon_main(&vault, &opts, key, Ready::foreground()).map(|_| Outcome::Ok);
+        return daemon_main(&location, &opts, key, Ready::foreground()).map(|_| Outcome::Ok);
     }
-    let run = |ready| match daemon_main(&vault, &opts, key, ready) {
+    let run = |ready| match daemon_main(&location, &opts, key, ready) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("vaultfs: error: {}", super::one_line(&e));
@@ -75,7 +91,7 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         (pid, Started::Ready) => {
             env.out(format!(
                 "mounted {} at {} (daemon pid {pid}, log {})",
-                vault.display(),
+                location.display(),
                 mnt.display(),
                 log.display()
             ));
@@ -89,8 +105,18 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     }
 }
 
-fn daemon_main(vault_dir: &Path, opts: &MountOptions, key: MasterKey, ready: Ready) -> Result<()> {
-    let vault = match Vault::open_with_key(vault_dir, key) {
+fn daemon_main(
+    location: &Location,
+    opts: &MountOptions,
+    key: MasterKey,
+    ready: Ready,
+) -> Result<()> {
+    let opened = if opts.read_only {
+        vaultfs::vault::replica::open(location, &opts.cache_root, key)
+    } else {
+        Vault::open_with_key_at(location, key)
+    };
+    let vault = match opened {
         Ok(v) => Arc::new(v),
         Err(e) => {
             ready.send(Err(&e));
@@ -101,11 +127,15 @@ fn daemon_main(vault_dir: &Path, opts: &MountOptions, key: MasterKey, ready: Rea
     let handler: Handler = Arc::new(move |req, out| super::serve_remote(shared.clone(), req, out));
     let foreground = ready.is_foreground();
     let mnt = opts.mountpoint.display().to_string();
-    daemon::serve(vault, opts, handler, move |r| {
+    let served = daemon::serve(vault, opts, handler, move |r| {
         if foreground && r.is_ok() {
             eprintln!("vaultfs: mounted at {mnt}; Ctrl-C or `vaultfs umount {mnt}` to unmount");
         }
         ready.send(r.map_err(|e| e as &dyn std::fmt::Display))
-    })?;
+    });
+    // The control socket's threads may still hold the vault: an S3 vault's lock object is
+    // released here, as the exit that follows runs no destructor.
+    vaultfs::store::backend::s3::lock::release_all();
+    served?;
     Ok(())
 }

@@ -11,16 +11,16 @@ pub fn run(a: RepairArgs, env: &Env) -> Result<Outcome> {
     if env.is_remote() {
         bail!("the vault is mounted: unmount it (vaultfs umount MNT) before repair");
     }
-    let vault = env.path(&a.vault);
-    let credential = env.unlock_credential(&vault)?;
-    let (v, mut report) = repair::repair(&vault, &credential, a.dry_run)?;
+    let location = env.location(&a.vault)?;
+    let credential = env.unlock_credential(&location)?;
+    let (v, mut report) = repair::repair_at(&location, &credential, a.dry_run)?;
     if let Some(generation) = report.config_restored {
         env.err(format!(
             "vaultfs: the config was older than the packs know: restored generation {generation} from the packs"
         ));
         // The restored config may know newer data keys: read the packs again with them.
         drop(v);
-        report = repair::repair(&vault, &credential, a.dry_run)?.1;
+        report = repair::repair_at(&location, &credential, a.dry_run)?.1;
     }
     for n in &report.notes {
         env.err(format!("vaultfs: warning: {n}"));

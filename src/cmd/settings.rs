@@ -3,6 +3,9 @@
 use anyhow::Result;
 
 use vaultfs::cli::{SettingsArgs, SoftDeleteMode};
+use vaultfs::vault::Vault;
+use vaultfs::vault::policy::{parse_schedule, show_schedule};
+use vaultfs::vault::replica_settings::ReplicaSettings;
 
 use super::{Env, Outcome};
 
@@ -27,5 +30,36 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
         (d, false) => format!("{d} days"),
     };
     env.out(format!("soft delete: {state}"));
+    replication(&vault, &a, env)?;
     Ok(Outcome::Ok)
+}
+
+/// `--replicate-to` / `--replicate-every`: kept beside the vault (see `replica_settings`).
+fn replication(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
+    let mut s = ReplicaSettings::load(vault);
+    let before = s.clone();
+    if let Some(t) = &a.replicate_to {
+        if t.as_os_str() == "none" {
+            s = ReplicaSettings::default();
+        } else {
+            s.set_target(&env.location(t)?);
+        }
+    }
+    if let Some(spec) = &a.replicate_every {
+        s.schedule = parse_schedule(spec)?;
+        if s.schedule.is_some() && s.target.is_none() {
+            anyhow::bail!("--replicate-every needs a secondary: give --replicate-to TARGET");
+        }
+    }
+    if s != before {
+        s.save(vault)?;
+    }
+    if let Some(t) = &s.target {
+        let every = match s.schedule {
+            Some(_) => show_schedule(&s.schedule),
+            None => "on demand (vaultfs replicate)".into(),
+        };
+        env.out(format!("replicates to: {t}, {every}"));
+    }
+    Ok(())
 }

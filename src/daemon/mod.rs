@@ -33,6 +33,10 @@ pub struct MountOptions {
     pub threads: usize,
     /// Where staging directories for data written into `incoming/` go.
     pub staging: PathBuf,
+    /// A secondary copy: mounted read-only, and the scheduler does nothing.
+    pub read_only: bool,
+    /// Root of the cache directories (scheduled replication to an S3 secondary locks there).
+    pub cache_root: PathBuf,
 }
 
 /// Why the daemon could not mount, or did not stop cleanly.
@@ -140,9 +144,10 @@ pub fn serve(
     let sched_stop = Arc::new(AtomicBool::new(false));
     let scheduler = {
         let (v, stop) = (vault.clone(), sched_stop.clone());
+        let work = (!opts.read_only).then(|| opts.cache_root.clone());
         std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || scheduler::run(v, stop, ticks))
+            .spawn(move || scheduler::run(v, stop, ticks, work))
             .map_err(start("the scheduler"))?
     };
 
@@ -211,6 +216,7 @@ fn mount(vault: &Arc<Vault>, opts: &MountOptions) -> Result<(Arc<View>, FuseSess
         &opts.mountpoint,
         opts.allow_other,
         opts.threads,
+        opts.read_only,
     )
     .map_err(|source| DaemonError::Mount {
         path: opts.mountpoint.clone(),

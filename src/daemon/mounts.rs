@@ -30,7 +30,12 @@ pub fn vault_of_mount(path: &Path) -> Option<PathBuf> {
     mounts()
         .into_iter()
         .find(|(src, p, ty)| {
-            *p == mnt && ty.starts_with("fuse") && Path::new(src).join("config").is_file()
+            // A vault directory, or an S3 vault's cache directory.
+            let src = Path::new(src);
+            *p == mnt
+                && ty.starts_with("fuse")
+                && (src.join("config").is_file()
+                    || src.join(crate::vault::location::LOCATION_FILE).is_file())
         })
         .map(|(src, _, _)| PathBuf::from(src))
 }

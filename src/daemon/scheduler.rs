@@ -13,14 +13,26 @@ use crate::vault::{DAY_NS, Vault, now_ns};
 
 const TICK: Duration = Duration::from_secs(1);
 
-/// Run until `stop` is set (and the thread unparked), counting ticks in `ticks`.
-pub fn run(vault: Arc<Vault>, stop: Arc<AtomicBool>, ticks: Arc<AtomicU64>) {
+/// Run until `stop` is set (and the thread unparked), counting ticks in `ticks`. `work`
+/// (the cache root, for scheduled replication) is `None` on a read-only mount of a secondary:
+/// then nothing is done but counting.
+pub fn run(
+    vault: Arc<Vault>,
+    stop: Arc<AtomicBool>,
+    ticks: Arc<AtomicU64>,
+    work: Option<std::path::PathBuf>,
+) {
     let mut last_gc = now_ns();
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(TICK);
         if stop.load(Ordering::Relaxed) {
             return;
         }
+        let Some(cache_root) = &work else {
+            ticks.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        crate::vault::replica_settings::start_if_due(&vault, cache_root);
         if let Err(e) = tick(&vault) {
             tracing::warn!("scheduled snapshots: {}", e.for_log());
         }

@@ -55,6 +55,7 @@ impl FuseSession {
         mountpoint: &Path,
         allow_other: bool,
         threads: usize,
+        read_only: bool,
     ) -> io::Result<FuseSession> {
         let mut config = Config::default();
         config.mount_options = vec![
@@ -64,6 +65,10 @@ impl FuseSession {
             MountOption::NoDev,
             MountOption::NoAtime,
         ];
+        if read_only {
+            // A secondary copy: the kernel refuses every change before it reaches the view.
+            config.mount_options.push(MountOption::RO);
+        }
         // The kernel checks modes only when other users may enter: without allow_other the
         // owner alone can, and checking would cost a getattr of the parent after every create
         // or rename in incoming (two of rsync's ~14 requests per file).

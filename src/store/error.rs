@@ -46,6 +46,9 @@ pub enum StoreError {
     /// Another process holds the vault's lock.
     #[error("vault is in use by {0}")]
     InUse(Holder),
+    /// An object store failed or refused (unreachable, credentials, no bucket, lock lost).
+    #[error(transparent)]
+    Remote(super::backend::s3::RemoteError),
     /// Randomness (nonces, pack ids) could not be had.
     #[error(transparent)]
     Key(#[from] KeyError),

@@ -69,8 +69,15 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             NotAVault::NotADirectory,
         ));
     }
-    let backend = LocalBackend::new(dir);
-    let copies = [Key::Config, Key::ConfigCopy].map(|key| (key, read_copy(&backend, key)));
+    load_from(&LocalBackend::new(dir), dir)
+}
+
+/// [`load`] through any backend; `shown` names the vault in errors.
+pub fn load_from(backend: &dyn Backend, shown: &Path) -> Result<Loaded> {
+    let copies = [
+        (Key::Config, read_copy(backend, Key::Config)?),
+        (Key::ConfigCopy, read_copy(backend, Key::ConfigCopy)?),
+    ];
     if let Some(found) = copies.iter().find_map(|(_, c)| match c {
         Copy::Newer(v) => Some(*v),
         _ => None,
@@ -97,7 +104,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let Some((config, bytes)) = best else {
         if copies.iter().all(|(_, c)| matches!(c, Copy::Missing)) {
             return Err(VaultError::NotAVault(
-                dir.to_path_buf(),
+                shown.to_path_buf(),
                 NotAVault::NoConfig,
             ));
         }
@@ -106,7 +113,7 @@ pub fn load(dir: &Path) -> Result<Loaded> {
             .all(|(_, c)| matches!(c, Copy::Missing | Copy::Foreign))
         {
             return Err(VaultError::NotAVault(
-                dir.to_path_buf(),
+                shown.to_path_buf(),
                 NotAVault::ForeignConfig,
             ));
         }
@@ -145,12 +152,19 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     })
 }
 
-fn read_copy(backend: &LocalBackend, key: Key) -> Copy {
-    match backend.get(key) {
+/// [`read`] of a vault anywhere, through its backend.
+pub fn read_from(backend: &dyn Backend, location: &super::Location) -> Result<ConfigFile> {
+    Ok(load_from(backend, &location.shown())?.config)
+}
+
+/// One copy; a store that cannot be reached (S3) is an error, not a damaged copy.
+fn read_copy(backend: &dyn Backend, key: Key) -> Result<Copy> {
+    Ok(match backend.get(key) {
         Ok(bytes) => parse_copy(bytes),
         Err(StoreError::Missing(_)) => Copy::Missing,
+        Err(e @ StoreError::Remote(_)) => return Err(e.into()),
         Err(e) => Copy::Damaged(e.to_string()),
-    }
+    })
 }
 
 /// The checksummed part of a v3 config and whether its checksum matches; `None` if the bytes

@@ -13,7 +13,8 @@ use crate::store::codec::Codec;
 use crate::store::index::Db;
 
 use super::keyring::{self, NewSlot};
-use super::{INDEX_DIR, Result, Secret, Vault, VaultError, config, now_ns};
+use super::{INDEX_DIR, Location, Result, Secret, Vault, VaultError, config, now_ns};
+use crate::store::backend::s3::MAX_OBJECT_BYTES;
 
 /// Choices made at `init`.
 #[derive(Debug, Clone)]
@@ -44,6 +45,47 @@ impl Default for InitOptions {
 impl Vault {
     /// Create a vault in `dir` (which may exist if empty) with one key slot.
     pub fn create(dir: &Path, first: &NewSlot, label: &str, opts: &InitOptions) -> Result<()> {
+        Self::create_at(&Location::Local(dir.to_path_buf()), first, label, opts)
+    }
+
+    /// Create a vault at `location`: a directory (which may exist if empty), or an empty
+    /// prefix of an existing bucket.
+    pub fn create_at(
+        location: &Location,
+        first: &NewSlot,
+        label: &str,
+        opts: &InitOptions,
+    ) -> Result<()> {
+        check_options(opts)?;
+        match location {
+            Location::Local(dir) => Self::create_local(dir, first, label, opts),
+            Location::S3(s3) => {
+                if opts.pack_target_bytes > MAX_OBJECT_BYTES {
+                    return Err(VaultError::BadSetting(format!(
+                        "packs of a vault on S3 are at most {} MiB",
+                        MAX_OBJECT_BYTES >> 20
+                    )));
+                }
+                if !s3.backend(None)?.is_empty()? {
+                    return Err(VaultError::AlreadyExists(location.shown()));
+                }
+                let mut vault_id = [0u8; 16];
+                random_bytes(&mut vault_id)?;
+                let local_dir = location.local_dir(&hex::encode(vault_id));
+                s3.prepare_local_dir(&local_dir)?;
+                let backend = s3.backend(Some(&local_dir))?;
+                let made = Self::create_in(location, &backend, vault_id, first, label, opts);
+                if made.is_err() {
+                    // The objects written stay (deleting needs the lock that may be gone);
+                    // the cache directory goes.
+                    let _ = fs::remove_dir_all(&local_dir);
+                }
+                made
+            }
+        }
+    }
+
+    fn create_local(dir: &Path, first: &NewSlot, label: &str, opts: &InitOptions) -> Result<()> {
         if dir.exists() && !dir.is_dir() {
             return Err(VaultError::NotADirectory(dir.to_path_buf()));
         }
@@ -56,30 +98,12 @@ impl Vault {
                 return Err(VaultError::AlreadyExists(dir.to_path_buf()));
             }
         }
-        if !(1..=180).contains(&opts.soft_delete_days) {
-            return Err(VaultError::BadSetting(
-                "--soft-delete-days must be between 1 and 180".into(),
-            ));
-        }
-        ChunkerParams::validate(
-            opts.chunk_min_bytes,
-            opts.chunk_avg_bytes,
-            opts.chunk_max_bytes,
-        )
-        .map_err(|e| VaultError::BadSetting(e.to_string()))?;
-        if !(1..=19).contains(&opts.zstd_level) {
-            return Err(VaultError::BadSetting(
-                "zstd level must be between 1 and 19".into(),
-            ));
-        }
-        if !(1 << 20..=1 << 30).contains(&opts.pack_target_bytes) {
-            return Err(VaultError::BadSetting(
-                "pack size must be between 1 MiB and 1 GiB".into(),
-            ));
-        }
         let existed = dir.exists();
         fs::create_dir_all(dir).map_err(|e| VaultError::io("create", dir, e))?;
-        let made = Self::create_in(dir, first, label, opts);
+        let location = Location::Local(dir.to_path_buf());
+        let made = random_id().and_then(|id| {
+            Self::create_in(&location, &LocalBackend::new(dir), id, first, label, opts)
+        });
         if made.is_err() {
             // A failed init (a full disk, say) leaves nothing behind: the directory as it was.
             if existed {
@@ -100,15 +124,19 @@ impl Vault {
         made
     }
 
-    /// The files of a new vault in `dir` (empty), config last.
-    fn create_in(dir: &Path, first: &NewSlot, label: &str, opts: &InitOptions) -> Result<()> {
-        let backend = LocalBackend::new(dir);
+    /// The objects of a new vault at `location` (empty), config last.
+    fn create_in(
+        location: &Location,
+        backend: &dyn Backend,
+        vault_id: [u8; 16],
+        first: &NewSlot,
+        label: &str,
+        opts: &InitOptions,
+    ) -> Result<()> {
         backend.init()?;
         let _lock = backend.lock()?;
         let master = MasterKey::generate()?;
         let codec = Codec::new(master.derive(), opts.zstd_level);
-        let mut vault_id = [0u8; 16];
-        random_bytes(&mut vault_id)?;
         let params = VaultParams {
             created_ns: now_ns(),
             chunk_min_bytes: opts.chunk_min_bytes,
@@ -131,11 +159,44 @@ impl Vault {
             revoked: Vec::new(),
             params: String::new(),
         };
-        Db::create(&dir.join(INDEX_DIR), &vault_id)?;
+        let local_dir = location.local_dir(&hex::encode(vault_id));
+        Db::create(&local_dir.join(INDEX_DIR), &vault_id)?;
         // The config goes last: a directory without it is not a vault yet.
-        config::write_bytes(&backend, &config::config_bytes(&codec, config, &params)?)?;
+        config::write_bytes(backend, &config::config_bytes(&codec, config, &params)?)?;
         drop(_lock);
         // Opening records the config in the packs too (repair can bring it back from there).
-        Self::open_with(dir, Secret::Key(master), None).map(drop)
+        Self::open_with(location, Secret::Key(master), None).map(drop)
     }
+}
+
+fn random_id() -> Result<[u8; 16]> {
+    let mut vault_id = [0u8; 16];
+    random_bytes(&mut vault_id)?;
+    Ok(vault_id)
+}
+
+/// The options of a new vault, checked before anything is written.
+fn check_options(opts: &InitOptions) -> Result<()> {
+    if !(1..=180).contains(&opts.soft_delete_days) {
+        return Err(VaultError::BadSetting(
+            "--soft-delete-days must be between 1 and 180".into(),
+        ));
+    }
+    ChunkerParams::validate(
+        opts.chunk_min_bytes,
+        opts.chunk_avg_bytes,
+        opts.chunk_max_bytes,
+    )
+    .map_err(|e| VaultError::BadSetting(e.to_string()))?;
+    if !(1..=19).contains(&opts.zstd_level) {
+        return Err(VaultError::BadSetting(
+            "zstd level must be between 1 and 19".into(),
+        ));
+    }
+    if !(1 << 20..=1 << 30).contains(&opts.pack_target_bytes) {
+        return Err(VaultError::BadSetting(
+            "pack size must be between 1 MiB and 1 GiB".into(),
+        ));
+    }
+    Ok(())
 }

@@ -15,11 +15,15 @@ pub mod gc;
 pub mod incoming;
 pub mod ingest;
 pub mod keyring;
+pub mod location;
 pub mod lock;
 pub mod names;
 pub mod policy;
 pub mod records;
 pub mod repair;
+pub mod replica;
+pub mod replica_settings;
+pub mod replicate;
 pub mod restore;
 pub mod rollback;
 pub mod tree;
@@ -29,6 +33,7 @@ use std::sync::Arc;
 
 pub use create::InitOptions;
 pub use error::{NotAVault, Result, VaultError};
+pub use location::{Location, Places};
 
 use crate::format::{
     self, ConfigFile, ConfigRecord, FORMAT_VERSION, IncomingRecord, ItemRecord, MetaRecord,
@@ -52,7 +57,10 @@ pub(crate) enum Secret<'a> {
 }
 
 pub struct Vault {
+    /// The vault's local directory: the vault itself, or an S3 vault's cache directory.
     dir: PathBuf,
+    location: Location,
+    vault_id: String,
     /// Changed only by `settings` (soft delete), under the commit lock.
     params: std::sync::RwLock<VaultParams>,
     store: Store,
@@ -73,6 +81,11 @@ pub struct Vault {
 
 /// A vault whose lock is taken and key unwrapped, before its index is opened.
 pub(crate) struct Unlocked {
+    location: Location,
+    local_dir: PathBuf,
+    /// An S3 vault whose local index may not know what was written: no index here yet, or
+    /// another cache directory (another machine) held the lock last.
+    index_stale: bool,
     config: ConfigFile,
     config_bytes: Vec<u8>,
     master: MasterKey,
@@ -106,21 +119,48 @@ impl Vault {
         config::read(dir)
     }
 
+    /// [`Vault::read_config`] of a vault anywhere.
+    pub fn read_config_at(location: &Location) -> Result<ConfigFile> {
+        Ok(Self::load_config(location, location.backend(None)?.as_ref())?.config)
+    }
+
+    fn load_config(location: &Location, backend: &dyn Backend) -> Result<config::Loaded> {
+        match location {
+            Location::Local(dir) => config::load(dir),
+            Location::S3(_) => config::load_from(backend, &location.shown()),
+        }
+    }
+
     /// Open a vault with a passphrase: config, lock, key, index.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Vault> {
+        Self::open_at(&Location::Local(dir.to_path_buf()), passphrase)
+    }
+
+    /// [`Vault::open`] of a vault anywhere.
+    pub fn open_at(location: &Location, passphrase: &[u8]) -> Result<Vault> {
         let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
-        Self::open_credential(dir, &credential)
+        Self::open_credential_at(location, &credential)
     }
 
     /// Open a vault with any kind of key slot.
     pub fn open_credential(dir: &Path, credential: &Credential) -> Result<Vault> {
-        Self::open_with(dir, Secret::Credential(credential), None)
+        Self::open_credential_at(&Location::Local(dir.to_path_buf()), credential)
+    }
+
+    /// [`Vault::open_credential`] of a vault anywhere.
+    pub fn open_credential_at(location: &Location, credential: &Credential) -> Result<Vault> {
+        Self::open_with(location, Secret::Credential(credential), None)
     }
 
     /// Open with a master key already unwrapped by [`Vault::unwrap_key`] (the mount daemon:
     /// the parent runs the KDF, so the daemon's memory never holds Argon2's 64 MiB).
     pub fn open_with_key(dir: &Path, key: MasterKey) -> Result<Vault> {
-        Self::open_with(dir, Secret::Key(key), None)
+        Self::open_with_key_at(&Location::Local(dir.to_path_buf()), key)
+    }
+
+    /// [`Vault::open_with_key`] of a vault anywhere.
+    pub fn open_with_key_at(location: &Location, key: MasterKey) -> Result<Vault> {
+        Self::open_with(location, Secret::Key(key), None)
     }
 
     /// Open with `observer` seeing every change and durability call to the vault's files and
@@ -132,19 +172,36 @@ impl Vault {
         observer: Arc<dyn Observer>,
     ) -> Result<Vault> {
         let credential = Credential::Passphrase(zeroize::Zeroizing::new(passphrase.to_vec()));
-        Self::open_with(dir, Secret::Credential(&credential), Some(observer))
+        let location = Location::Local(dir.to_path_buf());
+        Self::open_with(&location, Secret::Credential(&credential), Some(observer))
     }
 
-    fn open_with(dir: &Path, secret: Secret, observer: Option<Arc<dyn Observer>>) -> Result<Vault> {
+    fn open_with(
+        location: &Location,
+        secret: Secret,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Vault> {
         #[cfg(feature = "test-hooks")]
         let observer = observer.or_else(crate::store::backend::fault::KillAt::from_env);
-        let u = Self::unlock(dir, secret, observer)?;
-        let db = Db::open(
-            &dir.join(INDEX_DIR),
-            &config::vault_id_bytes(&u.config)?,
-            u.observer.clone(),
-        )?;
-        let vault = Self::assemble(dir, u, db)?;
+        let u = Self::unlock(location, secret, observer)?;
+        let vault = if u.index_stale {
+            tracing::info!(
+                "rebuilding the local index of {} from the bucket (no index here, or another machine wrote since)",
+                location.display()
+            );
+            let (vault, report) = repair::rebuild(u, false, false)?;
+            for n in &report.notes {
+                tracing::warn!("{n}");
+            }
+            vault.ok_or(VaultError::Internal("repair built no vault"))?
+        } else {
+            let db = Db::open(
+                &u.local_dir.join(INDEX_DIR),
+                &config::vault_id_bytes(&u.config)?,
+                u.observer.clone(),
+            )?;
+            Self::assemble(u, db)?
+        };
         let config = vault.config();
         if config.version < FORMAT_VERSION {
             // v1 -> v2 added record kinds, v2 -> v3 changes the config and frames new packs; once a newer
@@ -160,23 +217,41 @@ impl Vault {
     /// Find the key slot `credential` opens and return the master key (the mount command: the
     /// parent unwraps, so the daemon never holds Argon2's memory or the credential).
     pub fn unwrap_key(dir: &Path, credential: &Credential) -> Result<MasterKey> {
-        config::unwrap(&Self::read_config(dir)?, credential)
+        Self::unwrap_key_at(&Location::Local(dir.to_path_buf()), credential)
+    }
+
+    /// [`Vault::unwrap_key`] of a vault anywhere.
+    pub fn unwrap_key_at(location: &Location, credential: &Credential) -> Result<MasterKey> {
+        config::unwrap(&Self::read_config_at(location)?, credential)
     }
 
     /// The steps of `open` before the index: used by `repair`, which rebuilds the index.
     pub(crate) fn unlock(
-        dir: &Path,
+        location: &Location,
         secret: Secret,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Unlocked> {
-        Self::read_config(dir)?;
-        let mut backend = LocalBackend::new(dir);
-        if let Some(o) = &observer {
-            backend = backend.with_observer(o.clone());
-        }
-        let lock = backend.lock()?;
+        let first = Self::read_config_at(location)?;
+        let local_dir = location.local_dir(&first.vault_id);
+        let (backend, lock, index_stale): (Arc<dyn Backend>, _, _) = match location {
+            Location::Local(dir) => {
+                let mut backend = LocalBackend::new(dir);
+                if let Some(o) = &observer {
+                    backend = backend.with_observer(o.clone());
+                }
+                let lock = backend.lock()?;
+                (Arc::new(backend), lock, false)
+            }
+            Location::S3(s3) => {
+                s3.prepare_local_dir(&local_dir)?;
+                let backend = s3.backend(Some(&local_dir))?;
+                let lock = backend.lock()?;
+                let stale = backend.index_stale() || !local_dir.join(INDEX_DIR).exists();
+                (Arc::new(backend), lock, stale)
+            }
+        };
         // Read again under the lock: nothing changes it now.
-        let loaded = config::load(dir)?;
+        let loaded = Self::load_config(location, backend.as_ref())?;
         let config = &loaded.config;
         let master = match secret {
             Secret::Credential(c) => config::unwrap(config, c)?,
@@ -185,11 +260,14 @@ impl Vault {
         let params = config::open_params(config, &master)?;
         let epochs = config::open_data_keys(config, &master)?;
         let codec = Codec::new(master.derive_with(&epochs), params.zstd_level);
-        let notes = config::heal(&backend, &loaded)?;
+        let notes = config::heal(backend.as_ref(), &loaded)?;
         for n in &notes {
             tracing::warn!("{n}");
         }
         Ok(Unlocked {
+            location: location.clone(),
+            local_dir,
+            index_stale,
             config: loaded.config,
             config_bytes: loaded.bytes,
             master,
@@ -197,16 +275,18 @@ impl Vault {
             lock,
             codec,
             params,
-            backend: Arc::new(backend),
+            backend,
             observer,
         })
     }
 
-    pub(crate) fn assemble(dir: &Path, u: Unlocked, db: Db) -> Result<Vault> {
+    pub(crate) fn assemble(u: Unlocked, db: Db) -> Result<Vault> {
         let catalog = Catalog::open(&db)?;
         let store = Store::open(u.backend, u.codec, db, u.params.pack_target_bytes)?;
         Ok(Vault {
-            dir: dir.to_path_buf(),
+            dir: u.local_dir,
+            location: u.location,
+            vault_id: u.config.vault_id.clone(),
             params: std::sync::RwLock::new(u.params),
             store,
             catalog,
@@ -217,6 +297,16 @@ impl Vault {
             notes: u.notes,
             _lock: u.lock,
         })
+    }
+
+    /// Where the vault is (a directory, or a bucket and prefix).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The vault's id (32 hex characters), as its config says.
+    pub fn vault_id(&self) -> &str {
+        &self.vault_id
     }
 
     /// What opening found and fixed, one line each (a damaged config copy rewritten).

@@ -32,6 +32,7 @@ use crate::store::pack::PackEntry;
 use crate::store::survey::{Copy, Status, Survey};
 use crate::store::{BlobId, BlobKind, PackId, Store};
 
+use super::Location as Place;
 use super::catalog::Catalog;
 use super::config::vault_id_bytes;
 use super::damage::{Blobs, Loss, Walk};
@@ -68,7 +69,17 @@ pub fn repair(
     credential: &Credential,
     dry_run: bool,
 ) -> Result<(Option<Vault>, RepairReport)> {
-    run(dir, Secret::Credential(credential), None, dry_run)
+    repair_at(&Place::Local(dir.to_path_buf()), credential, dry_run)
+}
+
+/// [`repair`] of a vault anywhere: an S3 vault's index is rebuilt in its cache directory from
+/// the bucket alone.
+pub fn repair_at(
+    place: &Place,
+    credential: &Credential,
+    dry_run: bool,
+) -> Result<(Option<Vault>, RepairReport)> {
+    run(place, Secret::Credential(credential), None, dry_run)
 }
 
 /// [`repair`] with `observer` seeing every change and durability call (fault injection).
@@ -78,7 +89,13 @@ pub fn repair_observed(
     credential: &Credential,
     observer: Arc<dyn Observer>,
 ) -> Result<(Option<Vault>, RepairReport)> {
-    run(dir, Secret::Credential(credential), Some(observer), false)
+    let place = Place::Local(dir.to_path_buf());
+    run(
+        &place,
+        Secret::Credential(credential),
+        Some(observer),
+        false,
+    )
 }
 
 /// What the old database still holds.
@@ -89,14 +106,26 @@ struct Old {
 }
 
 fn run(
-    dir: &Path,
+    place: &Place,
     secret: Secret,
     observer: Option<Arc<dyn Observer>>,
     dry_run: bool,
 ) -> Result<(Option<Vault>, RepairReport)> {
     #[cfg(feature = "test-hooks")]
     let observer = observer.or_else(crate::store::backend::fault::KillAt::from_env);
-    let u = Vault::unlock(dir, secret, observer)?;
+    rebuild(Vault::unlock(place, secret, observer)?, dry_run, false)
+}
+
+/// Steps 1-8 on an unlocked vault, in its local directory (also how an S3 vault's index is
+/// built on a machine that has none). `read_only` (a secondary copy): nothing is written to
+/// the store, so damaged packs stay where they are and the config is left as it is.
+pub(crate) fn rebuild(
+    u: Unlocked,
+    dry_run: bool,
+    read_only: bool,
+) -> Result<(Option<Vault>, RepairReport)> {
+    let dir = u.local_dir.clone();
+    let dir = dir.as_path();
     let vault_id = vault_id_bytes(&u.config)?;
     let mut report = RepairReport::default();
     let old = read_old(dir, &vault_id, &u, &mut report);
@@ -190,6 +219,9 @@ fn run(
     let new_dir = dir.join(INDEX_NEW_DIR);
     index::remove_dir(&new_dir, &u.observer)?;
     let Unlocked {
+        location,
+        local_dir,
+        index_stale,
         config,
         config_bytes,
         master,
@@ -223,11 +255,14 @@ fn run(
     // 7. Swap, 8. set damaged packs aside.
     let index_dir = dir.join(INDEX_DIR);
     report.previous = index::replace(&index_dir, &new_dir, &dir.join(INDEX_PREV_DIR), &observer)?;
-    for pack in &damaged_packs {
+    for pack in damaged_packs.iter().filter(|_| !read_only) {
         backend.set_aside(Key::Pack(*pack))?;
     }
     let db = Db::open(&index_dir, &vault_id, observer.clone())?;
     let u = Unlocked {
+        location,
+        local_dir,
+        index_stale,
         config,
         config_bytes,
         master,
@@ -238,8 +273,10 @@ fn run(
         backend,
         observer,
     };
-    let vault = Vault::assemble(dir, u, db)?;
-    report.config_restored = vault.restore_config(recs.config.clone())?;
+    let vault = Vault::assemble(u, db)?;
+    if !read_only {
+        report.config_restored = vault.restore_config(recs.config.clone())?;
+    }
     Ok((Some(vault), report))
 }
 

@@ -227,6 +227,12 @@ impl Mount {
         }
     }
 
+    /// Mount with an extra argument (`--replica`).
+    pub fn with_arg(mut self, arg: &str) -> Mount {
+        self.args.push(arg.into());
+        self
+    }
+
     /// Mount with `key=value` in the daemon's environment.
     pub fn with_env(mut self, key: &str, value: &str) -> Mount {
         self.env.push((key.into(), value.into()));

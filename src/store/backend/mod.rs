@@ -14,6 +14,8 @@
 #[cfg(feature = "test-hooks")]
 pub mod fault;
 pub mod local;
+pub mod readonly;
+pub mod s3;
 
 use std::fmt;
 use std::io;
@@ -52,7 +54,7 @@ impl Key {
     }
 
     /// The key a listed name stands for, if it names one.
-    fn parse(kind: Kind, file_name: &str) -> Option<Key> {
+    pub(crate) fn parse(kind: Kind, file_name: &str) -> Option<Key> {
         match kind {
             Kind::Pack => file_name
                 .strip_suffix(PACK_SUFFIX)
@@ -87,9 +89,11 @@ pub struct ObjectInfo {
 }
 
 /// Who holds a vault's lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
     Pid(i64),
+    /// A holder on another machine or known only by its lock object (S3), described.
+    Remote(String),
     Unknown,
 }
 
@@ -97,6 +101,7 @@ impl fmt::Display for Holder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Holder::Pid(pid) => write!(f, "pid {pid}"),
+            Holder::Remote(who) => f.write_str(who),
             Holder::Unknown => f.write_str("another process"),
         }
     }

@@ -135,7 +135,7 @@ impl Incoming {
         staging_base: &std::path::Path,
         kernel: Kernel,
     ) -> ViewResult<Arc<Incoming>> {
-        let vault_id = Vault::read_config(vault.dir())?.vault_id;
+        let vault_id = vault.vault_id().to_string();
         let staging = Staging::new(staging_base, &vault_id)
             .map_err(|e| ViewError::io("create staging directory in", staging_base, e))?;
         let (queue, rx) = std::sync::mpsc::channel::<u64>();
