@@ -1231,23 +1231,6 @@ fn replication_runs(vault: &Path) -> (Option<i64>, Option<i64>) {
     (doc["last_started_ns"].as_i64(), doc["last_ok_ns"].as_i64())
 }
 
-/// Lag per item of the secondary (`replicate --status --json`): (item, points missing).
-fn replica_missing(clock: &Clock, vault: &Path) -> Vec<(String, u64)> {
-    let out = clock.ok(&["replicate", s(vault), "--status", "--json"]);
-    let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("status JSON");
-    doc["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["item"].as_str().unwrap().to_string(),
-                i["points_missing"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// `settings --replicate-to DIR --replicate-every "every 6h"`: the mount daemon replicates at
 /// once (never replicated yet), then not again until 6 hours of vault time have passed since
 /// the last run, then again; the secondary ends with every point and passes a full check.
@@ -1274,14 +1257,17 @@ fn the_daemon_replicates_on_its_schedule() {
     assert_eq!(replication_runs(&vault), (None, None));
 
     let m = mount(&clock, &vault, &mnt);
+    let replicated_at = |t: i64, when: &str| {
+        assert!(
+            wait_until(Duration::from_secs(60), || replication_runs(&vault).1
+                == Some(t)),
+            "no scheduled replication {when}: {:?}\n{}",
+            replication_runs(&vault),
+            m.log_tail()
+        );
+    };
     // Never replicated: due at once.
-    assert!(
-        wait_until(Duration::from_secs(60), || replication_runs(&vault).1
-            == Some(t0)),
-        "no scheduled replication at mount: {:?}\n{}",
-        replication_runs(&vault),
-        m.log_tail()
-    );
+    replicated_at(t0, "at mount");
     // A new point one hour later: not due yet, so not replicated.
     let inc = mnt.join("incoming").join(ITEM);
     fs::create_dir_all(&inc).unwrap();
@@ -1293,15 +1279,10 @@ fn the_daemon_replicates_on_its_schedule() {
     // Six hours after the last run: due again.
     let t1 = t0 + 6 * HOUR;
     clock.set(t1);
-    assert!(
-        wait_until(Duration::from_secs(60), || replication_runs(&vault).1
-            == Some(t1)),
-        "no scheduled replication 6 h after the last: {:?}\n{}",
-        replication_runs(&vault),
-        m.log_tail()
-    );
+    replicated_at(t1, "6 h after the last");
     drop(m);
-    assert_eq!(replica_missing(&clock, &vault), vec![(ITEM.to_string(), 0)]);
+    let status = clock.ok(&["replicate", s(&vault), "--status", "--json"]);
+    assert_eq!(replica_lags(&status), vec![(ITEM.to_string(), Some(0), 0)]);
     let out = clock.ok(&["check", "--replica", "--read-data", s(&sec)]);
     assert!(out.contains(": 0 errors"), "{out}");
 }

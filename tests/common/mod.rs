@@ -44,6 +44,25 @@ pub fn succeeded(args: &[&str], out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The lag per item in `replicate VAULT --status --json`'s output: (item, lag in seconds, or
+/// None when the secondary has none of its points; points missing).
+#[allow(dead_code)] // not every test binary reads a replica's status
+pub fn replica_lags(json: &str) -> Vec<(String, Option<i64>, u64)> {
+    let doc: serde_json::Value = serde_json::from_str(json.trim()).expect("status JSON");
+    doc["items"]
+        .as_array()
+        .expect("an items array")
+        .iter()
+        .map(|i| {
+            (
+                i["item"].as_str().unwrap().to_string(),
+                i["lag_seconds"].as_i64(),
+                i["points_missing"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The `(ITEM, POINT)` of the `created point ITEM/POINT` line of a backup's output.
 pub fn created_point(stdout: &str) -> Option<(String, String)> {
     stdout.lines().find_map(|l| {

@@ -10,20 +10,7 @@ use crate::{S3, server, set_clock, unique, url};
 
 /// The lag per item from `replicate --status --json`: (item, lag seconds or None, missing).
 fn lags(s3: &S3, vault: &str) -> Vec<(String, Option<i64>, u64)> {
-    let out = s3.ok(&["replicate", vault, "--status", "--json"]);
-    let doc: serde_json::Value = serde_json::from_str(out.trim()).expect("status JSON");
-    doc["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["item"].as_str().unwrap().to_string(),
-                i["lag_seconds"].as_i64(),
-                i["points_missing"].as_u64().unwrap(),
-            )
-        })
-        .collect()
+    crate::common::replica_lags(&s3.ok(&["replicate", vault, "--status", "--json"]))
 }
 
 /// Delete every object under a vault's prefix: the primary is gone.
