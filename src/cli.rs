@@ -95,6 +95,8 @@ pub enum Command {
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Show the audit log (who did what, when, and how it ended), or verify its chain
+    Audit(AuditArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -216,6 +218,27 @@ pub struct SettingsArgs {
     /// policy schedules), or `none`
     #[arg(long, value_name = "SPEC")]
     pub replicate_every: Option<String>,
+    /// enabled: no point inside its retention can be deleted and retention and soft delete
+    /// cannot be lowered; locked: enabled for ever; disabled
+    #[arg(long, value_name = "MODE")]
+    pub immutability: Option<ImmutabilityArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImmutabilityArg {
+    Disabled,
+    Enabled,
+    Locked,
+}
+
+impl From<ImmutabilityArg> for crate::format::Immutability {
+    fn from(a: ImmutabilityArg) -> Self {
+        match a {
+            ImmutabilityArg::Disabled => Self::Disabled,
+            ImmutabilityArg::Enabled => Self::Enabled,
+            ImmutabilityArg::Locked => Self::Locked,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +387,7 @@ impl Command {
             Command::Settings(a) => Some(&a.vault),
             Command::Policy(a) => Some(&a.vault),
             Command::Replicate(a) => Some(&a.vault),
+            Command::Audit(a) => Some(&a.vault),
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
                 KeyCommand::Add(a) => &a.vault,
@@ -428,6 +452,24 @@ pub struct ItemsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Only records about this item
+    #[arg(long)]
+    pub item: Option<String>,
+    /// Only records from this time on: a UTC time (2026-11-23T23:10:05Z) or an age (90m, 36h, 7d)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Verify the chain: report a removed, edited, reordered or cut-off record (exit 1)
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]

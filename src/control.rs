@@ -44,9 +44,16 @@ pub enum Response {
 pub struct Responder {
     stream: UnixStream,
     broken: bool,
+    /// The client's uid and gid (SO_PEERCRED).
+    peer: Option<(u32, u32)>,
 }
 
 impl Responder {
+    /// The client's uid and gid, from its socket's peer credentials.
+    pub fn peer(&self) -> Option<(u32, u32)> {
+        self.peer
+    }
+
     pub fn send(&mut self, r: &Response) {
         if self.broken {
             return;
@@ -97,7 +104,7 @@ pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
     Ok(())
 }
 
-fn peer_uid(stream: &UnixStream) -> Option<u32> {
+fn peer_cred(stream: &UnixStream) -> Option<(u32, u32)> {
     use std::os::fd::AsRawFd;
     // SAFETY: getsockopt writes at most `len` bytes into a ucred we own.
     let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
@@ -111,7 +118,7 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
             &mut len,
         )
     };
-    (r == 0).then_some(cred.uid)
+    (r == 0).then_some((cred.uid, cred.gid))
 }
 
 fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
@@ -119,10 +126,11 @@ fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
         Ok(s) => Responder {
             stream: s,
             broken: false,
+            peer: peer_cred(&stream),
         },
         Err(_) => return,
     };
-    match peer_uid(&stream) {
+    match responder.peer.map(|p| p.0) {
         // The owner of the vault, and only if the daemon runs as that user too: a root
         // daemon serving a user's vault must not run that user's commands as root.
         // SAFETY: geteuid has no preconditions.

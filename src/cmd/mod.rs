@@ -2,6 +2,7 @@
 //! in (local process or the mount daemon), the passphrase, output, progress bars and sizes.
 //! Errors get their context here, at the CLI edge.
 
+mod audit;
 mod backup;
 mod check;
 mod completions;
@@ -63,6 +64,12 @@ pub struct Env<'a> {
     /// `--replica`: vaults are secondary copies, opened read-only.
     replica: bool,
     sink: Sink<'a>,
+    /// Who runs the command: this process's user, or the socket client's (DESIGN §13).
+    caller: vaultfs::identity::Actor,
+    /// The command's arguments as given, for its audit record.
+    argv: Vec<String>,
+    /// The vault the command opened, for its audit record.
+    opened: Mutex<Option<Arc<Vault>>>,
 }
 
 impl<'a> Env<'a> {
@@ -77,6 +84,9 @@ impl<'a> Env<'a> {
             places: cli.places(),
             replica: cli.replica,
             sink: Sink::Local,
+            caller: vaultfs::identity::Actor::process(),
+            argv: std::env::args().skip(1).collect(),
+            opened: Mutex::new(None),
         }
     }
 
@@ -100,8 +110,14 @@ impl<'a> Env<'a> {
         vault: Arc<Vault>,
         cwd: PathBuf,
         places: Places,
+        argv: Vec<String>,
         out: &'a mut Responder,
     ) -> Env<'a> {
+        // The socket let the client in by its peer credentials; no credentials: the daemon's.
+        let uid = out
+            .peer()
+            .map(|p| p.0)
+            .unwrap_or_else(|| unsafe { libc::geteuid() });
         Env {
             passphrase_file: None,
             key_file: None,
@@ -112,7 +128,20 @@ impl<'a> Env<'a> {
             places,
             replica: false,
             sink: Sink::Remote(Mutex::new(out)),
+            caller: vaultfs::identity::Actor::of_uid(uid),
+            argv,
+            opened: Mutex::new(None),
         }
+    }
+
+    /// Who runs the command.
+    pub fn caller(&self) -> &vaultfs::identity::Actor {
+        &self.caller
+    }
+
+    /// The vault the command opened, if it opened one.
+    pub fn opened(&self) -> Option<Arc<Vault>> {
+        self.opened.lock().expect("opened lock").clone()
     }
 
     pub fn is_remote(&self) -> bool {
@@ -193,6 +222,7 @@ impl<'a> Env<'a> {
                     vault.display()
                 );
             }
+            *self.opened.lock().expect("opened lock") = Some(v.clone());
             return Ok(v.clone());
         }
         let location = self.location(vault)?;
@@ -207,7 +237,11 @@ impl<'a> Env<'a> {
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
         }
-        Ok(Arc::new(v))
+        let v = Arc::new(v);
+        if !self.replica {
+            *self.opened.lock().expect("opened lock") = Some(v.clone());
+        }
+        Ok(v)
     }
 
     /// The credential, for commands that unlock a vault themselves (mount, repair).
@@ -232,6 +266,15 @@ impl<'a> Env<'a> {
 }
 
 pub fn run(command: Command, env: &Env) -> Result<Outcome> {
+    let what = audit::describe(&command, &env.argv);
+    let result = dispatch(command, env);
+    if let Some(what) = what {
+        audit::record(env, &what, &result);
+    }
+    result
+}
+
+fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
     match command {
         Command::Init(a) => init::run(a, env),
         Command::Backup(a) => backup::run(a, env),
@@ -250,6 +293,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Policy(a) => policy::run(a, env),
         Command::Replicate(a) => replicate::run(a, env),
         Command::Key(k) => key::run(k, env),
+        Command::Audit(a) => audit::run(a, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -380,15 +424,20 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
         out.send(&Response::Exit(1));
         return;
     };
-    let argv = argv_hex
+    let argv: Vec<std::ffi::OsString> = argv_hex
         .iter()
-        .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()));
+        .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()))
+        .collect();
+    let shown = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let parsed = <Cli as clap::Parser>::try_parse_from(
         std::iter::once(std::ffi::OsString::from("vaultfs")).chain(argv),
     );
     let code = match parsed {
         Ok(cli) => {
-            let env = Env::remote(vault, cwd, cli.places(), out).with_replica(cli.replica);
+            let env = Env::remote(vault, cwd, cli.places(), shown, out).with_replica(cli.replica);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {

@@ -30,6 +30,10 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
         (d, false) => format!("{d} days"),
     };
     env.out(format!("soft delete: {state}"));
+    if let Some(mode) = a.immutability {
+        vault.set_immutability(mode.into())?;
+    }
+    env.out(format!("immutability: {}", vault.immutability().as_str()));
     replication(&vault, &a, env)?;
     Ok(Outcome::Ok)
 }

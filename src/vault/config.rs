@@ -226,6 +226,11 @@ fn params_aad(config: &ConfigFile) -> Vec<u8> {
         aad.extend_from_slice(&config.generation.to_le_bytes());
         aad.extend_from_slice(h.finalize().as_bytes());
     }
+    if config.version >= 4 {
+        // Removing or editing the immutability field makes the params fail to open.
+        aad.extend_from_slice(b"\0v4 immutability ");
+        aad.extend_from_slice(config.immutability.as_str().as_bytes());
+    }
     aad
 }
 
