@@ -95,6 +95,9 @@ pub enum Command {
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Multi-user authorization: a guard key whose approvals protected operations need
+    #[command(subcommand)]
+    Guard(GuardCommand),
     /// Show the audit log (who did what, when, and how it ended), or verify its chain
     Audit(AuditArgs),
     /// Print shell completions
@@ -162,6 +165,9 @@ pub struct KeyRemoveArgs {
     pub vault: PathBuf,
     /// Id of the slot (see `vaultfs key list`)
     pub slot: u32,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +196,9 @@ pub struct GcArgs {
     /// always-on)
     #[arg(long)]
     pub expire_now: bool,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -222,6 +231,9 @@ pub struct SettingsArgs {
     /// cannot be lowered; locked: enabled for ever; disabled
     #[arg(long, value_name = "MODE")]
     pub immutability: Option<ImmutabilityArg>,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -266,6 +278,9 @@ pub struct PolicyArgs {
     /// Keep the newest point of each of the last N years that have points
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -388,6 +403,11 @@ impl Command {
             Command::Policy(a) => Some(&a.vault),
             Command::Replicate(a) => Some(&a.vault),
             Command::Audit(a) => Some(&a.vault),
+            Command::Guard(g) => match g {
+                GuardCommand::Init(a) => Some(&a.vault),
+                GuardCommand::Remove(a) => Some(&a.vault),
+                GuardCommand::Keygen(_) | GuardCommand::Approve(_) => None,
+            },
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
                 KeyCommand::Add(a) => &a.vault,
@@ -452,6 +472,62 @@ pub struct ItemsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// Make a guard key pair: OUT.key (private, PKCS#8, for the approver only) and OUT.pub
+    Keygen(GuardKeygenArgs),
+    /// Register the guard's public key: protected operations then need its approval
+    /// (replacing a guard needs the current guard's approval)
+    Init(GuardInitArgs),
+    /// Remove the guard (needs its approval)
+    Remove(GuardRemoveArgs),
+    /// Sign an approval of one operation on one vault, valid for a while (vault time); prints it
+    Approve(GuardApproveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GuardKeygenArgs {
+    /// Path prefix: writes PREFIX.key and PREFIX.pub (never over existing files)
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GuardInitArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The guard's public key (OUT.pub of `guard keygen`)
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GuardRemoveArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GuardApproveArgs {
+    /// The guard's private key (OUT.key of `guard keygen`)
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The vault's id (the refusal of the protected command names it)
+    #[arg(long, value_name = "ID")]
+    pub vault_id: String,
+    /// The exact operation, as the refusal names it (e.g. "gc --expire-now")
+    #[arg(long, value_name = "OP")]
+    pub op: String,
+    /// How long it stays valid: 90m, 1h, 2d (at most 30 days)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub valid: String,
 }
 
 #[derive(Debug, Args)]

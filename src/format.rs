@@ -44,6 +44,10 @@ pub struct ConfigFile {
     /// disabled; from v4 the params' associated data binds it, so it cannot be edited.
     #[serde(default, skip_serializing_if = "Immutability::is_disabled")]
     pub immutability: Immutability,
+    /// v4: the guard's ed25519 public key, hex, when one is registered (DESIGN.md §13); bound
+    /// into the params' associated data like `immutability`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_key: Option<String>,
     /// [`VaultParams`], postcard-encoded and sealed with the config key, hex. From v3 its
     /// associated data binds the generation, the key slots and the data keys.
     pub params: String,

@@ -277,6 +277,7 @@ fn config_file() -> ConfigFile {
             removed_ns: 1_795_475_408_000_000_000,
         }],
         immutability: vaultfs::format::Immutability::Locked,
+        guard_key: None,
         params: String::new(),
     };
     let entry = vaultfs::vault::config::seal_data_key(

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use vaultfs::cli::{AuditArgs, Command, KeyCommand};
+use vaultfs::cli::{AuditArgs, Command, GuardCommand, KeyCommand};
 use vaultfs::format::{AuditOutcome, AuditRecord};
 use vaultfs::vault::audit::What;
 use vaultfs::vault::names::display_time;
@@ -54,6 +54,8 @@ pub fn describe(command: &Command, argv: &[String]) -> Option<What> {
             KeyCommand::Remove(_) => ("key remove", None),
             KeyCommand::Rotate(_) => ("key rotate", None),
         },
+        Command::Guard(GuardCommand::Init(_)) => ("guard init", None),
+        Command::Guard(GuardCommand::Remove(_)) => ("guard remove", None),
         _ => return None,
     };
     Some(What {

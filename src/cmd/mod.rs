@@ -9,6 +9,7 @@ mod completions;
 mod credential;
 mod delete;
 mod gc;
+mod guard;
 mod init;
 mod items;
 mod key;
@@ -294,6 +295,7 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Replicate(a) => replicate::run(a, env),
         Command::Key(k) => key::run(k, env),
         Command::Audit(a) => audit::run(a, env),
+        Command::Guard(g) => guard::run(g, env),
         Command::Completions(a) => completions::run(a),
     }
 }

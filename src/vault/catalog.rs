@@ -24,6 +24,7 @@ const CONFIG_GENERATION_KEY: &[u8] = b"config generation";
 const DAMAGE_AAD: &[u8] = b"vaultfs catalog damage";
 const AUDIT_HEAD_AAD: &[u8] = b"vaultfs catalog audit head";
 const AUDIT_HEAD_KEY: &[u8] = b"audit head";
+const APPROVAL_AAD: &[u8] = b"vaultfs catalog used approval";
 /// The database tree of damage marks: made by `repair` only, so a read-only open writes nothing.
 const DAMAGE_TREE: &str = "damaged";
 
@@ -332,6 +333,22 @@ impl Catalog {
         let aad = aad(AUDIT_HEAD_AAD, AUDIT_HEAD_KEY);
         let v = codec.seal_raw(&format::encode(&head), &aad)?;
         self.state.insert(AUDIT_HEAD_KEY, v)?;
+        Ok(())
+    }
+
+    /// Whether the guard approval `id` was used (DESIGN §13: single use).
+    pub fn approval_used(&self, id: &str) -> Result<bool> {
+        Ok(self.state.get(format!("approval {id}"))?.is_some())
+    }
+
+    /// Remember that approval `id` (valid until `expires_ns`) was used.
+    pub fn mark_approval_used(&self, codec: &Codec, id: &str, expires_ns: i64) -> Result<()> {
+        let key = format!("approval {id}");
+        let v = codec.seal_raw(
+            &format::encode(&expires_ns),
+            &aad(APPROVAL_AAD, key.as_bytes()),
+        )?;
+        self.state.insert(key, v)?;
         Ok(())
     }
 

@@ -230,6 +230,10 @@ fn params_aad(config: &ConfigFile) -> Vec<u8> {
         // Removing or editing the immutability field makes the params fail to open.
         aad.extend_from_slice(b"\0v4 immutability ");
         aad.extend_from_slice(config.immutability.as_str().as_bytes());
+        if let Some(g) = &config.guard_key {
+            aad.extend_from_slice(b"\0guard ");
+            aad.extend_from_slice(g.as_bytes());
+        }
     }
     aad
 }

@@ -158,6 +158,7 @@ impl Vault {
             data_keys: Vec::new(),
             revoked: Vec::new(),
             immutability: Default::default(),
+            guard_key: None,
             params: String::new(),
         };
         let local_dir = location.local_dir(&hex::encode(vault_id));

@@ -9,6 +9,19 @@ use crate::format::{Immutability, PointRecord, Retention};
 use super::policy::retire;
 use super::{Result, Vault, VaultError};
 
+/// Whether `new` keeps less than `old` anywhere (an empty retention keeps every point, so
+/// moving to it lowers nothing, and leaving it lowers).
+pub fn lowers(old: &Retention, new: &Retention) -> bool {
+    let keep_all = |r: &Retention| *r == Retention::default();
+    !keep_all(new)
+        && (keep_all(old)
+            || new.last < old.last
+            || new.daily < old.daily
+            || new.weekly < old.weekly
+            || new.monthly < old.monthly
+            || new.yearly < old.yearly)
+}
+
 impl Vault {
     pub fn immutability(&self) -> Immutability {
         self.config.lock().expect("config lock").0.immutability
@@ -63,18 +76,10 @@ impl Vault {
 
     /// Refuse a retention that keeps less than `old` (an empty retention keeps everything).
     pub(crate) fn may_change_retention(&self, old: &Retention, new: &Retention) -> Result<()> {
-        if !self.immutable() || new == old {
+        if !self.immutable() {
             return Ok(());
         }
-        // An empty retention keeps every point: moving to it never lowers anything.
-        let keep_all = |r: &Retention| *r == Retention::default();
-        let lower = !keep_all(new)
-            && (keep_all(old)
-                || new.last < old.last
-                || new.daily < old.daily
-                || new.weekly < old.weekly
-                || new.monthly < old.monthly
-                || new.yearly < old.yearly);
+        let lower = lowers(old, new);
         if lower {
             return Err(VaultError::Denied(
                 "the vault is immutable: retention cannot be reduced".into(),
