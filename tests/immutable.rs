@@ -182,7 +182,15 @@ fn enabled_refuses_deleting_inside_retention_and_retires_after_it() {
     assert_eq!(
         ops,
         [
-            "delete", "delete", "policy", "policy", "policy", "settings", "settings", "gc"
+            "delete",
+            "delete",
+            "policy",
+            "policy",
+            "policy",
+            "settings",
+            "settings",
+            "gc",
+            "delete (mv)"
         ],
         "{denied:#?}"
     );
