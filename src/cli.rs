@@ -95,6 +95,9 @@ pub enum Command {
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Roles: grant, revoke and list who may read, operate or contribute (owner only)
+    #[command(subcommand)]
+    Role(RoleCommand),
     /// Multi-user authorization: a guard key whose approvals protected operations need
     #[command(subcommand)]
     Guard(GuardCommand),
@@ -403,6 +406,11 @@ impl Command {
             Command::Policy(a) => Some(&a.vault),
             Command::Replicate(a) => Some(&a.vault),
             Command::Audit(a) => Some(&a.vault),
+            Command::Role(r) => Some(match r {
+                RoleCommand::Grant(a) => &a.vault,
+                RoleCommand::Revoke(a) => &a.vault,
+                RoleCommand::List(a) => &a.vault,
+            }),
             Command::Guard(g) => match g {
                 GuardCommand::Init(a) => Some(&a.vault),
                 GuardCommand::Remove(a) => Some(&a.vault),
@@ -467,6 +475,68 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct ItemsArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Grant a role to a user or a group, on every item or one
+    Grant(RoleGrantArgs),
+    /// Revoke a user's or group's grant (on --item, or the vault-wide one)
+    Revoke(RoleRevokeArgs),
+    /// List the grants
+    List(RoleListArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    Reader,
+    Operator,
+    Contributor,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "whom", required = true, multiple = false, args = ["user", "group"])]
+pub struct Whom {
+    /// A user, by name or uid
+    #[arg(long, value_name = "NAME|UID")]
+    pub user: Option<String>,
+    /// A group, by name or gid
+    #[arg(long, value_name = "NAME|GID")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleGrantArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    #[command(flatten)]
+    pub whom: Whom,
+    /// reader (list, read, restore), operator (reader + incoming, snapshot, backup),
+    /// contributor (everything but roles, keys and guard-protected operations)
+    pub role: RoleArg,
+    /// Only this item
+    #[arg(long)]
+    pub item: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleRevokeArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    #[command(flatten)]
+    pub whom: Whom,
+    /// The grant on this item (without: the vault-wide grant)
+    #[arg(long)]
+    pub item: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleListArgs {
     /// Path of the vault directory
     pub vault: PathBuf,
     /// Print JSON instead of a table

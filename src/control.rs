@@ -82,11 +82,14 @@ pub fn socket_path(vault_dir: &Path) -> PathBuf {
 
 /// Bind the socket (replacing a stale one: the caller holds the vault lock, so no live daemon
 /// owns it) and serve each connection on its own thread.
-pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
+/// `open`: the vault has roles, so any local user may connect (the socket is 0666) and the
+/// command's role check decides; otherwise only root and the vault's owner may.
+pub fn serve(vault_dir: &Path, handler: Handler, open: bool) -> std::io::Result<()> {
     let path = socket_path(vault_dir);
     let _ = std::fs::remove_file(&path);
     let listener = with_short_path(vault_dir, |p| UnixListener::bind(p))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let mode = if open { 0o666 } else { 0o600 };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     let owner = std::fs::metadata(vault_dir)?.uid();
     std::thread::Builder::new()
         .name("control".into())
@@ -97,7 +100,7 @@ pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
                 let _ = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
-                        serve_one(stream, owner, handler);
+                        serve_one(stream, owner, open, handler);
                     });
             }
         })?;
@@ -121,7 +124,7 @@ fn peer_cred(stream: &UnixStream) -> Option<(u32, u32)> {
     (r == 0).then_some((cred.uid, cred.gid))
 }
 
-fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
+fn serve_one(stream: UnixStream, owner: u32, open: bool, handler: Handler) {
     let mut responder = match stream.try_clone() {
         Ok(s) => Responder {
             stream: s,
@@ -135,6 +138,9 @@ fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
         // daemon serving a user's vault must not run that user's commands as root.
         // SAFETY: geteuid has no preconditions.
         Some(uid) if uid == 0 || (uid == owner && uid == unsafe { libc::geteuid() }) => {}
+        // Roles decide, per command (`cmd::role`), and commands touching local paths are
+        // refused to other users (`cmd::serve_remote`).
+        Some(_) if open => {}
         _ => {
             responder.err(
                 "vaultfs: error: permission denied: only the vault's owner may use its daemon",

@@ -48,9 +48,45 @@ pub struct ConfigFile {
     /// into the params' associated data like `immutability`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard_key: Option<String>,
+    /// v4: roles the owner granted (DESIGN.md §13), bound into the params' associated data
+    /// when there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleGrant>,
     /// [`VaultParams`], postcard-encoded and sealed with the config key, hex. From v3 its
     /// associated data binds the generation, the key slots and the data keys.
     pub params: String,
+}
+
+/// A built-in role, weakest first (DESIGN.md §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reader,
+    Operator,
+    Contributor,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Operator => "operator",
+            Role::Contributor => "contributor",
+        }
+    }
+}
+
+/// A role granted to a user or a group, on every item or one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleGrant {
+    /// A group's gid when true, else a user's uid.
+    pub group: bool,
+    pub id: u32,
+    /// The name when granted (for listing; the id decides).
+    pub name: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 /// An immutable vault (v4): `Enabled` refuses deleting a point its retention still keeps and

@@ -94,3 +94,27 @@ pub fn group_name(gid: u32) -> Option<String> {
         (rc, name.is_some(), name.unwrap_or_default())
     })
 }
+
+/// Every group of user `uid` (primary `gid` included), from the group database.
+pub fn groups_of(uid: u32, gid: u32) -> Vec<u32> {
+    let Some(name) = user_name(uid).and_then(|n| std::ffi::CString::new(n).ok()) else {
+        return vec![gid];
+    };
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let before = n;
+        // SAFETY: getgrouplist writes at most `n` gids into `groups` and sets `n`.
+        let r = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+        if r >= 0 {
+            groups.truncate(n.max(0) as usize);
+            return groups;
+        }
+        if n <= before {
+            n = before * 2;
+        }
+        if n > 65_536 {
+            return vec![gid];
+        }
+    }
+}

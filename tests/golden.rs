@@ -278,6 +278,7 @@ fn config_file() -> ConfigFile {
         }],
         immutability: vaultfs::format::Immutability::Locked,
         guard_key: None,
+        roles: Vec::new(),
         params: String::new(),
     };
     let entry = vaultfs::vault::config::seal_data_key(

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use vaultfs::cli::{AuditArgs, Command, GuardCommand, KeyCommand};
+use vaultfs::cli::{AuditArgs, Command, GuardCommand, KeyCommand, RoleCommand};
 use vaultfs::format::{AuditOutcome, AuditRecord};
 use vaultfs::vault::audit::What;
 use vaultfs::vault::names::display_time;
@@ -56,6 +56,8 @@ pub fn describe(command: &Command, argv: &[String]) -> Option<What> {
         },
         Command::Guard(GuardCommand::Init(_)) => ("guard init", None),
         Command::Guard(GuardCommand::Remove(_)) => ("guard remove", None),
+        Command::Role(RoleCommand::Grant(_)) => ("role grant", None),
+        Command::Role(RoleCommand::Revoke(_)) => ("role revoke", None),
         _ => return None,
     };
     Some(What {

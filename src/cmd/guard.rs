@@ -25,6 +25,16 @@ pub fn approval(env: &Env, file: &Option<PathBuf>) -> Result<Option<Approval>> {
 
 /// Run the guard check of `op` with the command's `--approval`.
 pub fn authorize(env: &Env, vault: &Vault, op: &str, file: &Option<PathBuf>) -> Result<()> {
+    if vault.guard_key().is_none() {
+        return Ok(());
+    }
+    // With a guard, protected operations are the owner's, whatever role (DESIGN §13).
+    if !env.is_owner(vault) {
+        return Err(vaultfs::vault::VaultError::Denied(format!(
+            "\"{op}\" is for the vault's owner only"
+        ))
+        .into());
+    }
     let a = approval(env, file)?;
     Ok(vault.authorize(op, a.as_ref())?)
 }

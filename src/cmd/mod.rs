@@ -19,6 +19,7 @@ mod policy;
 mod repair;
 mod replicate;
 mod restore;
+mod role;
 mod settings;
 mod snapshot;
 mod umount;
@@ -71,6 +72,9 @@ pub struct Env<'a> {
     argv: Vec<String>,
     /// The vault the command opened, for its audit record.
     opened: Mutex<Option<Arc<Vault>>>,
+    /// Who asks, for the role check, and what the command needs (DESIGN §13).
+    subject: vaultfs::vault::roles::Subject,
+    need: Mutex<Option<vaultfs::vault::roles::Need>>,
 }
 
 impl<'a> Env<'a> {
@@ -88,6 +92,9 @@ impl<'a> Env<'a> {
             caller: vaultfs::identity::Actor::process(),
             argv: std::env::args().skip(1).collect(),
             opened: Mutex::new(None),
+            // SAFETY: getuid/getgid have no preconditions.
+            subject: subject(unsafe { libc::getuid() }, unsafe { libc::getgid() }),
+            need: Mutex::new(None),
         }
     }
 
@@ -115,10 +122,10 @@ impl<'a> Env<'a> {
         out: &'a mut Responder,
     ) -> Env<'a> {
         // The socket let the client in by its peer credentials; no credentials: the daemon's.
-        let uid = out
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (uid, gid) = out
             .peer()
-            .map(|p| p.0)
-            .unwrap_or_else(|| unsafe { libc::geteuid() });
+            .unwrap_or_else(|| unsafe { (libc::geteuid(), libc::getegid()) });
         Env {
             passphrase_file: None,
             key_file: None,
@@ -132,12 +139,33 @@ impl<'a> Env<'a> {
             caller: vaultfs::identity::Actor::of_uid(uid),
             argv,
             opened: Mutex::new(None),
+            subject: subject(uid, gid),
+            need: Mutex::new(None),
         }
     }
 
     /// Who runs the command.
     pub fn caller(&self) -> &vaultfs::identity::Actor {
         &self.caller
+    }
+
+    /// Refuse the command unless the caller's role allows what it needs.
+    fn check_access(&self, vault: &Vault) -> Result<()> {
+        if let Some(need) = &*self.need.lock().expect("need lock") {
+            vault.check_access(&self.subject, need)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may see `item` (items without a role on them are not listed).
+    pub fn may_read(&self, vault: &Vault, item: &str) -> bool {
+        let need = vaultfs::vault::roles::Need::Read(Some(item.to_string()));
+        vault.check_access(&self.subject, &need).is_ok()
+    }
+
+    /// Whether the caller owns `vault` (root does).
+    pub fn is_owner(&self, vault: &Vault) -> bool {
+        vault.is_owner(self.subject.uid)
     }
 
     /// The vault the command opened, if it opened one.
@@ -224,6 +252,7 @@ impl<'a> Env<'a> {
                 );
             }
             *self.opened.lock().expect("opened lock") = Some(v.clone());
+            self.check_access(v)?;
             return Ok(v.clone());
         }
         let location = self.location(vault)?;
@@ -242,6 +271,7 @@ impl<'a> Env<'a> {
         if !self.replica {
             *self.opened.lock().expect("opened lock") = Some(v.clone());
         }
+        self.check_access(&v)?;
         Ok(v)
     }
 
@@ -268,6 +298,7 @@ impl<'a> Env<'a> {
 
 pub fn run(command: Command, env: &Env) -> Result<Outcome> {
     let what = audit::describe(&command, &env.argv);
+    *env.need.lock().expect("need lock") = role::need(&command);
     let result = dispatch(command, env);
     if let Some(what) = what {
         audit::record(env, &what, &result);
@@ -296,6 +327,7 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Key(k) => key::run(k, env),
         Command::Audit(a) => audit::run(a, env),
         Command::Guard(g) => guard::run(g, env),
+        Command::Role(r) => role::run(r, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -438,6 +470,19 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
         std::iter::once(std::ffi::OsString::from("vaultfs")).chain(argv),
     );
     let code = match parsed {
+        // SAFETY: geteuid has no preconditions.
+        Ok(cli)
+            if out
+                .peer()
+                .is_some_and(|(uid, _)| uid != 0 && uid != unsafe { libc::geteuid() })
+                && local_paths(&cli.command) =>
+        {
+            out.err(
+                "vaultfs: error: denied: this command reads or writes local files; through the \
+                 mount daemon only its own user may run it (unmount, or copy from the mount)",
+            );
+            1
+        }
         Ok(cli) => {
             let env = Env::remote(vault, cwd, cli.places(), shown, out).with_replica(cli.replica);
             let result =
@@ -459,6 +504,32 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
         }
     };
     out.send(&Response::Exit(code));
+}
+
+/// A caller: uid and every group it is in.
+fn subject(uid: u32, gid: u32) -> vaultfs::vault::roles::Subject {
+    vaultfs::vault::roles::Subject {
+        uid,
+        groups: vaultfs::identity::groups_of(uid, gid),
+    }
+}
+
+/// Commands a socket client other than root or the daemon's own user may not run through the
+/// daemon: they read or write local paths, which the daemon would do with its own rights.
+fn local_paths(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Backup(_)
+            | Command::Restore(_)
+            | Command::Init(_)
+            | Command::Mount(_)
+            | Command::Umount(_)
+            | Command::Repair(_)
+            | Command::Replicate(_)
+            | Command::Completions(_)
+            | Command::Guard(_)
+            | Command::Key(_)
+    )
 }
 
 /// `1.5 GB`-style decimal sizes.

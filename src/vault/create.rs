@@ -159,6 +159,7 @@ impl Vault {
             revoked: Vec::new(),
             immutability: Default::default(),
             guard_key: None,
+            roles: Vec::new(),
             params: String::new(),
         };
         let local_dir = location.local_dir(&hex::encode(vault_id));

@@ -28,6 +28,7 @@ pub mod replica;
 pub mod replica_settings;
 pub mod replicate;
 pub mod restore;
+pub mod roles;
 pub mod rollback;
 pub mod tree;
 
