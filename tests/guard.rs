@@ -9,7 +9,7 @@ use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const HOUR: i64 = 3_600 * 1_000_000_000;
 /// 2026-11-02T10:00:00Z
@@ -44,13 +44,7 @@ impl T {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .env("VAULTFS_PASSPHRASE", PASS)
-            .env("VAULTFS_TEST_CLOCK", &self.clock)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
+        vaultfs_at(&self.clock, args)
     }
 
     #[track_caller]

@@ -9,7 +9,7 @@ use common::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const DAY: i64 = 86_400 * 1_000_000_000;
 /// 2026-11-02T10:00:00Z
@@ -29,13 +29,7 @@ impl Clock {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .env("VAULTFS_PASSPHRASE", PASS)
-            .env("VAULTFS_TEST_CLOCK", &self.0)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
+        vaultfs_at(&self.0, args)
     }
 
     #[track_caller]
