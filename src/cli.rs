@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod access;
+pub use access::*;
+
 #[derive(Debug, Parser)]
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
 #[command(propagate_version = true, disable_help_subcommand = false)]
@@ -95,6 +98,14 @@ pub enum Command {
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Roles: grant, revoke and list who may read, operate or contribute (owner only)
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Multi-user authorization: a guard key whose approvals protected operations need
+    #[command(subcommand)]
+    Guard(GuardCommand),
+    /// Show the audit log (who did what, when, and how it ended), or verify its chain
+    Audit(AuditArgs),
     /// Print shell completions
     Completions(CompletionsArgs),
 }
@@ -160,6 +171,9 @@ pub struct KeyRemoveArgs {
     pub vault: PathBuf,
     /// Id of the slot (see `vaultfs key list`)
     pub slot: u32,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +202,9 @@ pub struct GcArgs {
     /// always-on)
     #[arg(long)]
     pub expire_now: bool,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -216,6 +233,30 @@ pub struct SettingsArgs {
     /// policy schedules), or `none`
     #[arg(long, value_name = "SPEC")]
     pub replicate_every: Option<String>,
+    /// enabled: no point inside its retention can be deleted and retention and soft delete
+    /// cannot be lowered; locked: enabled for ever; disabled
+    #[arg(long, value_name = "MODE")]
+    pub immutability: Option<ImmutabilityArg>,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImmutabilityArg {
+    Disabled,
+    Enabled,
+    Locked,
+}
+
+impl From<ImmutabilityArg> for crate::format::Immutability {
+    fn from(a: ImmutabilityArg) -> Self {
+        match a {
+            ImmutabilityArg::Disabled => Self::Disabled,
+            ImmutabilityArg::Enabled => Self::Enabled,
+            ImmutabilityArg::Locked => Self::Locked,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +284,9 @@ pub struct PolicyArgs {
     /// Keep the newest point of each of the last N years that have points
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
+    /// A guard approval (from `vaultfs guard approve`) for this operation, used once
+    #[arg(long, value_name = "FILE")]
+    pub approval: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +408,17 @@ impl Command {
             Command::Settings(a) => Some(&a.vault),
             Command::Policy(a) => Some(&a.vault),
             Command::Replicate(a) => Some(&a.vault),
+            Command::Audit(a) => Some(&a.vault),
+            Command::Role(r) => Some(match r {
+                RoleCommand::Grant(a) => &a.vault,
+                RoleCommand::Revoke(a) => &a.vault,
+                RoleCommand::List(a) => &a.vault,
+            }),
+            Command::Guard(g) => match g {
+                GuardCommand::Init(a) => Some(&a.vault),
+                GuardCommand::Remove(a) => Some(&a.vault),
+                GuardCommand::Keygen(_) | GuardCommand::Approve(_) => None,
+            },
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
                 KeyCommand::Add(a) => &a.vault,

@@ -45,9 +45,16 @@ pub enum Response {
 pub struct Responder {
     stream: UnixStream,
     broken: bool,
+    /// The client's uid and gid (SO_PEERCRED).
+    peer: Option<(u32, u32)>,
 }
 
 impl Responder {
+    /// The client's uid and gid, from its socket's peer credentials.
+    pub fn peer(&self) -> Option<(u32, u32)> {
+        self.peer
+    }
+
     pub fn send(&mut self, r: &Response) {
         if self.broken {
             return;
@@ -76,11 +83,14 @@ pub fn socket_path(vault_dir: &Path) -> PathBuf {
 
 /// Bind the socket (replacing a stale one: the caller holds the vault lock, so no live daemon
 /// owns it) and serve each connection on its own thread.
-pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
+/// `open`: the vault has roles, so any local user may connect (the socket is 0666) and the
+/// command's role check decides; otherwise only root and the vault's owner may.
+pub fn serve(vault_dir: &Path, handler: Handler, open: bool) -> std::io::Result<()> {
     let path = socket_path(vault_dir);
     let _ = std::fs::remove_file(&path);
     let listener = with_short_path(vault_dir, |p| UnixListener::bind(p))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let mode = if open { 0o666 } else { 0o600 };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     let owner = std::fs::metadata(vault_dir)?.uid();
     std::thread::Builder::new()
         .name("control".into())
@@ -91,14 +101,14 @@ pub fn serve(vault_dir: &Path, handler: Handler) -> std::io::Result<()> {
                 let _ = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
-                        serve_one(stream, owner, handler);
+                        serve_one(stream, owner, open, handler);
                     });
             }
         })?;
     Ok(())
 }
 
-fn peer_uid(stream: &UnixStream) -> Option<u32> {
+fn peer_cred(stream: &UnixStream) -> Option<(u32, u32)> {
     use std::os::fd::AsRawFd;
     // SAFETY: getsockopt writes at most `len` bytes into a ucred we own.
     let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
@@ -112,22 +122,26 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
             &mut len,
         )
     };
-    (r == 0).then_some(cred.uid)
+    (r == 0).then_some((cred.uid, cred.gid))
 }
 
-fn serve_one(stream: UnixStream, owner: u32, handler: Handler) {
+fn serve_one(stream: UnixStream, owner: u32, open: bool, handler: Handler) {
     let mut responder = match stream.try_clone() {
         Ok(s) => Responder {
             stream: s,
             broken: false,
+            peer: peer_cred(&stream),
         },
         Err(_) => return,
     };
-    match peer_uid(&stream) {
+    match responder.peer.map(|p| p.0) {
         // The owner of the vault, and only if the daemon runs as that user too: a root
         // daemon serving a user's vault must not run that user's commands as root.
         // SAFETY: geteuid has no preconditions.
         Some(uid) if uid == 0 || (uid == owner && uid == unsafe { libc::geteuid() }) => {}
+        // Roles decide, per command (`cmd::role`), and commands touching local paths are
+        // refused to other users (`cmd::serve_remote`).
+        Some(_) if open => {}
         _ => {
             responder.err(
                 "vaultfs: error: permission denied: only the vault's owner may use its daemon",

@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::store::BlobId;
 
 /// The vault format this build reads and writes. Bump on any incompatible change.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Oldest version this build opens. An older vault is upgraded in place when opened: v2 only
 /// added the incoming and policy records; v3 changes the config (key slots, copies, DESIGN.md §3)
 /// and frames blobs in packs written from then on (older packs still read), so nothing stored is
-/// rewritten.
+/// rewritten. v4 adds the config's authenticated `immutability` (DESIGN.md §13): a v3 build must
+/// refuse a vault it would let delete protected points.
 pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Value of the `format` field in the config file; tells a vault from any other JSON file.
 pub const FORMAT_NAME: &str = "vaultfs";
@@ -39,9 +40,78 @@ pub struct ConfigFile {
     /// revoked key belonged to. Passphrases leave no trace here.
     #[serde(default)]
     pub revoked: Vec<RevokedKey>,
+    /// v4: whether points inside their retention may be deleted (DESIGN.md §13). Absent means
+    /// disabled; from v4 the params' associated data binds it, so it cannot be edited.
+    #[serde(default, skip_serializing_if = "Immutability::is_disabled")]
+    pub immutability: Immutability,
+    /// v4: the guard's ed25519 public key, hex, when one is registered (DESIGN.md §13); bound
+    /// into the params' associated data like `immutability`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_key: Option<String>,
+    /// v4: roles the owner granted (DESIGN.md §13), bound into the params' associated data
+    /// when there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleGrant>,
     /// [`VaultParams`], postcard-encoded and sealed with the config key, hex. From v3 its
     /// associated data binds the generation, the key slots and the data keys.
     pub params: String,
+}
+
+/// A built-in role, weakest first (DESIGN.md §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reader,
+    Operator,
+    Contributor,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Operator => "operator",
+            Role::Contributor => "contributor",
+        }
+    }
+}
+
+/// A role granted to a user or a group, on every item or one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleGrant {
+    /// A group's gid when true, else a user's uid.
+    pub group: bool,
+    pub id: u32,
+    /// The name when granted (for listing; the id decides).
+    pub name: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+}
+
+/// An immutable vault (v4): `Enabled` refuses deleting a point its retention still keeps and
+/// lowering retention or soft delete; `Locked` is `Enabled` for ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Immutability {
+    #[default]
+    Disabled,
+    Enabled,
+    Locked,
+}
+
+impl Immutability {
+    pub fn is_disabled(&self) -> bool {
+        *self == Immutability::Disabled
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Immutability::Disabled => "disabled",
+            Immutability::Enabled => "enabled",
+            Immutability::Locked => "locked",
+        }
+    }
 }
 
 /// A key slot: the master key wrapped (AES-256-GCM) under a key-encryption key. Fields not
@@ -104,6 +174,34 @@ pub struct ConfigRecord {
     pub generation: u64,
     /// The config file's bytes.
     pub config: Vec<u8>,
+}
+
+/// One entry of the audit log (DESIGN §13): who did what, when (vault time), and how it ended.
+/// Stored as its own sealed object `audit/<seq>`, chained to the one before by `prev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// 1, 2, ...: its place in the log (also bound into the seal).
+    pub seq: u64,
+    /// blake3 of the sealed bytes of record `seq - 1` (zeros for the first).
+    pub prev: [u8; 32],
+    pub time_ns: i64,
+    pub uid: u32,
+    pub user: String,
+    /// The operation: a command (`delete`, `key add`), or what the mount or scheduler did.
+    pub op: String,
+    pub item: Option<String>,
+    /// The operation's parameters as given (the command's arguments).
+    pub params: String,
+    pub outcome: AuditOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditOutcome {
+    Ok,
+    /// The operation ran and failed: the error line.
+    Failed(String),
+    /// Refused by a role, immutability or the guard: the reason.
+    Denied(String),
 }
 
 /// Vault-wide parameters, fixed at `init` except the soft-delete settings.

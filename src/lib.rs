@@ -25,6 +25,7 @@ pub mod control;
 pub mod daemon;
 pub mod format;
 pub mod fuse;
+pub mod identity;
 pub mod keys;
 pub mod store;
 pub mod vault;

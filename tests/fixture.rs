@@ -116,6 +116,11 @@ fn version_3_fixture_vault_opens_checks_and_restores_identically() {
     fixture_opens_checks_and_restores_identically(3);
 }
 
+#[test]
+fn version_4_fixture_vault_opens_checks_and_restores_identically() {
+    fixture_opens_checks_and_restores_identically(4);
+}
+
 fn fixture_opens_checks_and_restores_identically(version: u32) {
     let tar = fixtures().join(format!("vault-v{version}.tar.gz"));
     let manifest_path = fixtures().join(format!("vault-v{version}.manifest.json"));

@@ -254,7 +254,8 @@ fn location() -> Location {
     }
 }
 
-/// A v3 config: a passphrase and a keyfile slot, a data key of epoch 1, a revoked key.
+/// A config: a passphrase and a keyfile slot, a data key of epoch 1, a revoked key; from v4 a
+/// locked immutability.
 fn config_file() -> ConfigFile {
     let master = MasterKey::from_bytes(MASTER);
     let mut slot = master.wrap_with(1, PASSPHRASE, KDF, SALT, NONCE).unwrap();
@@ -275,6 +276,9 @@ fn config_file() -> ConfigFile {
             fingerprint: "0011223344556677".into(),
             removed_ns: 1_795_475_408_000_000_000,
         }],
+        immutability: vaultfs::format::Immutability::Locked,
+        guard_key: None,
+        roles: Vec::new(),
         params: String::new(),
     };
     let entry = vaultfs::vault::config::seal_data_key(

@@ -17,6 +17,10 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
     // An older record copied back: the newer one is still in the packs, `repair` restores it.
     report.intact.extend(rolled_back.errors);
     report.warnings.extend(rolled_back.warnings);
+    // A removed, edited, swapped or cut-off audit record (DESIGN §13).
+    let audit = vault.audit_log()?;
+    report.intact.extend(audit.problems);
+    report.warnings.extend(audit.warnings);
     pb.finish_and_clear();
     for w in &report.warnings {
         env.err(format!("vaultfs: warning: {w}"));

@@ -14,6 +14,9 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
     } else {
         Purge::Expired
     };
+    if a.expire_now && !a.dry_run {
+        super::guard::authorize(env, &vault, "gc --expire-now", &a.approval)?;
+    }
     let r = gc::gc(&vault, a.dry_run, purge)?;
     let verb = if a.dry_run { "would purge" } else { "purged" };
     for p in &r.purged {

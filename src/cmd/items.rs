@@ -12,7 +12,12 @@ pub fn run(a: ItemsArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
     let mut rows = Vec::new();
     let mut js = Vec::new();
-    for item in vault.items()? {
+    // Items the caller has no role on are not listed (DESIGN §13).
+    for item in vault
+        .items()?
+        .into_iter()
+        .filter(|i| env.may_read(&vault, &i.name))
+    {
         let points = vault.points(Some(&item.name), false)?;
         let deleted = vault.points(Some(&item.name), true)?.len();
         let last = points.last();

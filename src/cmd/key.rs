@@ -61,6 +61,8 @@ pub fn run(cmd: KeyCommand, env: &Env) -> Result<Outcome> {
         }
         KeyCommand::Remove(a) => {
             let vault = env.open(&a.vault)?;
+            let op = format!("key remove {}", a.slot);
+            super::guard::authorize(env, &vault, &op, &a.approval)?;
             let slot = vault.key_remove(a.slot)?;
             env.out(format!(
                 "removed key slot {} ({}{}): its key no longer opens the vault",

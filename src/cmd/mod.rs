@@ -2,12 +2,14 @@
 //! in (local process or the mount daemon), the passphrase, output, progress bars and sizes.
 //! Errors get their context here, at the CLI edge.
 
+mod audit;
 mod backup;
 mod check;
 mod completions;
 mod credential;
 mod delete;
 mod gc;
+mod guard;
 mod init;
 mod items;
 mod key;
@@ -17,6 +19,7 @@ mod policy;
 mod repair;
 mod replicate;
 mod restore;
+mod role;
 mod settings;
 mod snapshot;
 mod umount;
@@ -63,6 +66,15 @@ pub struct Env<'a> {
     /// `--replica`: vaults are secondary copies, opened read-only.
     replica: bool,
     sink: Sink<'a>,
+    /// Who runs the command: this process's user, or the socket client's (DESIGN §13).
+    caller: vaultfs::identity::Actor,
+    /// The command's arguments as given, for its audit record.
+    argv: Vec<String>,
+    /// The vault the command opened, for its audit record.
+    opened: Mutex<Option<Arc<Vault>>>,
+    /// Who asks, for the role check, and what the command needs (DESIGN §13).
+    subject: vaultfs::vault::roles::Subject,
+    need: Mutex<Option<vaultfs::vault::roles::Need>>,
 }
 
 impl<'a> Env<'a> {
@@ -77,6 +89,12 @@ impl<'a> Env<'a> {
             places: cli.places(),
             replica: cli.replica,
             sink: Sink::Local,
+            caller: vaultfs::identity::Actor::process(),
+            argv: std::env::args().skip(1).collect(),
+            opened: Mutex::new(None),
+            // SAFETY: getuid/getgid have no preconditions.
+            subject: subject(unsafe { libc::getuid() }, unsafe { libc::getgid() }),
+            need: Mutex::new(None),
         }
     }
 
@@ -100,8 +118,14 @@ impl<'a> Env<'a> {
         vault: Arc<Vault>,
         cwd: PathBuf,
         places: Places,
+        argv: Vec<String>,
         out: &'a mut Responder,
     ) -> Env<'a> {
+        // The socket let the client in by its peer credentials; no credentials: the daemon's.
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (uid, gid) = out
+            .peer()
+            .unwrap_or_else(|| unsafe { (libc::geteuid(), libc::getegid()) });
         Env {
             passphrase_file: None,
             key_file: None,
@@ -112,7 +136,41 @@ impl<'a> Env<'a> {
             places,
             replica: false,
             sink: Sink::Remote(Mutex::new(out)),
+            caller: vaultfs::identity::Actor::of_uid(uid),
+            argv,
+            opened: Mutex::new(None),
+            subject: subject(uid, gid),
+            need: Mutex::new(None),
         }
+    }
+
+    /// Who runs the command.
+    pub fn caller(&self) -> &vaultfs::identity::Actor {
+        &self.caller
+    }
+
+    /// Refuse the command unless the caller's role allows what it needs.
+    fn check_access(&self, vault: &Vault) -> Result<()> {
+        if let Some(need) = &*self.need.lock().expect("need lock") {
+            vault.check_access(&self.subject, need)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may see `item` (items without a role on them are not listed).
+    pub fn may_read(&self, vault: &Vault, item: &str) -> bool {
+        let need = vaultfs::vault::roles::Need::Read(Some(item.to_string()));
+        vault.check_access(&self.subject, &need).is_ok()
+    }
+
+    /// Whether the caller owns `vault` (root does).
+    pub fn is_owner(&self, vault: &Vault) -> bool {
+        vault.is_owner(self.subject.uid)
+    }
+
+    /// The vault the command opened, if it opened one.
+    pub fn opened(&self) -> Option<Arc<Vault>> {
+        self.opened.lock().expect("opened lock").clone()
     }
 
     pub fn is_remote(&self) -> bool {
@@ -193,6 +251,8 @@ impl<'a> Env<'a> {
                     vault.display()
                 );
             }
+            *self.opened.lock().expect("opened lock") = Some(v.clone());
+            self.check_access(v)?;
             return Ok(v.clone());
         }
         let location = self.location(vault)?;
@@ -206,7 +266,12 @@ impl<'a> Env<'a> {
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
         }
-        Ok(Arc::new(v))
+        let v = Arc::new(v);
+        if !self.replica {
+            *self.opened.lock().expect("opened lock") = Some(v.clone());
+        }
+        self.check_access(&v)?;
+        Ok(v)
     }
 
     /// The credential, for commands that unlock a vault themselves (mount, repair).
@@ -230,6 +295,16 @@ impl<'a> Env<'a> {
 }
 
 pub fn run(command: Command, env: &Env) -> Result<Outcome> {
+    let what = audit::describe(&command, &env.argv);
+    *env.need.lock().expect("need lock") = role::need(&command);
+    let result = dispatch(command, env);
+    if let Some(what) = what {
+        audit::record(env, &what, &result);
+    }
+    result
+}
+
+fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
     match command {
         Command::Init(a) => init::run(a, env),
         Command::Backup(a) => backup::run(a, env),
@@ -248,6 +323,9 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Policy(a) => policy::run(a, env),
         Command::Replicate(a) => replicate::run(a, env),
         Command::Key(k) => key::run(k, env),
+        Command::Audit(a) => audit::run(a, env),
+        Command::Guard(g) => guard::run(g, env),
+        Command::Role(r) => role::run(r, env),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -378,15 +456,33 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
         out.send(&Response::Exit(1));
         return;
     };
-    let argv = argv_hex
+    let argv: Vec<std::ffi::OsString> = argv_hex
         .iter()
-        .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()));
+        .map(|a| std::os::unix::ffi::OsStringExt::from_vec(hex::decode(a).unwrap_or_default()))
+        .collect();
+    let shown = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let parsed = <Cli as clap::Parser>::try_parse_from(
         std::iter::once(std::ffi::OsString::from("vaultfs")).chain(argv),
     );
     let code = match parsed {
+        // SAFETY: geteuid has no preconditions.
+        Ok(cli)
+            if out
+                .peer()
+                .is_some_and(|(uid, _)| uid != 0 && uid != unsafe { libc::geteuid() })
+                && local_paths(&cli.command) =>
+        {
+            out.err(
+                "vaultfs: error: denied: this command reads or writes local files; through the \
+                 mount daemon only its own user may run it (unmount, or copy from the mount)",
+            );
+            1
+        }
         Ok(cli) => {
-            let env = Env::remote(vault, cwd, cli.places(), out).with_replica(cli.replica);
+            let env = Env::remote(vault, cwd, cli.places(), shown, out).with_replica(cli.replica);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli.command, &env)));
             match result {
@@ -406,6 +502,32 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
         }
     };
     out.send(&Response::Exit(code));
+}
+
+/// A caller: uid and every group it is in.
+fn subject(uid: u32, gid: u32) -> vaultfs::vault::roles::Subject {
+    vaultfs::vault::roles::Subject {
+        uid,
+        groups: vaultfs::identity::groups_of(uid, gid),
+    }
+}
+
+/// Commands a socket client other than root or the daemon's own user may not run through the
+/// daemon: they read or write local paths, which the daemon would do with its own rights.
+fn local_paths(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Backup(_)
+            | Command::Restore(_)
+            | Command::Init(_)
+            | Command::Mount(_)
+            | Command::Umount(_)
+            | Command::Repair(_)
+            | Command::Replicate(_)
+            | Command::Completions(_)
+            | Command::Guard(_)
+            | Command::Key(_)
+    )
 }
 
 /// `1.5 GB`-style decimal sizes.

@@ -10,7 +10,8 @@ use super::{Env, Outcome, human_bytes, table};
 
 pub fn run(a: PointsArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
-    let points = vault.points(a.item.as_deref(), a.deleted)?;
+    let mut points = vault.points(a.item.as_deref(), a.deleted)?;
+    points.retain(|p| env.may_read(&vault, &p.item));
     // Paths `repair` found lost, per point.
     let mut lost: Vec<Vec<String>> = Vec::new();
     for p in &points {

@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use vaultfs::cli::PolicyArgs;
 use vaultfs::format::{PolicyRecord, Retention};
+use vaultfs::vault::immutable::lowers;
 use vaultfs::vault::policy::{parse_schedule, show_schedule};
 
 use super::{Env, Outcome};
@@ -18,6 +19,31 @@ pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
         a.keep_monthly,
         a.keep_yearly,
     ];
+    // Reducing retention is guard-protected: the approval names the whole new retention.
+    let old = vault
+        .policy(&a.item)?
+        .map(|p| p.retention)
+        .unwrap_or_default();
+    let mut new = old;
+    for (field, v) in [
+        (&mut new.last, a.keep_last),
+        (&mut new.daily, a.keep_daily),
+        (&mut new.weekly, a.keep_weekly),
+        (&mut new.monthly, a.keep_monthly),
+        (&mut new.yearly, a.keep_yearly),
+    ] {
+        if let Some(v) = v {
+            *field = v;
+        }
+    }
+    if lowers(&old, &new) {
+        let op = format!(
+            "policy {} --keep-last {} --keep-daily {} --keep-weekly {} --keep-monthly {} \
+             --keep-yearly {}",
+            a.item, new.last, new.daily, new.weekly, new.monthly, new.yearly
+        );
+        super::guard::authorize(env, &vault, &op, &a.approval)?;
+    }
     let rec = if schedule.is_some() || keeps.iter().any(|k| k.is_some()) {
         let rec = vault.set_policy(&a.item, schedule, |r: &mut Retention| {
             let set = |field: &mut u32, v: Option<u32>| {

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 
-use vaultfs::cli::{SettingsArgs, SoftDeleteMode};
+use vaultfs::cli::{ImmutabilityArg, SettingsArgs, SoftDeleteMode};
+use vaultfs::format::Immutability;
 use vaultfs::vault::Vault;
 use vaultfs::vault::policy::{parse_schedule, show_schedule};
 use vaultfs::vault::replica_settings::ReplicaSettings;
@@ -19,6 +20,19 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
         }
         days = Some(0);
     }
+    // Weakening soft delete and disabling immutability are guard-protected (DESIGN §13).
+    if let Some(d) = days
+        && d < vault.params().soft_delete_days
+    {
+        let op = format!("settings --soft-delete-days {d}");
+        super::guard::authorize(env, &vault, &op, &a.approval)?;
+    }
+    if a.immutability == Some(ImmutabilityArg::Disabled)
+        && vault.immutability() != Immutability::Disabled
+    {
+        let op = "settings --immutability disabled";
+        super::guard::authorize(env, &vault, op, &a.approval)?;
+    }
     let p = if days.is_some() || always_on {
         vault.set_soft_delete(days, always_on)?
     } else {
@@ -30,6 +44,13 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
         (d, false) => format!("{d} days"),
     };
     env.out(format!("soft delete: {state}"));
+    if let Some(mode) = a.immutability {
+        vault.set_immutability(mode.into())?;
+    }
+    // Shown once it was set or asked about (the one-line output stays as it was otherwise).
+    if a.immutability.is_some() || vault.immutability() != Immutability::Disabled {
+        env.out(format!("immutability: {}", vault.immutability().as_str()));
+    }
     replication(&vault, &a, env)?;
     Ok(Outcome::Ok)
 }

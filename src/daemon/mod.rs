@@ -106,7 +106,8 @@ pub fn serve(
             ticks: ticks.clone(),
         };
         let handler = control_handler(tx.clone(), running.clone(), status, commands);
-        control::serve(vault.dir(), handler).map_err(start("the control socket"))?;
+        let open = !vault.roles().is_empty();
+        control::serve(vault.dir(), handler, open).map_err(start("the control socket"))?;
         let session_tx = tx.clone();
         let worker = std::thread::Builder::new()
             .name("fuse-session".into())

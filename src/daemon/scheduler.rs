@@ -8,8 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::format::AuditOutcome;
+use crate::identity::Actor;
+use crate::vault::audit::What;
 use crate::vault::gc::{self, Purge};
 use crate::vault::{DAY_NS, Vault, now_ns};
+
+/// Record what the daemon did by itself, as the daemon's user (DESIGN §13).
+fn audit(vault: &Vault, op: &str, item: Option<&str>, params: String) {
+    // SAFETY: geteuid has no preconditions.
+    let me = Actor::of_uid(unsafe { libc::geteuid() });
+    if let Err(e) = vault.audit(&me, &What::new(op, item, params), AuditOutcome::Ok) {
+        tracing::warn!("an audit record could not be written: {}", e.for_log());
+    }
+}
 
 const TICK: Duration = Duration::from_secs(1);
 
@@ -39,13 +51,17 @@ pub fn run(
         if now_ns() - last_gc >= DAY_NS {
             last_gc = now_ns();
             match gc::gc(&vault, false, Purge::Expired) {
-                Ok(r) => tracing::info!(
-                    "daily gc: {} points purged, {} packs deleted, {} rewritten, {} bytes freed",
-                    r.purged.len(),
-                    r.packs_deleted,
-                    r.packs_rewritten,
-                    r.bytes_before.saturating_sub(r.bytes_after)
-                ),
+                Ok(r) => {
+                    let params = format!("daily: {} points purged", r.purged.len());
+                    audit(&vault, "gc (daily)", None, params);
+                    tracing::info!(
+                        "daily gc: {} points purged, {} packs deleted, {} rewritten, {} bytes freed",
+                        r.purged.len(),
+                        r.packs_deleted,
+                        r.packs_rewritten,
+                        r.bytes_before.saturating_sub(r.bytes_after)
+                    )
+                }
                 Err(e) => tracing::warn!("daily gc failed: {}", e.for_log()),
             }
         }
@@ -73,7 +89,15 @@ fn tick(vault: &Vault) -> crate::vault::Result<()> {
         match vault.snapshot(&it.name) {
             Ok(p) => {
                 tracing::info!("scheduled snapshot: point {}", p.name);
-                vault.apply_retention(&it.name)?;
+                audit(
+                    vault,
+                    "snapshot (scheduled)",
+                    Some(&it.name),
+                    p.name.clone(),
+                );
+                for r in vault.apply_retention(&it.name)? {
+                    audit(vault, "retire (retention)", Some(&it.name), r.name);
+                }
             }
             Err(e) => tracing::warn!("a scheduled snapshot failed: {}", e.for_log()),
         }

@@ -233,7 +233,7 @@ impl Filesystem for FuseFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -248,8 +248,10 @@ impl Filesystem for FuseFs {
         } else {
             RenameMode::Other
         };
+        let caller = caller(req);
         let r = call(|| {
-            self.view.rename(
+            self.view.rename_as(
+                caller,
                 parent.0,
                 name.as_bytes(),
                 newparent.0,

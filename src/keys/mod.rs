@@ -11,6 +11,7 @@
 
 pub mod command;
 pub mod ephemeral;
+pub mod guard;
 pub mod rsa;
 pub mod slot;
 

@@ -22,6 +22,9 @@ const POLICY_AAD: &[u8] = b"vaultfs catalog policy";
 const CONFIG_GENERATION_AAD: &[u8] = b"vaultfs catalog config generation";
 const CONFIG_GENERATION_KEY: &[u8] = b"config generation";
 const DAMAGE_AAD: &[u8] = b"vaultfs catalog damage";
+const AUDIT_HEAD_AAD: &[u8] = b"vaultfs catalog audit head";
+const AUDIT_HEAD_KEY: &[u8] = b"audit head";
+const APPROVAL_AAD: &[u8] = b"vaultfs catalog used approval";
 /// The database tree of damage marks: made by `repair` only, so a read-only open writes nothing.
 const DAMAGE_TREE: &str = "damaged";
 
@@ -308,6 +311,44 @@ impl Catalog {
         let aad = aad(CONFIG_GENERATION_AAD, CONFIG_GENERATION_KEY);
         let v = codec.seal_raw(&format::encode(&generation), &aad)?;
         self.state.insert(CONFIG_GENERATION_KEY, v)?;
+        Ok(())
+    }
+
+    /// The audit log's head: the newest record's sequence number and the blake3 of its sealed
+    /// bytes (DESIGN §13), kept beside the config generation.
+    pub fn audit_head(&self, codec: &Codec) -> Result<Option<(u64, [u8; 32])>> {
+        match self.state.get(AUDIT_HEAD_KEY)? {
+            Some(v) => Ok(Some(open_value(
+                codec,
+                AUDIT_HEAD_AAD,
+                AUDIT_HEAD_KEY,
+                &v,
+                "audit head",
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_audit_head(&self, codec: &Codec, head: (u64, [u8; 32])) -> Result<()> {
+        let aad = aad(AUDIT_HEAD_AAD, AUDIT_HEAD_KEY);
+        let v = codec.seal_raw(&format::encode(&head), &aad)?;
+        self.state.insert(AUDIT_HEAD_KEY, v)?;
+        Ok(())
+    }
+
+    /// Whether the guard approval `id` was used (DESIGN §13: single use).
+    pub fn approval_used(&self, id: &str) -> Result<bool> {
+        Ok(self.state.get(format!("approval {id}"))?.is_some())
+    }
+
+    /// Remember that approval `id` (valid until `expires_ns`) was used.
+    pub fn mark_approval_used(&self, codec: &Codec, id: &str, expires_ns: i64) -> Result<()> {
+        let key = format!("approval {id}");
+        let v = codec.seal_raw(
+            &format::encode(&expires_ns),
+            &aad(APPROVAL_AAD, key.as_bytes()),
+        )?;
+        self.state.insert(key, v)?;
         Ok(())
     }
 

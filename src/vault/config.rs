@@ -42,7 +42,7 @@ pub struct Loaded {
 
 /// What one copy holds.
 enum Copy {
-    Good(ConfigFile, Vec<u8>),
+    Good(Box<ConfigFile>, Vec<u8>),
     Missing,
     Damaged(String),
     Newer(u32),
@@ -146,7 +146,7 @@ pub fn load_from(backend: &dyn Backend, shown: &Path) -> Result<Loaded> {
         }
     }
     Ok(Loaded {
-        config: config.clone(),
+        config: (**config).clone(),
         bytes: bytes.clone(),
         stale,
     })
@@ -204,7 +204,7 @@ fn parse_copy(bytes: Vec<u8>) -> Copy {
         return Copy::Damaged("its checksum is missing".into());
     }
     match serde_json::from_value(value) {
-        Ok(config) => Copy::Good(config, bytes),
+        Ok(config) => Copy::Good(Box::new(config), bytes),
         Err(e) => Copy::Damaged(e.to_string()),
     }
 }
@@ -225,6 +225,20 @@ fn params_aad(config: &ConfigFile) -> Vec<u8> {
         aad.extend_from_slice(b"\0v3");
         aad.extend_from_slice(&config.generation.to_le_bytes());
         aad.extend_from_slice(h.finalize().as_bytes());
+    }
+    if config.version >= 4 {
+        // Removing or editing the immutability field makes the params fail to open.
+        aad.extend_from_slice(b"\0v4 immutability ");
+        aad.extend_from_slice(config.immutability.as_str().as_bytes());
+        if !config.roles.is_empty() {
+            let roles = serde_json::to_vec(&config.roles).expect("roles serialise");
+            aad.extend_from_slice(b"\0roles ");
+            aad.extend_from_slice(blake3::hash(&roles).as_bytes());
+        }
+        if let Some(g) = &config.guard_key {
+            aad.extend_from_slice(b"\0guard ");
+            aad.extend_from_slice(g.as_bytes());
+        }
     }
     aad
 }
@@ -369,7 +383,7 @@ impl super::Vault {
             match parse_copy(rec.config.clone()) {
                 Copy::Good(cfg, bytes) if cfg.vault_id == current.vault_id => {
                     write_bytes(self.store.backend(), &bytes)?;
-                    *self.config.lock().expect("config lock") = (cfg, bytes);
+                    *self.config.lock().expect("config lock") = (*cfg, bytes);
                     restored = Some(rec.generation);
                 }
                 _ => return Err(bad_config("the newest config in the packs does not read")),

@@ -157,6 +157,9 @@ impl Vault {
             key_slots: vec![slot],
             data_keys: Vec::new(),
             revoked: Vec::new(),
+            immutability: Default::default(),
+            guard_key: None,
+            roles: Vec::new(),
             params: String::new(),
         };
         let local_dir = location.local_dir(&hex::encode(vault_id));
@@ -165,7 +168,16 @@ impl Vault {
         config::write_bytes(backend, &config::config_bytes(&codec, config, &params)?)?;
         drop(_lock);
         // Opening records the config in the packs too (repair can bring it back from there).
-        Self::open_with(location, Secret::Key(master), None).map(drop)
+        let vault = Self::open_with(location, Secret::Key(master), None)?;
+        let params = format!(
+            "{} --soft-delete-days {}",
+            location.display(),
+            opts.soft_delete_days
+        );
+        let what = super::audit::What::new("init", None, params);
+        let who = crate::identity::Actor::process();
+        vault.audit(&who, &what, crate::format::AuditOutcome::Ok)?;
+        Ok(())
     }
 }
 

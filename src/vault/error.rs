@@ -44,6 +44,9 @@ pub enum VaultError {
     NotDeleted { item: String, point: String },
     #[error("incoming/{0} is empty: mount the vault and copy files into incoming/{0}/ first")]
     IncomingEmpty(String),
+    /// Refused by immutability, a role or the guard (DESIGN.md §13): an audit record too.
+    #[error("denied: {0}")]
+    Denied(String),
     /// An option out of its range (the message says which and why).
     #[error("invalid setting: {0}")]
     BadSetting(String),

@@ -54,6 +54,9 @@ pub enum Purge {
 
 pub fn gc(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
     let params = vault.params();
+    if purge == Purge::AllDeleted && !dry_run {
+        vault.may_weaken_soft_delete("deleted points are kept until their purge time")?;
+    }
     if purge == Purge::AllDeleted && params.soft_delete_always_on {
         return Err(VaultError::BadSetting(
             "soft delete is always-on for this vault: deleted points are kept until their purge time"

@@ -3,6 +3,7 @@
 //! `Vault::open` goes config → lock → key → index, in that order, so a bad config, a vault in
 //! use or a wrong passphrase is reported before anything in the vault is written.
 
+pub mod audit;
 pub mod backup;
 pub mod catalog;
 pub mod check;
@@ -12,6 +13,8 @@ pub mod damage;
 mod error;
 pub mod fsmeta;
 pub mod gc;
+pub mod guard;
+pub mod immutable;
 pub mod incoming;
 pub mod ingest;
 pub mod keyring;
@@ -25,6 +28,7 @@ pub mod replica;
 pub mod replica_settings;
 pub mod replicate;
 pub mod restore;
+pub mod roles;
 pub mod rollback;
 pub mod tree;
 
@@ -67,6 +71,8 @@ pub struct Vault {
     catalog: Catalog,
     /// Serialises commits (point naming and catalog updates) between sessions of a daemon.
     commit_lock: std::sync::Mutex<()>,
+    /// Serialises audit log appends (DESIGN §13).
+    audit_lock: std::sync::Mutex<()>,
     /// The mount daemon's live incoming trees, when this vault is mounted.
     live: std::sync::OnceLock<std::sync::Weak<dyn incoming::LiveIncoming>>,
     /// The key slots wrap it; key management (`keyring`) needs it. Wiped when dropped.
@@ -291,6 +297,7 @@ impl Vault {
             store,
             catalog,
             commit_lock: std::sync::Mutex::new(()),
+            audit_lock: std::sync::Mutex::new(()),
             live: std::sync::OnceLock::new(),
             master: u.master,
             config: std::sync::Mutex::new((u.config, u.config_bytes)),
@@ -384,6 +391,12 @@ impl Vault {
                     "soft delete is always-on for this vault; its period can only grow (now {} days)",
                     p.soft_delete_days
                 )));
+            }
+            if d < p.soft_delete_days {
+                self.may_weaken_soft_delete(&format!(
+                    "soft-delete days cannot be lowered (now {})",
+                    p.soft_delete_days
+                ))?;
             }
             p.soft_delete_days = d;
         }
@@ -598,6 +611,9 @@ impl Vault {
                 return Err(VaultError::NotDeleted { item, point });
             }
             _ => {}
+        }
+        if deleted {
+            self.may_delete(&rec)?;
         }
         rec.deleted_at_ns = deleted.then(now_ns);
         rec.revision += 1;

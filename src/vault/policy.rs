@@ -200,7 +200,9 @@ impl Vault {
             }
             rec.schedule = s;
         }
+        let before = rec.retention;
         retention(&mut rec.retention);
+        self.may_change_retention(&before, &rec.retention)?;
         rec.revision += 1;
         self.record(&[MetaRecord::Policy(rec.clone())], failures_before)?;
         Ok(rec)

@@ -123,7 +123,7 @@ pub fn lag(vault: &Vault, target: &Location) -> Result<Vec<ItemLag>> {
             .into_iter()
             .filter_map(|o| match o.key {
                 Key::Pack(p) => Some(p),
-                Key::Config | Key::ConfigCopy => None,
+                Key::Config | Key::ConfigCopy | Key::Audit(_) => None,
             })
             .collect(),
         Ok(_) | Err(VaultError::NotAVault(..)) => HashSet::new(),

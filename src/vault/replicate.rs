@@ -190,7 +190,7 @@ fn list_packs(backend: &dyn Backend) -> Result<HashMap<PackId, u64>> {
         .into_iter()
         .filter_map(|o| match o.key {
             Key::Pack(p) => Some((p, o.size)),
-            Key::Config | Key::ConfigCopy => None,
+            Key::Config | Key::ConfigCopy | Key::Audit(_) => None,
         })
         .collect())
 }

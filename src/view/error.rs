@@ -100,6 +100,7 @@ impl From<VaultError> for ViewError {
             | VaultError::NoPoints(_) => ViewError::NotFound,
             VaultError::BadItemName(_) | VaultError::BadPointName(_) => ViewError::Invalid,
             VaultError::HasPoints(_) => ViewError::Busy,
+            VaultError::Denied(_) => ViewError::NotPermitted,
             VaultError::Io { op, path, source } => ViewError::io(op, path, source),
             VaultError::Store(e) => e.into(),
             e => ViewError::Vault(Arc::new(e)),

@@ -285,6 +285,24 @@ impl View {
         newname: &[u8],
         mode: RenameMode,
     ) -> ViewResult<()> {
+        // SAFETY: geteuid/getegid have no preconditions.
+        let me = Caller {
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+        };
+        self.rename_as(me, parent, name, newparent, newname, mode)
+    }
+
+    /// [`View::rename`] on behalf of `caller` (a soft delete by `mv` is audited as theirs).
+    pub fn rename_as(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        mode: RenameMode,
+    ) -> ViewResult<()> {
         let (name, newname) = (name_ok(name)?, name_ok(newname)?);
         match (side_of_names_in(parent), side_of_names_in(newparent), mode) {
             (Side::Incoming, Side::Incoming, RenameMode::Other) => Err(ViewError::Invalid),
@@ -297,7 +315,9 @@ impl View {
             ),
             // Moving a point never replaces anything, so NOREPLACE (what mv asks for) is fine.
             (Side::Points, Side::Points, RenameMode::Other) => Err(ViewError::ReadOnly),
-            (Side::Points, Side::Points, _) => self.points.rename(parent, name, newparent, newname),
+            (Side::Points, Side::Points, _) => {
+                self.points.rename(caller, parent, name, newparent, newname)
+            }
             _ => Err(ViewError::CrossDevice),
         }
     }

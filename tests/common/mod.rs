@@ -469,3 +469,15 @@ pub fn rsa_pair(dir: &Path, name: &str, bits: u32) -> (PathBuf, PathBuf) {
     ));
     (private, public)
 }
+
+/// `vaultfs ARGS` with the test passphrase and the vault clock read from `clock` (a file of ns
+/// since the epoch; `test-clock` builds).
+pub fn vaultfs_at(clock: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("VAULTFS_PASSPHRASE", PASS)
+        .env("VAULTFS_TEST_CLOCK", clock)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run vaultfs")
+}

@@ -31,6 +31,8 @@ pub enum Key {
     Config,
     /// Its second copy (format v3): either heals the other.
     ConfigCopy,
+    /// An audit log record (`audit/<seq as 16 hex digits>`), written once.
+    Audit(u64),
 }
 
 /// Kinds of objects that can be listed.
@@ -50,6 +52,7 @@ impl Key {
             }
             Key::Config => CONFIG_NAME.to_string(),
             Key::ConfigCopy => CONFIG_COPY_NAME.to_string(),
+            Key::Audit(seq) => format!("{AUDIT_PREFIX}/{seq:016x}"),
         }
     }
 
@@ -70,11 +73,13 @@ impl fmt::Display for Key {
             Key::Pack(id) => write!(f, "pack {id}"),
             Key::Config => f.write_str("the vault config"),
             Key::ConfigCopy => f.write_str("the vault config's copy"),
+            Key::Audit(seq) => write!(f, "audit record {seq}"),
         }
     }
 }
 
 pub const PACKS_PREFIX: &str = "packs";
+pub const AUDIT_PREFIX: &str = "audit";
 /// Where `set_aside` puts damaged objects, under the vault's root.
 pub const DAMAGED_PREFIX: &str = "damaged";
 const PACK_SUFFIX: &str = ".pack";

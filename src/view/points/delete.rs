@@ -3,13 +3,19 @@
 
 use super::Points;
 use super::inodes::{Area, Entry};
+use crate::format::AuditOutcome;
+use crate::identity::Actor;
+use crate::vault::VaultError;
+use crate::vault::audit::What;
 use crate::view::error::{ViewError, ViewResult};
+use crate::view::types::Caller;
 
 impl Points {
     /// The one change allowed outside `incoming/`: moving a point between `points/ITEM/` and
     /// `.deleted/ITEM/` under the same name soft-deletes or undeletes it.
     pub fn rename(
         &self,
+        caller: Caller,
         parent: u64,
         name: &[u8],
         newparent: u64,
@@ -29,7 +35,34 @@ impl Points {
         if !matches!(entry, Entry::PointDir { .. }) {
             return Err(ViewError::ReadOnly);
         }
-        self.vault.set_deleted(i, point, *b == Area::Deleted)?;
+        let delete = *b == Area::Deleted;
+        let done = self.vault.set_deleted(i, point, delete);
+        // Audited as the caller's (DESIGN §13): done, or refused by immutability.
+        let outcome = match &done {
+            Ok(_) => Some(AuditOutcome::Ok),
+            Err(VaultError::Denied(why)) => Some(AuditOutcome::Denied(why.clone())),
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome {
+            let op = if delete {
+                "delete (mv)"
+            } else {
+                "undelete (mv)"
+            };
+            let dir = |area: &Area| {
+                if *area == Area::Deleted {
+                    ".deleted"
+                } else {
+                    "points"
+                }
+            };
+            let params = format!("mv {}/{i}/{point} {}/{i}/", dir(a), dir(b));
+            let what = What::new(op, Some(i), params);
+            if let Err(e) = self.vault.audit(&Actor::of_uid(caller.uid), &what, outcome) {
+                tracing::warn!("an audit record could not be written: {}", e.for_log());
+            }
+        }
+        done?;
         tracing::info!(
             "{} a point created {point} through the mount",
             if *b == Area::Deleted {

@@ -241,7 +241,9 @@ impl Backend for S3Backend {
         }
         match key {
             Key::Pack(_) => self.cache.read(key, size, offset, len),
-            Key::Config | Key::ConfigCopy => ranged(&self.client, &self.prefix, key, offset, len),
+            Key::Config | Key::ConfigCopy | Key::Audit(_) => {
+                ranged(&self.client, &self.prefix, key, offset, len)
+            }
         }
     }
 
