@@ -7,10 +7,14 @@ mod check;
 mod completions;
 mod credential;
 mod delete;
+mod diff;
+mod entry;
+mod find;
 mod gc;
 mod init;
 mod items;
 mod key;
+mod ls;
 mod mount;
 mod points;
 mod policy;
@@ -19,6 +23,7 @@ mod replicate;
 mod restore;
 mod settings;
 mod snapshot;
+mod stats;
 mod umount;
 
 use std::io::IsTerminal;
@@ -238,6 +243,10 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Items(a) => items::run(a, env),
         Command::Points(a) => points::run(a, env),
         Command::Restore(a) => restore::run(a, env),
+        Command::Ls(a) => ls::run(a, env),
+        Command::Find(a) => find::run(a, env),
+        Command::Diff(a) => diff::run(a, env),
+        Command::Stats(a) => stats::run(a, env),
         Command::Check(a) => check::run(a, env),
         Command::Repair(a) => repair::run(a, env),
         Command::Mount(a) => mount::run(a, env),
@@ -424,6 +433,11 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.2} {}", UNITS[u])
     }
+}
+
+/// `1 point`, `2 points`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Rows as an aligned table with a header, one string per line.

@@ -4,11 +4,13 @@
 //! use or a wrong passphrase is reported before anything in the vault is written.
 
 pub mod backup;
+pub mod browse;
 pub mod catalog;
 pub mod check;
 pub mod config;
 mod create;
 pub mod damage;
+pub mod diff;
 mod error;
 pub mod fsmeta;
 pub mod gc;
@@ -26,6 +28,7 @@ pub mod replica_settings;
 pub mod replicate;
 pub mod restore;
 pub mod rollback;
+pub mod stats;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
