@@ -430,8 +430,26 @@ pub struct BackupArgs {
     pub vault: PathBuf,
     /// Item to back up into (created on first use)
     pub item: String,
-    /// Directory to back up
-    pub path: PathBuf,
+    /// Directory to back up; with several sources (directories or files), the point holds
+    /// each under its last name
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Leave out entries matching PATTERN (repeatable): without `/` it matches names
+    /// (`*.log`), from `/` the absolute path (`/home/*/.cache`), otherwise the end of the path
+    /// (`build/*.o`); `*` stays within a name, `**` crosses directories
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (`#` comments and blank lines skipped)
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Leave out every directory that holds an entry named NAME (e.g. CACHEDIR.TAG), with
+    /// its contents
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<std::ffi::OsString>,
+    /// Keep directories on other filesystems than their source empty (vaultfs mounts are
+    /// never entered, with or without this)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,19 +3,40 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, Result};
 
 use vaultfs::cli::BackupArgs;
 use vaultfs::vault::backup::{self, Progress};
+use vaultfs::vault::select::{self, Selection};
 
 use super::{Env, Outcome, human_bytes};
 
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
-    let src = env.path(&a.path);
-    if !src.exists() {
-        anyhow::bail!("source {} does not exist", a.path.display());
+    let mut sources = Vec::new();
+    for p in &a.paths {
+        let src = env.path(p);
+        if std::fs::symlink_metadata(&src).is_err() {
+            anyhow::bail!("source {} does not exist", p.display());
+        }
+        // Absolute and without `..`, so whole-path patterns see real paths.
+        sources.push(src.canonicalize().unwrap_or(src));
     }
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        let text = std::fs::read_to_string(env.path(f))
+            .with_context(|| format!("cannot read the exclude file {}", f.display()))?;
+        patterns.extend(select::read_exclude_file(&text));
+    }
+    let select = Selection::new(
+        &patterns,
+        a.exclude_if_present.clone(),
+        a.one_file_system,
+        vaultfs_mount_devices(),
+    )?;
     let vault = env.open(&a.vault)?;
     let progress = Progress::default();
     let pb = env.spinner();
@@ -31,7 +52,7 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let r = backup::backup(&vault, &a.item, &src, &progress);
+        let r = backup::backup_selected(&vault, &a.item, &sources, &select, &progress);
         done.store(true, Ordering::Relaxed);
         r
     })?;
@@ -71,4 +92,16 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
             s.warnings.len()
         )))
     }
+}
+
+/// Devices of the vaultfs mounts on this machine: a backup never enters them.
+fn vaultfs_mount_devices() -> HashSet<u64> {
+    vaultfs::daemon::mounts()
+        .into_iter()
+        .filter(|(_, mnt, ty)| {
+            ty.starts_with("fuse") && vaultfs::daemon::vault_of_mount(mnt).is_some()
+        })
+        .filter_map(|(_, mnt, _)| std::fs::symlink_metadata(mnt).ok())
+        .map(|md| md.dev())
+        .collect()
 }

@@ -28,6 +28,7 @@ pub mod replica_settings;
 pub mod replicate;
 pub mod restore;
 pub mod rollback;
+pub mod select;
 pub mod stats;
 pub mod tree;
 
