@@ -28,7 +28,7 @@ pub struct Cli {
     pub unwrap_command: Option<String>,
 
     /// Log detail for diagnostics (error, warn, info, debug, trace)
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn", value_parser = log_spec)]
     pub log: String,
 
     /// Where vaults on S3 keep their local cache: index, lock, control socket, daemon log
@@ -52,6 +52,20 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log`: a level, or comma-separated `LEVEL` / `TARGET=LEVEL` directives.
+fn log_spec(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for part in s.split(',') {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "unknown level {level:?}: use error, warn, info, debug, trace or off (or TARGET=LEVEL)"
+            ));
+        }
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +330,9 @@ pub struct MountArgs {
     /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub staging_dir: PathBuf,
+    /// Mount even if the mount point holds files (they are hidden while mounted)
+    #[arg(long)]
+    pub nonempty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -481,11 +498,22 @@ pub struct RestoreArgs {
     pub vault: PathBuf,
     /// ITEM (its newest point) or ITEM/POINT
     pub point: String,
-    /// Directory to restore into (created if missing)
+    /// Directory to restore into (created if missing; must be empty unless --overwrite)
     pub dest: PathBuf,
-    /// Restore only this path inside the point
+    /// Restore only this path inside the point: the contents of directory SUB go into DEST
+    /// (not DEST/SUB); a file SUB goes to DEST/NAME
     #[arg(long, value_name = "SUB")]
     pub path: Option<PathBuf>,
+    /// Restore into a DEST that holds files: entries of the point replace files of the same
+    /// name; other files are left alone
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Say what would be restored (entries, bytes, files replaced), write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After restoring, read every restored file back and check it against the point
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]

@@ -36,12 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "vaultfs: {} (see vaultfs --help)",
-                first.trim_start_matches("error: ").replace("error: ", "")
-            );
+            eprintln!("vaultfs: {}", cmd::clap_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };

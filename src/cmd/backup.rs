@@ -12,7 +12,7 @@ use vaultfs::cli::BackupArgs;
 use vaultfs::vault::backup::{self, Progress};
 use vaultfs::vault::select::{self, Selection};
 
-use super::{Env, Outcome, human_bytes};
+use super::{Env, Outcome, human_bytes, plural};
 
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
@@ -59,22 +59,7 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     pb.finish_and_clear();
     let s = &summary;
     env.out(format!("created point {}/{}", s.point.item, s.point.name));
-    let ratio = if s.bytes_added > 0 {
-        s.bytes_total as f64 / s.bytes_added as f64
-    } else {
-        f64::INFINITY
-    };
-    let mbps = s.bytes_read as f64 / 1e6 / s.seconds.max(1e-9);
-    env.out(format!(
-        "{} files ({} unchanged), {} dirs, {} in the tree, {} read, {} added to the vault (dedup+compression {ratio:.1}x), {:.2} s, {mbps:.1} MB/s",
-        s.files,
-        s.files_unchanged,
-        s.dirs,
-        human_bytes(s.bytes_total),
-        human_bytes(s.bytes_read),
-        human_bytes(s.bytes_added),
-        s.seconds
-    ));
+    env.out(summary_line(s));
     for r in vault.apply_retention(&s.point.item)? {
         env.err(format!(
             "retired {}/{} (soft-deleted by the item's retention)",
@@ -104,4 +89,34 @@ fn vaultfs_mount_devices() -> HashSet<u64> {
         .filter_map(|(_, mnt, _)| std::fs::symlink_metadata(mnt).ok())
         .map(|md| md.dev())
         .collect()
+}
+
+/// The figures of a backup. A rate and a dedup ratio only when file data was read: a repeat
+/// backup that read nothing stores only trees, and "0.0 MB/s" or "823381x" said nothing true.
+fn summary_line(s: &backup::BackupSummary) -> String {
+    let mut line = format!(
+        "{} ({} unchanged), {}, {} in the tree, ",
+        plural(s.files, "file", "files"),
+        s.files_unchanged,
+        plural(s.dirs, "dir", "dirs"),
+        human_bytes(s.bytes_total),
+    );
+    if s.bytes_read == 0 {
+        line.push_str(&format!(
+            "nothing read, {} added to the vault (trees only), {:.2} s",
+            human_bytes(s.bytes_added),
+            s.seconds
+        ));
+    } else {
+        let ratio = s.bytes_read as f64 / s.bytes_added.max(1) as f64;
+        let mbps = s.bytes_read as f64 / 1e6 / s.seconds.max(1e-3);
+        line.push_str(&format!(
+            "{} read, {} added to the vault (dedup+compression of what was read {ratio:.1}x), \
+             {:.2} s, {mbps:.1} MB/s",
+            human_bytes(s.bytes_read),
+            human_bytes(s.bytes_added),
+            s.seconds
+        ));
+    }
+    line
 }

@@ -48,10 +48,10 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
         )
     };
     env.out(format!(
-        "checked {} packs, {} blobs, {} points, {} trees{verified}: {} errors{kinds}",
+        "checked {} packs, {} blobs, {}, {} trees{verified}: {} errors{kinds}",
         report.packs,
         report.blobs,
-        report.points,
+        super::plural(report.points as u64, "point", "points"),
         report.trees,
         report.error_count()
     ));

@@ -409,14 +409,37 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
             }
         }
         Err(e) => {
-            out.err(format!(
-                "vaultfs: error: {}",
-                e.to_string().lines().next().unwrap_or("bad arguments")
-            ));
+            out.err(format!("vaultfs: {}", clap_line(&e.to_string())));
             2
         }
     };
     out.send(&Response::Exit(code));
+}
+
+/// clap's error text on one line: the message with the arguments it names (clap puts them on
+/// indented lines), its tips ("a similar argument exists") and possible values; no usage.
+pub fn clap_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            out.push_str("; ");
+            out.push_str(tip);
+        } else {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(line);
+        }
+    }
+    if out.is_empty() {
+        out.push_str("invalid arguments");
+    }
+    out.push_str(" (see vaultfs --help)");
+    out
 }
 
 /// `1.5 GB`-style decimal sizes.

@@ -31,6 +31,7 @@ pub mod rollback;
 pub mod select;
 pub mod stats;
 pub mod tree;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,127 @@
+//! Everyday edges found by trying vaultfs as a new user would (issue 18): each test failed
+//! before its change.
+
+mod common;
+
+use std::fs;
+
+use common::mnt::*;
+use common::*;
+
+fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
+    let out = vaultfs(args);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn restore_refuses_a_non_empty_target_unless_overwrite_and_has_dry_run_and_verify() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.src.join("d")).unwrap();
+    fs::write(f.src.join("a.txt"), "from the point").unwrap();
+    fs::write(f.src.join("d/b.txt"), "b").unwrap();
+    backup(&f.vault, "web", &f.src);
+    let (v, dest) = (s(&f.vault), f.dir("dest"));
+    fs::write(dest.join("a.txt"), "mine, not the point's").unwrap();
+
+    let err = fails(&["restore", v, "web", s(&dest)]);
+    assert!(
+        err.contains("is not empty") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert!(err.contains("replace 1 file "), "{err}");
+    assert_eq!(
+        fs::read(dest.join("a.txt")).unwrap(),
+        b"mine, not the point's"
+    );
+
+    let dry = ok(&["restore", v, "web", s(&dest), "--dry-run"]);
+    assert!(
+        dry.contains("would restore 3 entries")
+            && dry.contains("1 existing file would be replaced"),
+        "{dry}"
+    );
+    assert!(!dest.join("d").exists(), "a dry run wrote");
+
+    let out = ok(&["restore", v, "web", s(&dest), "--overwrite", "--verify"]);
+    assert!(out.contains("verified 2 files"), "{out}");
+    assert_eq!(fs::read(dest.join("a.txt")).unwrap(), b"from the point");
+
+    // --path SUB restores the contents of SUB into DEST.
+    let sub = f.dir("sub");
+    ok(&["restore", v, "web", s(&sub), "--path", "d", "--verify"]);
+    assert_eq!(names_in(&sub), ["b.txt"]);
+}
+
+#[test]
+fn gc_dry_run_says_would_purge() {
+    let f = Fixture::with_init(|v| init_vault_with(v, &["--soft-delete-days", "1"]));
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("x"), "x").unwrap();
+    let p = backup(&f.vault, "web", &f.src);
+    backup(&f.vault, "web", &f.src);
+    let v = s(&f.vault);
+    ok(&["delete", v, &format!("web/{p}")]);
+    let out = ok(&["gc", v, "--dry-run", "--expire-now"]);
+    assert!(out.contains("dry run: would purge 1 point,"), "{out}");
+    assert!(!out.contains("points purged"), "{out}");
+    let settings = ok(&["settings", v]);
+    assert!(
+        settings.contains("soft delete: 1 day\n") || settings.ends_with("1 day"),
+        "{settings}"
+    );
+}
+
+#[test]
+fn mount_refuses_a_non_empty_directory_unless_nonempty() {
+    let f = Fixture::new();
+    fs::write(f.mnt.join("hidden-by-a-mount"), "x").unwrap();
+    let mut m = Mount::guard(&f.vault, &f.mnt);
+    let out = m.try_mount();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not empty"), "{err}");
+    assert!(err.contains("--nonempty"), "{err}");
+    assert!(!is_mounted(&f.mnt));
+    let mut m = m.with_arg("--nonempty");
+    m.mount();
+    assert!(is_mounted(&f.mnt));
+}
+
+#[test]
+fn clap_errors_name_the_argument_and_the_hint_on_one_line() {
+    let (code, err) = stderr_of(&["bakup"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("'bakup'") && err.contains("similar subcommand exists: 'backup'"),
+        "{err}"
+    );
+    let (_, err2) = stderr_of(&["backup", "/nonexistent"]);
+    assert!(err2.contains("<ITEM>") && err2.contains("<PATH>"), "{err2}");
+    let (_, err3) = stderr_of(&["gc", "/nonexistent", "--dry-rn"]);
+    assert!(err3.contains("'--dry-run'"), "{err3}");
+    for e in [&err, &err2, &err3] {
+        assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
+    }
+    let (code, err) = stderr_of(&["--log", "bogus", "items", "/nonexistent"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bogus") && err.contains("--log"), "{err}");
+    // Real directives still work.
+    let (code, err) = stderr_of(&["--log", "debug,sled=off", "items", "/nonexistent"]);
+    assert_eq!(code, Some(1), "{err}");
+}
+
+#[test]
+fn a_repeat_backup_that_reads_nothing_prints_no_rate_or_ratio_and_counts_in_words() {
+    let f = Fixture::new();
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("only"), noise(10_000, 1)).unwrap();
+    let v = s(&f.vault);
+    let first = ok(&["backup", v, "web", s(&f.src)]);
+    assert!(first.contains("1 file (0 unchanged), 1 dir,"), "{first}");
+    assert!(first.contains("MB/s"), "{first}");
+    let again = ok(&["backup", v, "web", s(&f.src)]);
+    assert!(again.contains("nothing read"), "{again}");
+    assert!(!again.contains("MB/s") && !again.contains("x)"), "{again}");
+}
