@@ -266,6 +266,9 @@ pub struct PolicyArgs {
     /// Keep the newest point of each of the last N years that have points
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
+    /// Show which points the new retention would retire; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -125,3 +125,28 @@ fn a_repeat_backup_that_reads_nothing_prints_no_rate_or_ratio_and_counts_in_word
     assert!(again.contains("nothing read"), "{again}");
     assert!(!again.contains("MB/s") && !again.contains("x)"), "{again}");
 }
+
+#[test]
+fn policy_dry_run_shows_which_points_would_be_retired_and_retires_none() {
+    let f = Fixture::new();
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("x"), "x").unwrap();
+    let pts: Vec<String> = (0..3).map(|_| backup(&f.vault, "web", &f.src)).collect();
+    let v = s(&f.vault);
+    let out = ok(&["policy", v, "web", "--keep-last", "1", "--dry-run"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("would retire web/{} (soft delete)", pts[0]).as_str(),
+            &format!("would retire web/{} (soft delete)", pts[1]),
+            "dry run: would keep 1 point and retire 2; nothing changed",
+        ]
+    );
+    assert_eq!(
+        ok(&["points", v, "web"]).lines().count(),
+        4,
+        "header + 3 points"
+    );
+    assert!(ok(&["policy", v, "web"]).contains("no policy"));
+}
