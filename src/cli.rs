@@ -50,6 +50,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub replica: bool,
 
+    /// If another process (a running backup, gc, ...) holds the vault, wait up to DURATION for
+    /// it (`30s`, `5m`, `1h`; a number is seconds) instead of failing at once
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -342,6 +347,26 @@ pub struct MountArgs {
 pub struct UmountArgs {
     /// Mount point
     pub mountpoint: PathBuf,
+}
+
+/// `30s`, `5m`, `2h`, `1d`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("unknown unit in {s:?} (use s, m, h or d)")),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s or 5m"))?;
+    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
 }
 
 /// `256M`, `1G`, `4096` (bytes), `64K`.

@@ -150,3 +150,46 @@ fn policy_dry_run_shows_which_points_would_be_retired_and_retires_none() {
     );
     assert!(ok(&["policy", v, "web"]).contains("no policy"));
 }
+
+/// Hold VAULT/lock as another vaultfs process would (a whole-file fcntl write lock).
+fn hold_lock(vault: &std::path::Path) -> fs::File {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(vault.join("lock"))
+        .unwrap();
+    // SAFETY: a zeroed flock is valid; F_SETLK on an open fd.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) }, 0);
+    f
+}
+
+#[test]
+fn lock_wait_waits_for_the_process_holding_the_vault() {
+    let f = Fixture::new();
+    let v = s(&f.vault);
+    let lock = hold_lock(&f.vault);
+    let err = fails(&["items", v]);
+    assert!(err.contains("in use"), "{err}");
+    let err = fails(&["items", v, "--lock-wait", "1s"]);
+    assert!(err.contains("in use"), "still held after the wait: {err}");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        drop(lock);
+    });
+    let start = std::time::Instant::now();
+    let out = vaultfs(&["items", v, "--lock-wait", "30s"]);
+    releaser.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(start.elapsed().as_secs() < 20);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("waiting"));
+    let err = fails(&["items", v, "--lock-wait", "soon"]);
+    assert!(err.contains("soon"), "{err}");
+}

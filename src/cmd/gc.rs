@@ -34,7 +34,7 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
         )
     } else {
         format!(
-            "purged {points}, dropped {blobs}, deleted {packs}, rewrote {}; packs {before} -> \
+            "{points} purged, {blobs} dropped, {packs} deleted, {} rewritten; packs {before} -> \
              {after} ({freed} freed)",
             r.packs_rewritten
         )

@@ -67,6 +67,8 @@ pub struct Env<'a> {
     places: Places,
     /// `--replica`: vaults are secondary copies, opened read-only.
     replica: bool,
+    /// `--lock-wait`: how long to wait for another process holding the vault.
+    lock_wait: Duration,
     sink: Sink<'a>,
 }
 
@@ -81,6 +83,7 @@ impl<'a> Env<'a> {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             places: cli.places(),
             replica: cli.replica,
+            lock_wait: cli.lock_wait.unwrap_or_default(),
             sink: Sink::Local,
         }
     }
@@ -116,6 +119,7 @@ impl<'a> Env<'a> {
             cwd,
             places,
             replica: false,
+            lock_wait: Duration::ZERO,
             sink: Sink::Remote(Mutex::new(out)),
         }
     }
@@ -207,12 +211,37 @@ impl<'a> Env<'a> {
             let key = Vault::unwrap_key_at(&location, &credential)?;
             vaultfs::vault::replica::open(&location, &self.cache_root(), key)?
         } else {
-            Vault::open_credential_at(&location, &credential)?
+            self.waiting_for_lock(|| Vault::open_credential_at(&location, &credential))?
         };
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
         }
         Ok(Arc::new(v))
+    }
+
+    /// `open()` again while another process holds the vault, for up to `--lock-wait`.
+    fn waiting_for_lock<T>(
+        &self,
+        mut open: impl FnMut() -> vaultfs::vault::Result<T>,
+    ) -> vaultfs::vault::Result<T> {
+        use vaultfs::store::StoreError;
+        use vaultfs::vault::VaultError;
+        let deadline = std::time::Instant::now() + self.lock_wait;
+        let mut told = false;
+        loop {
+            match open() {
+                Err(VaultError::Store(StoreError::InUse(h)))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    if !told {
+                        self.err(format!("vaultfs: vault is in use by {h}; waiting for it"));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The credential, for commands that unlock a vault themselves (mount, repair).
