@@ -10,6 +10,7 @@ mod delete;
 mod diff;
 mod entry;
 mod find;
+pub mod fstab;
 mod gc;
 mod init;
 mod items;
@@ -324,7 +325,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// If a daemon holds the command's vault, run the command there. `None`: run it here.
-pub fn forward(cli: &Cli) -> Option<i32> {
+pub fn forward(cli: &Cli, argv: &[std::ffi::OsString]) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
     let resolved = vaultfs::daemon::vault_of_mount(given);
@@ -338,7 +339,8 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     // No secret crosses the socket: the daemon holds the key and lets the caller in by its
     // peer credentials.
     let req = Request::Command {
-        argv_hex: std::env::args_os()
+        argv_hex: argv
+            .iter()
             .skip(1)
             .map(|a| hex::encode(a.as_encoded_bytes()))
             .collect(),
