@@ -216,6 +216,9 @@ pub struct GcArgs {
     /// always-on)
     #[arg(long)]
     pub expire_now: bool,
+    /// Print JSON (times in RFC 3339)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -495,6 +498,9 @@ pub struct BackupArgs {
     /// never entered, with or without this)
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    /// Print JSON (times in RFC 3339)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -551,6 +557,9 @@ pub struct CheckArgs {
     /// Also read, decrypt and verify every blob of every pack, indexed or not
     #[arg(long)]
     pub read_data: bool,
+    /// Print JSON (times in RFC 3339)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

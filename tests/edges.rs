@@ -193,3 +193,29 @@ fn lock_wait_waits_for_the_process_holding_the_vault() {
     let err = fails(&["items", v, "--lock-wait", "soon"]);
     assert!(err.contains("soon"), "{err}");
 }
+
+#[test]
+fn backup_check_and_gc_speak_json() {
+    let f = Fixture::new();
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("x"), noise(3000, 2)).unwrap();
+    let v = s(&f.vault);
+    let parse = |args: &[&str]| -> serde_json::Value {
+        let out = ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let b = parse(&["backup", v, "web", s(&f.src), "--json"]);
+    assert_eq!(b["item"], "web");
+    assert_eq!(b["files"], 1);
+    assert_eq!(b["bytes_read"], 3000);
+    let created = b["created"].as_str().unwrap();
+    assert!(created.parse::<jiff::Timestamp>().is_ok(), "{created}");
+    let point = b["point"].as_str().unwrap().to_string();
+    let c = parse(&["check", v, "--json"]);
+    assert_eq!(c["ok"], true);
+    assert_eq!(c["points"], 1);
+    ok(&["delete", v, &format!("web/{point}")]);
+    let g = parse(&["gc", v, "--json", "--dry-run", "--expire-now"]);
+    assert_eq!(g["dry_run"], true);
+    assert_eq!(g["purged"], serde_json::json!([format!("web/{point}")]));
+}

@@ -58,8 +58,18 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     })?;
     pb.finish_and_clear();
     let s = &summary;
-    env.out(format!("created point {}/{}", s.point.item, s.point.name));
-    env.out(summary_line(s));
+    if a.json {
+        env.out(serde_json::to_string_pretty(&serde_json::json!({
+            "item": s.point.item, "point": s.point.name,
+            "created": vaultfs::vault::names::rfc3339(s.point.created_ns),
+            "files": s.files, "files_unchanged": s.files_unchanged, "dirs": s.dirs,
+            "bytes_total": s.bytes_total, "bytes_read": s.bytes_read,
+            "bytes_added": s.bytes_added, "seconds": s.seconds, "warnings": s.warnings,
+        }))?);
+    } else {
+        env.out(format!("created point {}/{}", s.point.item, s.point.name));
+        env.out(summary_line(s));
+    }
     for r in vault.apply_retention(&s.point.item)? {
         env.err(format!(
             "retired {}/{} (soft-deleted by the item's retention)",

@@ -18,6 +18,19 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
     report.intact.extend(rolled_back.errors);
     report.warnings.extend(rolled_back.warnings);
     pb.finish_and_clear();
+    if a.json {
+        env.out(serde_json::to_string_pretty(&serde_json::json!({
+            "packs": report.packs, "blobs": report.blobs, "points": report.points,
+            "trees": report.trees, "data_bytes_verified": report.data_bytes_verified,
+            "errors_data_intact": report.intact, "errors_data_lost": report.lost,
+            "damaged_points": report.damaged_points, "warnings": report.warnings,
+            "ok": report.error_count() == 0,
+        }))?);
+        if report.error_count() > 0 {
+            bail!("the vault has {} errors", report.error_count());
+        }
+        return Ok(Outcome::Ok);
+    }
     for w in &report.warnings {
         env.err(format!("vaultfs: warning: {w}"));
     }

@@ -15,6 +15,14 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
         Purge::Expired
     };
     let r = gc::gc(&vault, a.dry_run, purge)?;
+    if a.json {
+        env.out(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": a.dry_run, "purged": r.purged, "blobs_dropped": r.blobs_dropped,
+            "packs_deleted": r.packs_deleted, "packs_rewritten": r.packs_rewritten,
+            "bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
+        }))?);
+        return Ok(Outcome::Ok);
+    }
     let verb = if a.dry_run { "would purge" } else { "purged" };
     for p in &r.purged {
         env.out(format!("{verb} {p}"));
