@@ -64,6 +64,8 @@ pub struct Points {
     /// Built `versions/` listings, and the count of catalog changes that keys them.
     histories: versions::HistoryCache,
     catalog_generation: AtomicU64,
+    /// The live points of the item whose history was built last, with their generation.
+    history_points: versions::PointList,
 }
 
 impl Points {
@@ -90,6 +92,7 @@ impl Points {
             kernel,
             histories: WeightedCache::new(versions::HISTORY_CACHE_BYTES),
             catalog_generation: AtomicU64::new(0),
+            history_points: Mutex::new(None),
         })
     }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 
 use super::Points;
 use super::inodes::{self, Entry, PointCtx};
-use crate::format::{Node, NodeKind};
+use crate::format::{Node, NodeKind, PointRecord};
 use crate::store::BlobId;
 use crate::vault::diff;
 use crate::view::cache::WeightedCache;
@@ -34,6 +34,10 @@ pub(super) const HISTORY_CACHE_BYTES: usize = 4 << 20;
 
 /// Histories by (catalog generation, directory inode).
 pub(super) type HistoryCache = WeightedCache<(u64, u64), History, ViewError>;
+
+/// (catalog generation, item, its live points): one item's histories are built one after
+/// another, and decrypting 1,000 point records each time was most of a build.
+pub(super) type PointList = parking_lot::Mutex<Option<(u64, Arc<str>, Arc<Vec<PointRecord>>)>>;
 
 /// What `versions/ITEM/PATH/` lists.
 pub(super) struct History {
@@ -100,6 +104,20 @@ impl Points {
             .get_or_load(&(generation, ino), weight, || self.build(item, path))
     }
 
+    /// The live points of `item`, oldest first, read once per catalog generation.
+    fn item_points(&self, item: &str) -> ViewResult<Arc<Vec<PointRecord>>> {
+        let generation = self.catalog_generation.load(Ordering::Relaxed);
+        if let Some((g, i, pts)) = &*self.history_points.lock()
+            && *g == generation
+            && &**i == item
+        {
+            return Ok(pts.clone());
+        }
+        let pts = Arc::new(self.vault.points(Some(item), false)?);
+        *self.history_points.lock() = Some((generation, item.into(), pts.clone()));
+        Ok(pts)
+    }
+
     fn build(&self, item: &str, path: &[u8]) -> ViewResult<History> {
         let comps: Vec<&[u8]> = path
             .split(|b| *b == b'/')
@@ -114,7 +132,7 @@ impl Points {
         // The directories on PATH in the previous point: where a point has the same one, the
         // rest of PATH is the same too.
         let mut prev: Vec<BlobId> = Vec::new();
-        'points: for rec in self.vault.points(Some(item), false)? {
+        'points: for rec in self.item_points(item)?.iter() {
             let Some(mut dir) = rec.root.subtree else {
                 continue;
             };
