@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 mod access;
 pub use access::*;
+mod browse;
+pub use browse::{DiffArgs, FindArgs, LsArgs, StatsArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
@@ -31,7 +33,7 @@ pub struct Cli {
     pub unwrap_command: Option<String>,
 
     /// Log detail for diagnostics (error, warn, info, debug, trace)
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn", value_parser = log_spec)]
     pub log: String,
 
     /// Where vaults on S3 keep their local cache: index, lock, control socket, daemon log
@@ -53,8 +55,27 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub replica: bool,
 
+    /// If another process (a running backup, gc, ...) holds the vault, wait up to DURATION for
+    /// it (`30s`, `5m`, `1h`; a number is seconds) instead of failing at once
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log`: a level, or comma-separated `LEVEL` / `TARGET=LEVEL` directives.
+fn log_spec(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for part in s.split(',') {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "unknown level {level:?}: use error, warn, info, debug, trace or off (or TARGET=LEVEL)"
+            ));
+        }
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +90,15 @@ pub enum Command {
     Points(PointsArgs),
     /// Restore a point, or a path inside it, to a directory
     Restore(RestoreArgs),
+    /// List the entries of a point, or of a path inside it
+    Ls(LsArgs),
+    /// Find which points hold paths matching a glob pattern
+    Find(FindArgs),
+    /// Show what was added, removed and changed between two points
+    Diff(DiffArgs),
+    /// Sizes of the vault, an item or a point: logical, unique and stored bytes, dedup and
+    /// compression ratios, files and chunks
+    Stats(StatsArgs),
     /// Verify the index, every tree and (with --read-data) every chunk
     Check(CheckArgs),
     /// Rebuild the index and catalog from everything that still authenticates: the packs, the
@@ -205,6 +235,9 @@ pub struct GcArgs {
     /// A guard approval (from `vaultfs guard approve`) for this operation, used once
     #[arg(long, value_name = "FILE")]
     pub approval: Option<PathBuf>,
+    /// Print JSON (times in RFC 3339)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -287,6 +320,9 @@ pub struct PolicyArgs {
     /// A guard approval (from `vaultfs guard approve`) for this operation, used once
     #[arg(long, value_name = "FILE")]
     pub approval: Option<PathBuf>,
+    /// Show which points the new retention would retire; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -351,12 +387,35 @@ pub struct MountArgs {
     /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub staging_dir: PathBuf,
+    /// Mount even if the mount point holds files (they are hidden while mounted)
+    #[arg(long)]
+    pub nonempty: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {
     /// Mount point
     pub mountpoint: PathBuf,
+}
+
+/// `30s`, `5m`, `2h`, `1d`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("unknown unit in {s:?} (use s, m, h or d)")),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s or 5m"))?;
+    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
 }
 
 /// `256M`, `1G`, `4096` (bytes), `64K`.
@@ -399,6 +458,10 @@ impl Command {
             Command::Items(a) => Some(&a.vault),
             Command::Points(a) => Some(&a.vault),
             Command::Restore(a) => Some(&a.vault),
+            Command::Ls(a) => Some(&a.vault),
+            Command::Find(a) => Some(&a.vault),
+            Command::Diff(a) => Some(&a.vault),
+            Command::Stats(a) => Some(&a.vault),
             Command::Check(a) => Some(&a.vault),
             Command::Repair(a) => Some(&a.vault),
             Command::Mount(a) => Some(&a.vault),
@@ -472,8 +535,29 @@ pub struct BackupArgs {
     pub vault: PathBuf,
     /// Item to back up into (created on first use)
     pub item: String,
-    /// Directory to back up
-    pub path: PathBuf,
+    /// Directory to back up; with several sources (directories or files), the point holds
+    /// each under its last name
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Leave out entries matching PATTERN (repeatable): without `/` it matches names
+    /// (`*.log`), from `/` the absolute path (`/home/*/.cache`), otherwise the end of the path
+    /// (`build/*.o`); `*` stays within a name, `**` crosses directories
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (`#` comments and blank lines skipped)
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Leave out every directory that holds an entry named NAME (e.g. CACHEDIR.TAG), with
+    /// its contents
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<std::ffi::OsString>,
+    /// Keep directories on other filesystems than their source empty (vaultfs mounts are
+    /// never entered, with or without this)
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Print JSON (times in RFC 3339)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -505,11 +589,22 @@ pub struct RestoreArgs {
     pub vault: PathBuf,
     /// ITEM (its newest point) or ITEM/POINT
     pub point: String,
-    /// Directory to restore into (created if missing)
+    /// Directory to restore into (created if missing; must be empty unless --overwrite)
     pub dest: PathBuf,
-    /// Restore only this path inside the point
+    /// Restore only this path inside the point: the contents of directory SUB go into DEST
+    /// (not DEST/SUB); a file SUB goes to DEST/NAME
     #[arg(long, value_name = "SUB")]
     pub path: Option<PathBuf>,
+    /// Restore into a DEST that holds files: entries of the point replace files of the same
+    /// name; other files are left alone
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Say what would be restored (entries, bytes, files replaced), write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After restoring, read every restored file back and check it against the point
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -519,6 +614,9 @@ pub struct CheckArgs {
     /// Also read, decrypt and verify every blob of every pack, indexed or not
     #[arg(long)]
     pub read_data: bool,
+    /// Print JSON (times in RFC 3339)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,7 +24,17 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("vaultfs: internal error{loc}: {msg}");
     }));
-    let cli = match vaultfs::cli::Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv = match cmd::fstab::helper_args(&argv) {
+        None => argv,
+        Some(Ok(args)) if args.is_empty() => return ExitCode::SUCCESS,
+        Some(Ok(args)) => args,
+        Some(Err(e)) => {
+            eprintln!("vaultfs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match vaultfs::cli::Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version
@@ -36,12 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "vaultfs: {} (see vaultfs --help)",
-                first.trim_start_matches("error: ").replace("error: ", "")
-            );
+            eprintln!("vaultfs: {}", cmd::clap_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -71,7 +76,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    if let Some(code) = cmd::forward(&cli) {
+    if let Some(code) = cmd::forward(&cli, &argv) {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let env = cmd::Env::local(&cli);

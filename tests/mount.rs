@@ -237,8 +237,8 @@ fn point_shows_the_tree_with_its_metadata() {
     let point = backup(&f.vault, ITEM, &f.src);
     let m = Mount::new(&f.vault, &f.mnt);
 
-    // The layout: incoming and points at the top, .deleted hidden but there.
-    assert_eq!(names_in(&f.mnt), ["incoming", "points"]);
+    // The layout: incoming, points and versions at the top, .deleted hidden but there.
+    assert_eq!(names_in(&f.mnt), ["incoming", "points", "versions"]);
     assert_eq!(names_in(&m.path("points")), [ITEM]);
     assert_eq!(
         names_in(&m.path(&format!("points/{ITEM}"))),
@@ -507,7 +507,7 @@ fn writes_into_points_and_deleted_fail_with_erofs() {
     assert_points_become(&m, ITEM, &[&new], &[&old]);
     assert_same_tree(&f.src, &live);
     assert_same_tree(&f.src, &deleted);
-    assert_eq!(names_in(&f.mnt), ["incoming", "points"]);
+    assert_eq!(names_in(&f.mnt), ["incoming", "points", "versions"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +530,7 @@ fn soft_delete_and_undelete_through_mv_and_the_cli() {
     assert!(!ls_a.contains(".deleted"), "ls -a shows .deleted: {ls_a}");
     assert_eq!(
         ls_a.split_whitespace().collect::<Vec<_>>(),
-        [".", "..", "incoming", "points"]
+        [".", "..", "incoming", "points", "versions"]
     );
     let ls_deleted = sh(&format!("ls '{}/.deleted'", f.mnt.display()));
     assert_eq!(ls_deleted.trim(), ITEM);

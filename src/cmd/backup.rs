@@ -3,19 +3,40 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, Result};
 
 use vaultfs::cli::BackupArgs;
 use vaultfs::vault::backup::{self, Progress};
+use vaultfs::vault::select::{self, Selection};
 
-use super::{Env, Outcome, human_bytes};
+use super::{Env, Outcome, human_bytes, plural};
 
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
-    let src = env.path(&a.path);
-    if !src.exists() {
-        anyhow::bail!("source {} does not exist", a.path.display());
+    let mut sources = Vec::new();
+    for p in &a.paths {
+        let src = env.path(p);
+        if std::fs::symlink_metadata(&src).is_err() {
+            anyhow::bail!("source {} does not exist", p.display());
+        }
+        // Absolute and without `..`, so whole-path patterns see real paths.
+        sources.push(src.canonicalize().unwrap_or(src));
     }
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        let text = std::fs::read_to_string(env.path(f))
+            .with_context(|| format!("cannot read the exclude file {}", f.display()))?;
+        patterns.extend(select::read_exclude_file(&text));
+    }
+    let select = Selection::new(
+        &patterns,
+        a.exclude_if_present.clone(),
+        a.one_file_system,
+        vaultfs_mount_devices(),
+    )?;
     let vault = env.open(&a.vault)?;
     let progress = Progress::default();
     let pb = env.spinner();
@@ -31,29 +52,24 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let r = backup::backup(&vault, &a.item, &src, &progress);
+        let r = backup::backup_selected(&vault, &a.item, &sources, &select, &progress);
         done.store(true, Ordering::Relaxed);
         r
     })?;
     pb.finish_and_clear();
     let s = &summary;
-    env.out(format!("created point {}/{}", s.point.item, s.point.name));
-    let ratio = if s.bytes_added > 0 {
-        s.bytes_total as f64 / s.bytes_added as f64
+    if a.json {
+        env.out(serde_json::to_string_pretty(&serde_json::json!({
+            "item": s.point.item, "point": s.point.name,
+            "created": vaultfs::vault::names::rfc3339(s.point.created_ns),
+            "files": s.files, "files_unchanged": s.files_unchanged, "dirs": s.dirs,
+            "bytes_total": s.bytes_total, "bytes_read": s.bytes_read,
+            "bytes_added": s.bytes_added, "seconds": s.seconds, "warnings": s.warnings,
+        }))?);
     } else {
-        f64::INFINITY
-    };
-    let mbps = s.bytes_read as f64 / 1e6 / s.seconds.max(1e-9);
-    env.out(format!(
-        "{} files ({} unchanged), {} dirs, {} in the tree, {} read, {} added to the vault (dedup+compression {ratio:.1}x), {:.2} s, {mbps:.1} MB/s",
-        s.files,
-        s.files_unchanged,
-        s.dirs,
-        human_bytes(s.bytes_total),
-        human_bytes(s.bytes_read),
-        human_bytes(s.bytes_added),
-        s.seconds
-    ));
+        env.out(format!("created point {}/{}", s.point.item, s.point.name));
+        env.out(summary_line(s));
+    }
     for r in vault.apply_retention(&s.point.item)? {
         env.err(format!(
             "retired {}/{} (soft-deleted by the item's retention)",
@@ -71,4 +87,46 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
             s.warnings.len()
         )))
     }
+}
+
+/// Devices of the vaultfs mounts on this machine: a backup never enters them.
+fn vaultfs_mount_devices() -> HashSet<u64> {
+    vaultfs::daemon::mounts()
+        .into_iter()
+        .filter(|(_, mnt, ty)| {
+            ty.starts_with("fuse") && vaultfs::daemon::vault_of_mount(mnt).is_some()
+        })
+        .filter_map(|(_, mnt, _)| std::fs::symlink_metadata(mnt).ok())
+        .map(|md| md.dev())
+        .collect()
+}
+
+/// The figures of a backup. A rate and a dedup ratio only when file data was read: a repeat
+/// backup that read nothing stores only trees, and "0.0 MB/s" or "823381x" said nothing true.
+fn summary_line(s: &backup::BackupSummary) -> String {
+    let mut line = format!(
+        "{} ({} unchanged), {}, {} in the tree, ",
+        plural(s.files, "file", "files"),
+        s.files_unchanged,
+        plural(s.dirs, "dir", "dirs"),
+        human_bytes(s.bytes_total),
+    );
+    if s.bytes_read == 0 {
+        line.push_str(&format!(
+            "nothing read, {} added to the vault (trees only), {:.2} s",
+            human_bytes(s.bytes_added),
+            s.seconds
+        ));
+    } else {
+        let ratio = s.bytes_read as f64 / s.bytes_added.max(1) as f64;
+        let mbps = s.bytes_read as f64 / 1e6 / s.seconds.max(1e-3);
+        line.push_str(&format!(
+            "{} read, {} added to the vault (dedup+compression of what was read {ratio:.1}x), \
+             {:.2} s, {mbps:.1} MB/s",
+            human_bytes(s.bytes_read),
+            human_bytes(s.bytes_added),
+            s.seconds
+        ));
+    }
+    line
 }

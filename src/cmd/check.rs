@@ -22,6 +22,19 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
     report.intact.extend(audit.problems);
     report.warnings.extend(audit.warnings);
     pb.finish_and_clear();
+    if a.json {
+        env.out(serde_json::to_string_pretty(&serde_json::json!({
+            "packs": report.packs, "blobs": report.blobs, "points": report.points,
+            "trees": report.trees, "data_bytes_verified": report.data_bytes_verified,
+            "errors_data_intact": report.intact, "errors_data_lost": report.lost,
+            "damaged_points": report.damaged_points, "warnings": report.warnings,
+            "ok": report.error_count() == 0,
+        }))?);
+        if report.error_count() > 0 {
+            bail!("the vault has {} errors", report.error_count());
+        }
+        return Ok(Outcome::Ok);
+    }
     for w in &report.warnings {
         env.err(format!("vaultfs: warning: {w}"));
     }
@@ -52,10 +65,10 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
         )
     };
     env.out(format!(
-        "checked {} packs, {} blobs, {} points, {} trees{verified}: {} errors{kinds}",
+        "checked {} packs, {} blobs, {}, {} trees{verified}: {} errors{kinds}",
         report.packs,
         report.blobs,
-        report.points,
+        super::plural(report.points as u64, "point", "points"),
         report.trees,
         report.error_count()
     ));

@@ -5,7 +5,7 @@ use anyhow::Result;
 use vaultfs::cli::GcArgs;
 use vaultfs::vault::gc::{self, Purge};
 
-use super::{Env, Outcome, human_bytes};
+use super::{Env, Outcome, human_bytes, plural};
 
 pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
@@ -18,20 +18,37 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
         super::guard::authorize(env, &vault, "gc --expire-now", &a.approval)?;
     }
     let r = gc::gc(&vault, a.dry_run, purge)?;
+    if a.json {
+        env.out(serde_json::to_string_pretty(&serde_json::json!({
+            "dry_run": a.dry_run, "purged": r.purged, "blobs_dropped": r.blobs_dropped,
+            "packs_deleted": r.packs_deleted, "packs_rewritten": r.packs_rewritten,
+            "bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
+        }))?);
+        return Ok(Outcome::Ok);
+    }
     let verb = if a.dry_run { "would purge" } else { "purged" };
     for p in &r.purged {
         env.out(format!("{verb} {p}"));
     }
-    env.out(format!(
-        "{}{} points purged, {} blobs dropped, {} packs deleted, {} rewritten; packs {} -> {} ({} freed)",
-        if a.dry_run { "dry run: " } else { "" },
-        r.purged.len(),
-        r.blobs_dropped,
-        r.packs_deleted,
-        r.packs_rewritten,
-        human_bytes(r.bytes_before),
-        human_bytes(r.bytes_after),
-        human_bytes(r.bytes_before.saturating_sub(r.bytes_after)),
-    ));
+    let (points, blobs, packs) = (
+        plural(r.purged.len() as u64, "point", "points"),
+        plural(r.blobs_dropped, "blob", "blobs"),
+        plural(r.packs_deleted, "pack", "packs"),
+    );
+    let (before, after) = (human_bytes(r.bytes_before), human_bytes(r.bytes_after));
+    let freed = human_bytes(r.bytes_before.saturating_sub(r.bytes_after));
+    env.out(if a.dry_run {
+        format!(
+            "dry run: would purge {points}, drop {blobs}, delete {packs} and rewrite {}; \
+             packs {before} -> {after} ({freed} would be freed)",
+            r.packs_rewritten
+        )
+    } else {
+        format!(
+            "{points} purged, {blobs} dropped, {packs} deleted, {} rewritten; packs {before} -> \
+             {after} ({freed} freed)",
+            r.packs_rewritten
+        )
+    });
     Ok(Outcome::Ok)
 }

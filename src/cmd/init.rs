@@ -33,9 +33,9 @@ pub fn run(a: InitArgs, env: &Env) -> Result<Outcome> {
     };
     Vault::create_at(&location, &first, &a.label, &opts)?;
     env.out(format!(
-        "created vault {} (soft delete: {} days)",
+        "created vault {} (soft delete: {})",
         a.vault.display(),
-        a.soft_delete_days
+        super::plural(a.soft_delete_days.into(), "day", "days")
     ));
     Ok(Outcome::Ok)
 }

@@ -8,11 +8,16 @@ mod check;
 mod completions;
 mod credential;
 mod delete;
+mod diff;
+mod entry;
+mod find;
+pub mod fstab;
 mod gc;
 mod guard;
 mod init;
 mod items;
 mod key;
+mod ls;
 mod mount;
 mod points;
 mod policy;
@@ -22,6 +27,7 @@ mod restore;
 mod role;
 mod settings;
 mod snapshot;
+mod stats;
 mod umount;
 
 use std::io::IsTerminal;
@@ -65,6 +71,8 @@ pub struct Env<'a> {
     places: Places,
     /// `--replica`: vaults are secondary copies, opened read-only.
     replica: bool,
+    /// `--lock-wait`: how long to wait for another process holding the vault.
+    lock_wait: Duration,
     sink: Sink<'a>,
     /// Who runs the command: this process's user, or the socket client's (DESIGN §13).
     caller: vaultfs::identity::Actor,
@@ -88,6 +96,7 @@ impl<'a> Env<'a> {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             places: cli.places(),
             replica: cli.replica,
+            lock_wait: cli.lock_wait.unwrap_or_default(),
             sink: Sink::Local,
             caller: vaultfs::identity::Actor::process(),
             argv: std::env::args().skip(1).collect(),
@@ -135,6 +144,7 @@ impl<'a> Env<'a> {
             cwd,
             places,
             replica: false,
+            lock_wait: Duration::ZERO,
             sink: Sink::Remote(Mutex::new(out)),
             caller: vaultfs::identity::Actor::of_uid(uid),
             argv,
@@ -261,7 +271,7 @@ impl<'a> Env<'a> {
             let key = Vault::unwrap_key_at(&location, &credential)?;
             vaultfs::vault::replica::open(&location, &self.cache_root(), key)?
         } else {
-            Vault::open_credential_at(&location, &credential)?
+            self.waiting_for_lock(|| Vault::open_credential_at(&location, &credential))?
         };
         for note in v.notes() {
             self.err(format!("vaultfs: note: {note}"));
@@ -272,6 +282,31 @@ impl<'a> Env<'a> {
         }
         self.check_access(&v)?;
         Ok(v)
+    }
+
+    /// `open()` again while another process holds the vault, for up to `--lock-wait`.
+    fn waiting_for_lock<T>(
+        &self,
+        mut open: impl FnMut() -> vaultfs::vault::Result<T>,
+    ) -> vaultfs::vault::Result<T> {
+        use vaultfs::store::StoreError;
+        use vaultfs::vault::VaultError;
+        let deadline = std::time::Instant::now() + self.lock_wait;
+        let mut told = false;
+        loop {
+            match open() {
+                Err(VaultError::Store(StoreError::InUse(h)))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    if !told {
+                        self.err(format!("vaultfs: vault is in use by {h}; waiting for it"));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The credential, for commands that unlock a vault themselves (mount, repair).
@@ -311,6 +346,10 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Items(a) => items::run(a, env),
         Command::Points(a) => points::run(a, env),
         Command::Restore(a) => restore::run(a, env),
+        Command::Ls(a) => ls::run(a, env),
+        Command::Find(a) => find::run(a, env),
+        Command::Diff(a) => diff::run(a, env),
+        Command::Stats(a) => stats::run(a, env),
         Command::Check(a) => check::run(a, env),
         Command::Repair(a) => repair::run(a, env),
         Command::Mount(a) => mount::run(a, env),
@@ -362,7 +401,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// If a daemon holds the command's vault, run the command there. `None`: run it here.
-pub fn forward(cli: &Cli) -> Option<i32> {
+pub fn forward(cli: &Cli, argv: &[std::ffi::OsString]) -> Option<i32> {
     let given = cli.command.vault_path()?;
     // A mount point stands for the vault mounted on it.
     let resolved = vaultfs::daemon::vault_of_mount(given);
@@ -376,7 +415,8 @@ pub fn forward(cli: &Cli) -> Option<i32> {
     // No secret crosses the socket: the daemon holds the key and lets the caller in by its
     // peer credentials.
     let req = Request::Command {
-        argv_hex: std::env::args_os()
+        argv_hex: argv
+            .iter()
             .skip(1)
             .map(|a| hex::encode(a.as_encoded_bytes()))
             .collect(),
@@ -494,10 +534,7 @@ pub fn serve_remote(vault: Arc<Vault>, req: Request, out: &mut Responder) {
             }
         }
         Err(e) => {
-            out.err(format!(
-                "vaultfs: error: {}",
-                e.to_string().lines().next().unwrap_or("bad arguments")
-            ));
+            out.err(format!("vaultfs: {}", clap_line(&e.to_string())));
             2
         }
     };
@@ -530,6 +567,32 @@ fn local_paths(command: &Command) -> bool {
     )
 }
 
+/// clap's error text on one line: the message with the arguments it names (clap puts them on
+/// indented lines), its tips ("a similar argument exists") and possible values; no usage.
+pub fn clap_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            out.push_str("; ");
+            out.push_str(tip);
+        } else {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(line);
+        }
+    }
+    if out.is_empty() {
+        out.push_str("invalid arguments");
+    }
+    out.push_str(" (see vaultfs --help)");
+    out
+}
+
 /// `1.5 GB`-style decimal sizes.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -544,6 +607,11 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.2} {}", UNITS[u])
     }
+}
+
+/// `1 point`, `2 points`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Rows as an aligned table with a header, one string per line.

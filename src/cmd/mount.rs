@@ -62,6 +62,14 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
     if daemon::mounts().iter().any(|(_, p, _)| *p == mnt) {
         bail!("{} is already a mount point", mnt.display());
     }
+    let nonempty = std::fs::read_dir(&mnt).is_ok_and(|mut d| d.next().is_some());
+    if nonempty && !a.nonempty {
+        bail!(
+            "mount point {} is not empty: its files would be hidden while mounted (use \
+             --nonempty to mount over them)",
+            mnt.display()
+        );
+    }
     let credential = env.unlock_credential(&location)?;
     // The key slot is opened here, before the fork: a wrong key is reported directly, and the
     // daemon never holds Argon2's working memory or the credential.

@@ -5,9 +5,9 @@ use anyhow::Result;
 use vaultfs::cli::PolicyArgs;
 use vaultfs::format::{PolicyRecord, Retention};
 use vaultfs::vault::immutable::lowers;
-use vaultfs::vault::policy::{parse_schedule, show_schedule};
+use vaultfs::vault::policy::{parse_schedule, retire, show_schedule};
 
-use super::{Env, Outcome};
+use super::{Env, Outcome, plural};
 
 pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
@@ -19,23 +19,39 @@ pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
         a.keep_monthly,
         a.keep_yearly,
     ];
-    // Reducing retention is guard-protected: the approval names the whole new retention.
+    let change = |r: &mut Retention| {
+        let set = |field: &mut u32, v: Option<u32>| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(&mut r.last, a.keep_last);
+        set(&mut r.daily, a.keep_daily);
+        set(&mut r.weekly, a.keep_weekly);
+        set(&mut r.monthly, a.keep_monthly);
+        set(&mut r.yearly, a.keep_yearly);
+    };
     let old = vault
         .policy(&a.item)?
         .map(|p| p.retention)
         .unwrap_or_default();
     let mut new = old;
-    for (field, v) in [
-        (&mut new.last, a.keep_last),
-        (&mut new.daily, a.keep_daily),
-        (&mut new.weekly, a.keep_weekly),
-        (&mut new.monthly, a.keep_monthly),
-        (&mut new.yearly, a.keep_yearly),
-    ] {
-        if let Some(v) = v {
-            *field = v;
+    change(&mut new);
+    if a.dry_run {
+        let points = vault.points(Some(&a.item), false)?;
+        let retired = retire(&points, &new);
+        // Oldest first, as `points` lists them.
+        for p in points.iter().filter(|p| retired.contains(&p.name)) {
+            env.out(format!("would retire {}/{} (soft delete)", p.item, p.name));
         }
+        env.out(format!(
+            "dry run: would keep {} and retire {}; nothing changed",
+            plural((points.len() - retired.len()) as u64, "point", "points"),
+            retired.len()
+        ));
+        return Ok(Outcome::Ok);
     }
+    // Reducing retention is guard-protected: the approval names the whole new retention.
     if lowers(&old, &new) {
         let op = format!(
             "policy {} --keep-last {} --keep-daily {} --keep-weekly {} --keep-monthly {} \
@@ -45,18 +61,7 @@ pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
         super::guard::authorize(env, &vault, &op, &a.approval)?;
     }
     let rec = if schedule.is_some() || keeps.iter().any(|k| k.is_some()) {
-        let rec = vault.set_policy(&a.item, schedule, |r: &mut Retention| {
-            let set = |field: &mut u32, v: Option<u32>| {
-                if let Some(v) = v {
-                    *field = v;
-                }
-            };
-            set(&mut r.last, a.keep_last);
-            set(&mut r.daily, a.keep_daily);
-            set(&mut r.weekly, a.keep_weekly);
-            set(&mut r.monthly, a.keep_monthly);
-            set(&mut r.yearly, a.keep_yearly);
-        })?;
+        let rec = vault.set_policy(&a.item, schedule, change)?;
         let retired = vault.apply_retention(&a.item)?;
         for p in &retired {
             env.out(format!("retired {}/{} (soft-deleted)", p.item, p.name));

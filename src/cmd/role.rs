@@ -17,6 +17,19 @@ pub fn need(command: &Command) -> Option<Need> {
         Command::Items(_) => Need::Read(None),
         Command::Audit(_) => Need::Contribute(None),
         Command::Points(a) => Need::Read(a.item.clone()),
+        // Browsing one item is reading it; across items (no item named, or a diff of two
+        // items) it shows every item's paths, so it takes a contributor (DESIGN §13).
+        Command::Ls(a) => Need::Read(Some(item(&a.point))),
+        Command::Find(a) => match &a.item {
+            Some(i) => Need::Read(Some(i.clone())),
+            None => Need::Contribute(None),
+        },
+        Command::Diff(a) if item(&a.from) == item(&a.to) => Need::Read(Some(item(&a.from))),
+        Command::Diff(_) => Need::Contribute(None),
+        Command::Stats(a) => match &a.point {
+            Some(p) => Need::Read(Some(item(p))),
+            None => Need::Contribute(None),
+        },
         Command::Restore(a) => Need::Read(Some(item(&a.point))),
         Command::Backup(a) => Need::Operate(a.item.clone()),
         Command::Snapshot(a) => Need::Operate(a.item.clone()),

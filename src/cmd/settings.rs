@@ -40,8 +40,8 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
     };
     let state = match (p.soft_delete_days, p.soft_delete_always_on) {
         (0, _) => "off".to_string(),
-        (d, true) => format!("{d} days, always-on"),
-        (d, false) => format!("{d} days"),
+        (d, true) => format!("{}, always-on", super::plural(d.into(), "day", "days")),
+        (d, false) => super::plural(d.into(), "day", "days"),
     };
     env.out(format!("soft delete: {state}"));
     if let Some(mode) = a.immutability {

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,6 +22,7 @@ use crate::format::{ChunkRef, Node, NodeKind, PointRecord, Tree};
 use crate::store::BlobId;
 
 use super::ingest::{self, FileError};
+use super::select::Selection;
 use super::{Result, Vault, VaultError, fsmeta, names, now_ns, tree};
 
 /// Live counters for a progress display.
@@ -46,6 +47,7 @@ pub struct BackupSummary {
 
 struct Ctx<'a> {
     vault: &'a Vault,
+    select: &'a Selection,
     progress: &'a Progress,
     files: AtomicU64,
     dirs: AtomicU64,
@@ -58,12 +60,42 @@ struct Ctx<'a> {
 
 /// Back up `src` as a new point of `item`.
 pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Result<BackupSummary> {
+    let sources = [src.to_path_buf()];
+    backup_selected(vault, item, &sources, &Selection::default(), progress)
+}
+
+/// Back up `sources` as a new point of `item`, taking what `select` lets in. One source must
+/// be a directory and is the point's root; several are entries of a root of their own, by
+/// their last names (which must differ).
+pub fn backup_selected(
+    vault: &Vault,
+    item: &str,
+    sources: &[PathBuf],
+    select: &Selection,
+    progress: &Progress,
+) -> Result<BackupSummary> {
     names::check_item(item)?;
     let start = Instant::now();
     let created_ns = now_ns();
+    let src = sources
+        .first()
+        .ok_or(VaultError::BadSetting("no source to back up".into()))?;
     let md = fs::metadata(src).map_err(|e| VaultError::io("source", src, e))?;
-    if !md.is_dir() {
+    if sources.len() == 1 && !md.is_dir() {
         return Err(VaultError::NotADirectory(src.to_path_buf()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in sources {
+        let name = s
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        if sources.len() > 1 && (name.is_empty() || !seen.insert(name)) {
+            return Err(VaultError::BadSetting(format!(
+                "sources must have different last names: {} is not one",
+                s.display()
+            )));
+        }
     }
     let added_before = vault.store().stats().sealed_bytes_added;
     let failures_before = vault.store().failures();
@@ -77,6 +109,7 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
     };
     let ctx = Ctx {
         vault,
+        select,
         progress,
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
@@ -96,10 +129,16 @@ pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Res
             source,
         })?;
     let result = pool.install(|| {
-        let mut root = fsmeta::node_from_metadata(Vec::new(), &md);
-        root.xattrs = fsmeta::read_xattrs(src).unwrap_or_default();
-        let (id, nlink) = backup_dir(&ctx, src, prev_root.as_ref())?;
-        (root.subtree, root.nlink) = (Some(id), nlink);
+        let root = if sources.len() == 1 {
+            let mut root = fsmeta::node_from_metadata(Vec::new(), &md);
+            root.xattrs = fsmeta::read_xattrs(src).unwrap_or_default();
+            let (id, nlink) = backup_dir(&ctx, src, prev_root.as_ref(), md.dev())?;
+            (root.subtree, root.nlink) = (Some(id), nlink);
+            root
+        } else {
+            let owner = (md.uid(), md.gid());
+            sources_root(&ctx, sources, prev_root.as_ref(), created_ns, owner)?
+        };
         let counts = (
             ctx.files.load(Ordering::Relaxed),
             ctx.dirs.load(Ordering::Relaxed),
@@ -137,13 +176,50 @@ fn warn(ctx: &Ctx, path: &Path, e: impl std::fmt::Display) {
     ctx.warnings.lock().expect("warnings lock").push(msg);
 }
 
-/// Store a directory's tree; returns its id and the directory's link count.
-fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>) -> Result<(BlobId, u32)> {
+/// The root of a point of several sources: a directory (mode 0755, owned by the backup's
+/// first source's owner, dated by the point) holding each source by its last name.
+fn sources_root(
+    ctx: &Ctx,
+    sources: &[PathBuf],
+    prev: Option<&Tree>,
+    created_ns: i64,
+    owner: (u32, u32),
+) -> Result<Node> {
+    let mut nodes = Vec::new();
+    for src in sources {
+        let name = src
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        let dev = fs::symlink_metadata(src)
+            .map_err(|e| VaultError::io("source", src, e))?
+            .dev();
+        let prev_node = prev.and_then(|t| tree::lookup(t, &name));
+        nodes.extend(backup_entry(ctx, name, src, prev_node, dev)?);
+    }
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let tree = Tree { nodes };
+    let mut root = tree::root_node(tree::save(ctx.vault.store(), &tree)?);
+    root.nlink = tree::dir_nlink(&tree);
+    (root.uid, root.gid) = owner;
+    (root.mtime_ns, root.ctime_ns) = (created_ns, created_ns);
+    ctx.dirs.fetch_add(1, Ordering::Relaxed);
+    Ok(root)
+}
+
+/// Store a directory's tree; returns its id and the directory's link count. `dev` is the
+/// device of the source it is under.
+fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>, dev: u64) -> Result<(BlobId, u32)> {
     let mut entries: Vec<(Vec<u8>, std::path::PathBuf)> = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| VaultError::io("read directory", dir, e))?;
     for e in rd {
         match e {
-            Ok(e) => entries.push((e.file_name().as_bytes().to_vec(), e.path())),
+            Ok(e) => {
+                let (name, path) = (e.file_name().as_bytes().to_vec(), e.path());
+                if !ctx.select.excluded(&path, &name) {
+                    entries.push((name, path));
+                }
+            }
             Err(e) => warn(ctx, dir, e),
         }
     }
@@ -152,7 +228,7 @@ fn backup_dir(ctx: &Ctx, dir: &Path, prev: Option<&Tree>) -> Result<(BlobId, u32
         .into_par_iter()
         .map(|(name, path)| {
             let prev_node = prev.and_then(|t| tree::lookup(t, &name));
-            backup_entry(ctx, name, &path, prev_node)
+            backup_entry(ctx, name, &path, prev_node, dev)
         })
         .collect::<Result<_>>()?;
     let tree = Tree {
@@ -171,6 +247,7 @@ fn backup_entry(
     name: Vec<u8>,
     path: &Path,
     prev: Option<&Node>,
+    dev: u64,
 ) -> Result<Option<Node>> {
     let md = match fs::symlink_metadata(path) {
         Ok(md) => md,
@@ -185,12 +262,20 @@ fn backup_entry(
         Vec::new()
     });
     match node.kind {
+        NodeKind::Dir if ctx.select.tagged(path) => return Ok(None),
+        NodeKind::Dir if !ctx.select.enters(md.dev(), dev) => {
+            // Another filesystem or a vaultfs mount: the directory, empty, like `rsync -x`.
+            let empty = Tree { nodes: Vec::new() };
+            (node.subtree, node.nlink) = (Some(tree::save(ctx.vault.store(), &empty)?), 2);
+            ctx.dirs.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(node));
+        }
         NodeKind::Dir => {
             let prev_tree = prev
                 .filter(|p| p.kind == NodeKind::Dir)
                 .and_then(|p| p.subtree)
                 .and_then(|id| ctx.vault.tree(&id).ok());
-            match backup_dir(ctx, path, prev_tree.as_ref()) {
+            match backup_dir(ctx, path, prev_tree.as_ref(), dev) {
                 Ok((id, nlink)) => (node.subtree, node.nlink) = (Some(id), nlink),
                 // An unreadable directory is skipped like an unreadable file.
                 Err(VaultError::Io {

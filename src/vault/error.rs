@@ -54,6 +54,9 @@ pub enum VaultError {
     NotADirectory(PathBuf),
     #[error("--path {0}: '..' is not allowed")]
     PathEscapes(PathBuf),
+    /// A glob pattern (`find`, `--exclude`) that does not parse.
+    #[error("invalid pattern {pattern:?}: {why}")]
+    BadPattern { pattern: String, why: String },
     #[error("{path} not found in point {item}/{point}")]
     NotInPoint {
         path: PathBuf,

@@ -5,11 +5,13 @@
 
 pub mod audit;
 pub mod backup;
+pub mod browse;
 pub mod catalog;
 pub mod check;
 pub mod config;
 mod create;
 pub mod damage;
+pub mod diff;
 mod error;
 pub mod fsmeta;
 pub mod gc;
@@ -30,7 +32,10 @@ pub mod replicate;
 pub mod restore;
 pub mod roles;
 pub mod rollback;
+pub mod select;
+pub mod stats;
 pub mod tree;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -60,6 +60,13 @@ pub fn point_name(created_ns: i64, taken: &[String]) -> String {
         .expect("an unused suffix exists")
 }
 
+/// RFC 3339 form of a timestamp in ns, for JSON: `2026-11-23T23:10:05.5Z`.
+pub fn rfc3339(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(ns as i128)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{ns}ns"))
+}
+
 /// Human form of a timestamp in ns: `2026-11-23 23:10:05 UTC`.
 pub fn display_time(ns: i64) -> String {
     jiff::Timestamp::from_nanosecond(ns as i128)

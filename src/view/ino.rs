@@ -6,6 +6,8 @@ pub const ROOT: u64 = 1;
 pub const POINTS: u64 = 2;
 pub const INCOMING: u64 = 3;
 pub const DELETED: u64 = 4;
+/// `versions/`: the history of every path (`points::versions`).
+pub const VERSIONS: u64 = 5;
 
 /// Top bit of every inode number and file handle of an `incoming/` tree; points use numbers
 /// below it (derived, see `points::inodes`), so the two never meet.

@@ -85,10 +85,12 @@ impl Points {
 
     pub(super) fn attr_of(&self, ino: u64, entry: &Entry) -> ViewResult<Attr> {
         match entry {
-            Entry::Root => Ok(self.dir_attr(ino, 0o755, 4)),
-            Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => {
+            Entry::Root => Ok(self.dir_attr(ino, 0o755, 5)),
+            Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir | Entry::VersionsDir => {
                 Ok(self.dir_attr(ino, 0o755, 2))
             }
+            // Their subdirectories are not counted: 1 is "unknown" to find (as in incoming/).
+            Entry::Versions { .. } => Ok(self.dir_attr(ino, 0o755, 1)),
             Entry::ItemDir { .. } => Ok(self.dir_attr(ino, 0o755, 2)),
             Entry::Latest { item } => {
                 let target = self.latest_name(item)?.ok_or(ViewError::NotFound)?;

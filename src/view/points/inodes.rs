@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::format::Node;
 use crate::store::BlobId;
-use crate::view::ino::{DELETED, INCOMING, POINTS, ROOT};
+use crate::view::ino::{DELETED, INCOMING, POINTS, ROOT, VERSIONS};
 /// Derived numbers are at least this, so they never collide with the fixed ones.
 const FIRST_DERIVED: u64 = 1 << 10;
 
@@ -53,6 +53,13 @@ pub enum Entry {
     Latest {
         item: Arc<str>,
     },
+    /// `versions/`, listing the items.
+    VersionsDir,
+    /// `versions/ITEM/PATH` (`path` without a leading slash, empty for the item's own).
+    Versions {
+        item: Arc<str>,
+        path: Arc<[u8]>,
+    },
     /// An entry inside a point: node `idx` of tree `tree` (its directory's listing). The tree
     /// is fetched through the mount's bounded tree cache when needed, so the table pins no
     /// trees: after a `find` the kernel holds every inode of a point, and pinned trees were
@@ -65,7 +72,7 @@ pub enum Entry {
     },
 }
 
-fn derive(parts: &[&[u8]]) -> u64 {
+pub(crate) fn derive(parts: &[&[u8]]) -> u64 {
     let mut h = blake3::Hasher::new();
     for p in parts {
         h.update(&(p.len() as u64).to_le_bytes());
@@ -136,6 +143,7 @@ impl Default for InodeTable {
             (POINTS, Entry::PointsDir),
             (INCOMING, Entry::IncomingDir),
             (DELETED, Entry::DeletedDir),
+            (VERSIONS, Entry::VersionsDir),
         ] {
             let lookups = u64::MAX / 2;
             map.insert(

@@ -5,7 +5,7 @@ use super::Points;
 use super::inodes::{self, Area, Entry};
 use super::point_of;
 use crate::view::error::{ViewError, ViewResult};
-use crate::view::ino::{INCOMING, POINTS};
+use crate::view::ino::{INCOMING, POINTS, VERSIONS};
 use crate::view::types::{DirEntry, Kind, Stability};
 
 impl Points {
@@ -24,18 +24,24 @@ impl Points {
             Entry::Root => {
                 list.push(dir(POINTS, "points"));
                 list.push(dir(INCOMING, "incoming"));
+                list.push(dir(VERSIONS, "versions"));
             }
-            Entry::PointsDir | Entry::DeletedDir => {
+            Entry::PointsDir | Entry::DeletedDir | Entry::VersionsDir => {
                 let area = if matches!(entry, Entry::PointsDir) {
                     Area::Points
                 } else {
                     Area::Deleted
                 };
                 for it in self.vault.items()? {
-                    list.push(dir(inodes::item_dir_ino(area, &it.name), &it.name));
+                    let ino = match entry {
+                        Entry::VersionsDir => Self::versions_ino(&it.name, b""),
+                        _ => inodes::item_dir_ino(area, &it.name),
+                    };
+                    list.push(dir(ino, &it.name));
                 }
             }
             Entry::IncomingDir => {}
+            Entry::Versions { item, path } => self.versions_list(ino, item, path, &mut list)?,
             Entry::ItemDir { area, item } => {
                 if *area != Area::Incoming {
                     let pts = self.vault.points(Some(item), *area == Area::Deleted)?;

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use super::cache::WeightedCache;
 use super::chunks::ChunkCache;
 use super::error::{ViewError, ViewResult};
-use super::ino::{DELETED, INCOMING, POINTS};
+use super::ino::{DELETED, INCOMING, POINTS, VERSIONS};
 use super::kernel::Kernel;
 use super::pool::Pool;
 use super::types::StatFs;
@@ -37,6 +37,7 @@ mod listing;
 mod read;
 mod resolve;
 mod trees;
+mod versions;
 mod xattrs;
 
 /// Threads fetching ahead.
@@ -65,6 +66,11 @@ pub struct Points {
     listings_changed_ns: AtomicI64,
     usage: Mutex<Option<(Instant, u64)>>,
     kernel: Kernel,
+    /// Built `versions/` listings, and the count of catalog changes that keys them.
+    histories: versions::HistoryCache,
+    catalog_generation: AtomicU64,
+    /// The live points of the item whose history was built last, with their generation.
+    history_points: versions::PointList,
 }
 
 impl Points {
@@ -90,6 +96,9 @@ impl Points {
             listings_changed_ns: AtomicI64::new(0),
             usage: Mutex::new(None),
             kernel,
+            histories: WeightedCache::new(versions::HISTORY_CACHE_BYTES),
+            catalog_generation: AtomicU64::new(0),
+            history_points: Mutex::new(None),
         })
     }
 
@@ -99,15 +108,18 @@ impl Points {
 
     /// An item's records changed (a point made, deleted, undeleted or purged, an item made or
     /// removed): returns the directories whose listings are now stale, and moves their mtime.
-    pub fn catalog_changed(&self, item: &str) -> [u64; 5] {
+    pub fn catalog_changed(&self, item: &str) -> [u64; 7] {
         self.listings_changed_ns
             .fetch_max(crate::vault::now_ns(), Ordering::Relaxed);
+        self.catalog_generation.fetch_add(1, Ordering::Relaxed);
         [
             POINTS,
             DELETED,
             INCOMING,
+            VERSIONS,
             inodes::item_dir_ino(Area::Points, item),
             inodes::item_dir_ino(Area::Deleted, item),
+            Self::versions_ino(item, b""),
         ]
     }
 

@@ -11,7 +11,7 @@ use crate::format::{PointRecord, Tree};
 use crate::store::BlobId;
 use crate::vault::VaultError;
 use crate::view::error::{ViewError, ViewResult};
-use crate::view::ino::{DELETED, INCOMING, POINTS, ROOT};
+use crate::view::ino::{DELETED, INCOMING, POINTS, ROOT, VERSIONS};
 use crate::view::types::Attr;
 
 /// See [`Points::listing_context`].
@@ -49,6 +49,7 @@ impl Points {
                 b"points" => Ok((POINTS, Entry::PointsDir)),
                 b"incoming" => Ok((INCOMING, Entry::IncomingDir)),
                 b".deleted" => Ok((DELETED, Entry::DeletedDir)),
+                b"versions" => Ok((VERSIONS, Entry::VersionsDir)),
                 _ => Err(ViewError::NotFound),
             },
             Entry::PointsDir | Entry::DeletedDir => {
@@ -68,6 +69,14 @@ impl Points {
                 ))
             }
             Entry::IncomingDir => Err(ViewError::NotFound),
+            Entry::VersionsDir => {
+                let item = name_str?;
+                self.vault.item(item).map_err(not_found)?;
+                let ino = Self::versions_ino(item, b"");
+                let (item, path) = (item.into(), Vec::new().into());
+                Ok((ino, Entry::Versions { item, path }))
+            }
+            Entry::Versions { item, path } => self.versions_find(parent, item, path, name),
             Entry::ItemDir { area, item } => {
                 let name = name_str?;
                 if *area == Area::Points && name == "latest" {
@@ -172,7 +181,12 @@ impl Points {
 
     pub(super) fn parent_of(&self, ino: u64, entry: &Entry) -> u64 {
         match entry {
-            Entry::Root | Entry::PointsDir | Entry::DeletedDir | Entry::IncomingDir => ROOT,
+            Entry::Root
+            | Entry::PointsDir
+            | Entry::DeletedDir
+            | Entry::IncomingDir
+            | Entry::VersionsDir => ROOT,
+            Entry::Versions { item, path } => Self::versions_parent(item, path),
             Entry::ItemDir {
                 area: Area::Points, ..
             } => POINTS,
