@@ -92,6 +92,11 @@ pub enum Command {
     /// Copy the vault to a secondary (a directory or a bucket) that can be mounted and
     /// restored from when the primary is gone; or show how far the secondary lags
     Replicate(ReplicateArgs),
+    /// List jobs (backup, snapshot, restore, check, gc, replicate), or show one
+    Jobs(JobsArgs),
+    /// Health of the vault: per item the newest point's age against its schedule, protection,
+    /// space, ratios, last check, running jobs
+    Status(StatusArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -364,6 +369,11 @@ impl Command {
             Command::Settings(a) => Some(&a.vault),
             Command::Policy(a) => Some(&a.vault),
             Command::Replicate(a) => Some(&a.vault),
+            Command::Jobs(a) => match &a.show {
+                Some(JobsCommand::Show(s)) => Some(&s.vault),
+                None => a.vault.as_deref(),
+            },
+            Command::Status(a) => Some(&a.vault),
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
                 KeyCommand::Add(a) => &a.vault,
@@ -479,4 +489,53 @@ pub struct RepairArgs {
 pub struct CompletionsArgs {
     /// Shell to generate completions for
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct JobsArgs {
+    /// Path of the vault directory
+    #[arg(required = true)]
+    pub vault: Option<PathBuf>,
+    /// Only jobs of this item
+    #[arg(long, value_name = "ITEM")]
+    pub item: Option<String>,
+    /// Only jobs started since: a duration back from now (`90m`, `24h`, `7d`) or a UTC time
+    /// (`2026-11-23T10:00:00Z`)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only failed (and cancelled) jobs
+    #[arg(long)]
+    pub failed: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub show: Option<JobsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Show one job in full
+    Show(JobShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobShowArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The job's id (see `vaultfs jobs VAULT`)
+    pub id: u64,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }

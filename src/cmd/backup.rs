@@ -6,21 +6,26 @@ use std::time::Duration;
 use anyhow::Result;
 
 use vaultfs::cli::BackupArgs;
-use vaultfs::vault::backup::{self, Progress};
+use vaultfs::vault::backup;
+use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 
 use super::{Env, Outcome, human_bytes};
 
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
     let src = env.path(&a.path);
-    if !src.exists() {
-        anyhow::bail!("source {} does not exist", a.path.display());
-    }
     let vault = env.open(&a.vault)?;
-    let progress = Progress::default();
+    // A source that is gone (an unmounted share) is a failed job, not only an error.
+    let job = vault.job(JobKind::Backup, Some(&a.item), &env.started_by());
+    if !src.exists() {
+        let msg = format!("source {} does not exist", a.path.display());
+        job.fail(JobEnd::default(), &msg);
+        anyhow::bail!(msg);
+    }
+    let progress = job.progress.clone();
     let pb = env.spinner();
     let done = AtomicBool::new(false);
-    let summary = std::thread::scope(|s| {
+    let result = std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) && !pb.is_hidden() {
                 pb.set_message(format!(
@@ -34,8 +39,15 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         let r = backup::backup(&vault, &a.item, &src, &progress);
         done.store(true, Ordering::Relaxed);
         r
-    })?;
+    });
     pb.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            job.fail(JobEnd::default(), &e.to_string());
+            return Err(e.into());
+        }
+    };
     let s = &summary;
     env.out(format!("created point {}/{}", s.point.item, s.point.name));
     let ratio = if s.bytes_added > 0 {
@@ -44,7 +56,7 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         f64::INFINITY
     };
     let mbps = s.bytes_read as f64 / 1e6 / s.seconds.max(1e-9);
-    env.out(format!(
+    let line = format!(
         "{} files ({} unchanged), {} dirs, {} in the tree, {} read, {} added to the vault (dedup+compression {ratio:.1}x), {:.2} s, {mbps:.1} MB/s",
         s.files,
         s.files_unchanged,
@@ -53,7 +65,19 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         human_bytes(s.bytes_read),
         human_bytes(s.bytes_added),
         s.seconds
-    ));
+    );
+    env.out(&line);
+    job.complete(JobEnd {
+        figures: JobFigures {
+            files: s.files,
+            bytes_total: s.bytes_total,
+            bytes_read: s.bytes_read,
+            bytes_added: s.bytes_added,
+            bytes_removed: 0,
+        },
+        warnings: s.warnings.len() as u64,
+        summary: Some(format!("point {}: {line}", s.point.name)),
+    });
     for r in vault.apply_retention(&s.point.item)? {
         env.err(format!(
             "retired {}/{} (soft-deleted by the item's retention)",

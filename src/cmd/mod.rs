@@ -10,6 +10,7 @@ mod delete;
 mod gc;
 mod init;
 mod items;
+mod jobs;
 mod key;
 mod mount;
 mod points;
@@ -19,6 +20,7 @@ mod replicate;
 mod restore;
 mod settings;
 mod snapshot;
+mod status;
 mod umount;
 
 use std::io::IsTerminal;
@@ -216,6 +218,13 @@ impl<'a> Env<'a> {
         self.credential(&location.shown())
     }
 
+    /// Who starts a job run by this command (`uid N`). A daemon runs only its owner's (or
+    /// root's) commands, so its own uid stands for the caller there.
+    pub fn started_by(&self) -> String {
+        // SAFETY: getuid has no preconditions.
+        format!("uid {}", unsafe { libc::getuid() })
+    }
+
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
     pub fn spinner(&self) -> ProgressBar {
         if self.is_remote() || !std::io::stderr().is_terminal() {
@@ -249,6 +258,8 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
         Command::Replicate(a) => replicate::run(a, env),
+        Command::Jobs(a) => jobs::run(a, env),
+        Command::Status(a) => status::run(a, env),
         Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }

@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 
 use vaultfs::cli::RestoreArgs;
+use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 use vaultfs::vault::restore;
 
 use super::{Env, Outcome, human_bytes};
@@ -13,24 +14,46 @@ pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
     let dest = env.path(&a.dest);
     let pb = env.spinner();
     pb.set_message(format!("restoring {}/{}", point.item, point.name));
-    let summary = restore::restore(&vault, &point, &dest, a.path.as_deref())?;
+    let job = vault.job(JobKind::Restore, Some(&point.item), &env.started_by());
+    let result = restore::restore(&vault, &point, &dest, a.path.as_deref());
     pb.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            job.fail(JobEnd::default(), &e.to_string());
+            return Err(e.into());
+        }
+    };
     for e in &summary.errors {
         env.err(format!("vaultfs: {e}"));
     }
-    env.out(format!(
+    let line = format!(
         "restored {}/{} to {}: {} entries, {}",
         point.item,
         point.name,
         a.dest.display(),
         summary.files,
         human_bytes(summary.bytes)
-    ));
+    );
+    env.out(&line);
+    let end = JobEnd {
+        figures: JobFigures {
+            files: summary.files,
+            bytes_total: summary.bytes,
+            bytes_read: summary.bytes,
+            ..JobFigures::default()
+        },
+        warnings: 0,
+        summary: Some(line),
+    };
     if !summary.errors.is_empty() {
-        bail!(
+        let msg = format!(
             "{} entries could not be restored (listed above)",
             summary.errors.len()
-        )
+        );
+        job.fail(end, &msg);
+        bail!(msg)
     }
+    job.complete(end);
     Ok(Outcome::Ok)
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::vault::gc::{self, Purge};
+use crate::vault::jobs::{JobEnd, JobFigures, JobKind, SCHEDULER};
 use crate::vault::{DAY_NS, Vault, now_ns};
 
 const TICK: Duration = Duration::from_secs(1);
@@ -38,7 +39,14 @@ pub fn run(
         }
         if now_ns() - last_gc >= DAY_NS {
             last_gc = now_ns();
-            match gc::gc(&vault, false, Purge::Expired) {
+            let job = vault.job(JobKind::Gc, None, SCHEDULER);
+            let result = gc::gc(&vault, false, Purge::Expired);
+            job.finish(&result, |r| JobEnd {
+                figures: r.figures(),
+                warnings: 0,
+                summary: Some(format!("daily gc: {} points purged", r.purged.len())),
+            });
+            match result {
                 Ok(r) => tracing::info!(
                     "daily gc: {} points purged, {} packs deleted, {} rewritten, {} bytes freed",
                     r.purged.len(),
@@ -70,7 +78,18 @@ fn tick(vault: &Vault) -> crate::vault::Result<()> {
             vault.touch_policy(&it.name)?;
             continue;
         }
-        match vault.snapshot(&it.name) {
+        let job = vault.job(JobKind::Snapshot, Some(&it.name), SCHEDULER);
+        let result = vault.snapshot(&it.name);
+        job.finish(&result, |p| JobEnd {
+            figures: JobFigures {
+                files: p.files,
+                bytes_total: p.bytes,
+                ..JobFigures::default()
+            },
+            warnings: 0,
+            summary: Some(format!("scheduled snapshot: point {}", p.name)),
+        });
+        match result {
             Ok(p) => {
                 tracing::info!("scheduled snapshot: point {}", p.name);
                 vault.apply_retention(&it.name)?;

@@ -12,8 +12,10 @@ pub mod damage;
 mod error;
 pub mod fsmeta;
 pub mod gc;
+pub mod health;
 pub mod incoming;
 pub mod ingest;
+pub mod jobs;
 pub mod keyring;
 pub mod location;
 pub mod lock;
@@ -76,6 +78,8 @@ pub struct Vault {
     config: std::sync::Mutex<(ConfigFile, Vec<u8>)>,
     /// What opening found and fixed (a config copy healed): commands show these.
     notes: Vec<String>,
+    /// The job log and running jobs (`jobs`).
+    jobs: jobs::Jobs,
     _lock: LockGuard,
 }
 
@@ -282,6 +286,7 @@ impl Vault {
 
     pub(crate) fn assemble(u: Unlocked, db: Db) -> Result<Vault> {
         let catalog = Catalog::open(&db)?;
+        let jobs = jobs::Jobs::new(db.clone());
         let store = Store::open(u.backend, u.codec, db, u.params.pack_target_bytes)?;
         Ok(Vault {
             dir: u.local_dir,
@@ -295,8 +300,13 @@ impl Vault {
             master: u.master,
             config: std::sync::Mutex::new((u.config, u.config_bytes)),
             notes: u.notes,
+            jobs,
             _lock: u.lock,
         })
+    }
+
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.jobs
     }
 
     /// Where the vault is (a directory, or a bucket and prefix).

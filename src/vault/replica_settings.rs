@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::Schedule;
 
+use super::jobs::{JobKind, SCHEDULER};
 use super::location::{Location, Places};
 use super::policy::next_after;
 use super::{Result, Vault, VaultError, now_ns, replicate};
@@ -106,10 +107,17 @@ pub fn start_if_due(vault: &std::sync::Arc<Vault>, cache_root: &Path) {
     let spawned = std::thread::Builder::new()
         .name("replicate".into())
         .spawn(move || {
+            let job = vault.job(JobKind::Replicate, None, SCHEDULER);
             let result = settings
                 .target(&cache_root)
                 .and_then(|t| t.ok_or(VaultError::Internal("no replication target")))
                 .and_then(|t| replicate::replicate(&vault, &t, &|_, _| {}));
+            job.finish(&result, |r| {
+                r.job_end(format!(
+                    "scheduled replication: {} packs copied ({} bytes), {} removed",
+                    r.packs_copied, r.bytes_copied, r.packs_removed
+                ))
+            });
             let mut now_settings = ReplicaSettings::load(&vault);
             match result {
                 Ok(r) => {

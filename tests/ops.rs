@@ -1,0 +1,306 @@
+//! Operations (issue 15): jobs and status, on real vaults with the vault's clock moved through
+//! `VAULTFS_TEST_CLOCK`. Run with `cargo test --features test-clock --test ops`.
+#![cfg(feature = "test-clock")]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::mnt::*;
+use common::*;
+use serde_json::Value;
+
+const SEC: i64 = 1_000_000_000;
+const HOUR: i64 = 3600 * SEC;
+/// 2026-11-23T10:00:00Z.
+const T0: i64 = 1_795_428_000 * SEC;
+
+/// The vault clock of one test: a file of ns since the epoch, named to every command.
+struct Clock {
+    file: PathBuf,
+}
+
+impl Clock {
+    fn new(dir: &Path, ns: i64) -> Clock {
+        let c = Clock {
+            file: dir.join("clock"),
+        };
+        c.set(ns);
+        c
+    }
+
+    fn set(&self, ns: i64) {
+        let tmp = self.file.with_extension("tmp");
+        fs::write(&tmp, format!("{ns}\n")).unwrap();
+        fs::rename(&tmp, &self.file).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("VAULTFS_PASSPHRASE", PASS)
+            .env("VAULTFS_TEST_CLOCK", &self.file)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run vaultfs")
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        succeeded(args, self.run(args))
+    }
+
+    #[track_caller]
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    /// The newest job of `vault`.
+    #[track_caller]
+    fn last_job(&self, vault: &Path) -> Value {
+        let jobs = self.json(&["jobs", s(vault), "--json"]);
+        jobs.as_array().unwrap().last().expect("a job").clone()
+    }
+}
+
+/// `cmd`'s `human_bytes`: the form summaries print sizes in.
+fn human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+fn fig(job: &Value, name: &str) -> u64 {
+    job["figures"][name].as_u64().unwrap()
+}
+
+/// The number before `word` in `line` (`"2 files (0 unchanged)"`, `"files"` → 2).
+fn count_before(line: &str, word: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| w.trim_matches(|c: char| !c.is_alphanumeric()) == word)
+        .unwrap_or_else(|| panic!("no {word:?} in {line:?}"));
+    words[i - 1].trim_start_matches('(').parse().unwrap()
+}
+
+/// Wait until the daemon of `vault` has done two more scheduler ticks.
+fn wait_for_scheduler(vault: &Path) {
+    use vaultfs::control::{self, Request, Response};
+    let ticks = || {
+        let stream = control::connect(vault).expect("the daemon's control socket");
+        let mut n = None;
+        control::call(stream, &Request::Status, |r| {
+            if let Response::Out(line) = r
+                && let Some(t) = line.strip_prefix("scheduler ticks: ")
+            {
+                n = t.parse::<u64>().ok();
+            }
+        })
+        .expect("status from the daemon");
+        n.expect("scheduler ticks in the status")
+    };
+    let from = ticks();
+    assert!(
+        wait_until(Duration::from_secs(60), || ticks() >= from + 2),
+        "the scheduler made no progress"
+    );
+}
+
+#[test]
+fn each_kind_of_job_is_recorded_with_its_summarys_figures() {
+    let f = Fixture::new();
+    let clock = Clock::new(&f.root, T0);
+    let v = s(&f.vault);
+    make_small_tree(&f.src, 1);
+
+    // backup: figures equal to the command's own summary
+    let out = clock.ok(&["backup", v, "web", s(&f.src)]);
+    let line = out.lines().nth(1).unwrap();
+    let job = clock.last_job(&f.vault);
+    assert_eq!(job["kind"], "backup");
+    assert_eq!(job["item"], "web");
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["started_by"], "uid 0");
+    assert_eq!(fig(&job, "files"), count_before(line, "files"));
+    assert!(line.contains(&format!("{} read", human(fig(&job, "bytes_read")))));
+    assert!(line.contains(&format!("{} added", human(fig(&job, "bytes_added")))));
+    assert!(fig(&job, "bytes_added") > 0);
+    assert!(job["summary"].as_str().unwrap().ends_with(line), "{job}");
+    let first = job["id"].as_u64().unwrap();
+
+    // a backup of a source that is gone: a failed job with the error
+    let args = ["backup", v, "web", "/nonexistent/source"];
+    let err = failed_clearly(&args, &clock.run(&args));
+    let failed = clock.last_job(&f.vault);
+    assert_eq!(failed["status"], "failed");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("does not exist"),
+        "{failed}"
+    );
+
+    // restore
+    let dest = f.root.join("restored");
+    let out = clock.ok(&["restore", v, "web", s(&dest)]);
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        (job["kind"].as_str(), job["status"].as_str()),
+        (Some("restore"), Some("completed"))
+    );
+    assert_eq!(fig(&job, "files"), count_before(&out, "entries"));
+    assert!(
+        out.trim_end().ends_with(&human(fig(&job, "bytes_read"))),
+        "{out} {job}"
+    );
+
+    // check --read-data
+    let out = clock.ok(&["check", v, "--read-data"]);
+    let line = out.lines().next().unwrap();
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        (job["kind"].as_str(), job["status"].as_str()),
+        (Some("check"), Some("completed"))
+    );
+    assert_eq!(fig(&job, "files"), count_before(line, "points"));
+    assert!(line.contains(&format!(
+        "{} of data verified",
+        human(fig(&job, "bytes_read"))
+    )));
+
+    // gc, after deleting the point with soft delete off, so something is freed
+    let point = clock.json(&["points", v, "web", "--json"])[0]["point"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    clock.ok(&["settings", v, "--soft-delete", "off"]);
+    clock.ok(&["delete", v, &format!("web/{point}")]);
+    let out = clock.ok(&["gc", v]);
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        (job["kind"].as_str(), job["status"].as_str()),
+        (Some("gc"), Some("completed"))
+    );
+    assert_eq!(fig(&job, "files"), 1, "{out}");
+    assert!(fig(&job, "bytes_removed") > 0, "{job}");
+    assert!(out.contains(&format!("({} freed)", human(fig(&job, "bytes_removed")))));
+
+    // replicate
+    make_small_tree(&f.root.join("src2"), 2);
+    clock.ok(&["backup", v, "web", s(&f.root.join("src2"))]);
+    let sec = f.root.join("secondary");
+    let out = clock.ok(&["replicate", v, "--to", s(&sec)]);
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        (job["kind"].as_str(), job["status"].as_str()),
+        (Some("replicate"), Some("completed"))
+    );
+    assert_eq!(fig(&job, "files"), count_before(&out, "packs"));
+    assert!(out.contains(&format!("({})", human(fig(&job, "bytes_added")))));
+
+    // snapshot by hand and by the daemon's schedule, with `jobs` answered by the daemon
+    let mut m = Mount::guard(&f.vault, &f.mnt).with_env("VAULTFS_TEST_CLOCK", s(&clock.file));
+    m.mount();
+    fs::create_dir(f.mnt.join("incoming/inc")).ok();
+    fs::write(f.mnt.join("incoming/inc/a.txt"), b"one\n").unwrap();
+    clock.ok(&["policy", v, "inc", "--schedule", "hourly"]);
+    clock.set(T0 + 10 * SEC);
+    let out = clock.ok(&["snapshot", s(&f.mnt), "inc"]);
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        (job["kind"].as_str(), job["started_by"].as_str()),
+        (Some("snapshot"), Some("uid 0"))
+    );
+    assert!(
+        out.contains(job["summary"].as_str().unwrap()),
+        "{out} {job}"
+    );
+    assert_eq!(fig(&job, "files"), 1);
+    fs::write(f.mnt.join("incoming/inc/b.txt"), b"two\n").unwrap();
+    clock.set(T0 + HOUR + 30 * SEC);
+    wait_for_scheduler(&f.vault);
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        (job["kind"].as_str(), job["started_by"].as_str()),
+        (Some("snapshot"), Some("scheduler")),
+        "{job}"
+    );
+    assert_eq!((job["item"].as_str(), fig(&job, "files")), (Some("inc"), 2));
+    drop(m);
+
+    // filters and `jobs show`
+    let failed_only = clock.json(&["jobs", v, "--failed", "--json"]);
+    assert_eq!(failed_only.as_array().unwrap().len(), 1, "{failed_only}");
+    let of_inc = clock.json(&["jobs", v, "--item", "inc", "--json"]);
+    assert_eq!(of_inc.as_array().unwrap().len(), 2, "{of_inc}");
+    let recent = clock.json(&["jobs", v, "--since", "30m", "--json"]);
+    assert_eq!(recent.as_array().unwrap().len(), 1, "{recent}");
+    let shown = clock.ok(&["jobs", "show", v, &first.to_string()]);
+    assert!(
+        shown.contains("status: completed") && shown.contains("summary: point "),
+        "{shown}"
+    );
+    let args = ["jobs", "show", v, "999"];
+    failed_clearly(&args, &clock.run(&args));
+}
+
+/// `status` shows each item's newest point against its schedule and, with a secondary set,
+/// how far the secondary lags: non-zero before `replicate`, zero after.
+#[test]
+fn status_shows_overdue_items_and_the_replica_lag() {
+    let f = Fixture::new();
+    let clock = Clock::new(&f.root, T0);
+    let v = s(&f.vault);
+    make_small_tree(&f.src, 1);
+    clock.ok(&["backup", v, "web", s(&f.src)]);
+    clock.ok(&["policy", v, "web", "--schedule", "hourly"]);
+    let sec = f.root.join("secondary");
+    clock.ok(&["settings", v, "--replicate-to", s(&sec)]);
+    clock.ok(&["replicate", v]);
+
+    let item = |h: &Value| h["items"][0].clone();
+    let h = clock.json(&["status", v, "--json"]);
+    assert_eq!(item(&h)["replica"]["lag_seconds"], 0, "{h}");
+    assert_eq!(item(&h)["overdue"], false, "{h}");
+    assert_eq!(h["protection"]["soft_delete_days"], 14);
+    assert_eq!(
+        h["protection"]["key_slots"],
+        serde_json::json!(["passphrase"])
+    );
+    assert!(h["space"]["stored_bytes"].as_u64().unwrap() > 0);
+    assert!(h["space"]["free_bytes"].as_u64().unwrap() > 0);
+
+    // Three hours on: the hourly item is overdue; a new point is not on the secondary yet.
+    clock.set(T0 + 3 * HOUR);
+    let h = clock.json(&["status", v, "--json"]);
+    assert_eq!(item(&h)["overdue"], true, "{h}");
+    assert_eq!(item(&h)["newest_age_seconds"], 3 * 3600, "{h}");
+    make_small_tree(&f.root.join("src2"), 2);
+    clock.ok(&["backup", v, "web", s(&f.root.join("src2"))]);
+    let h = clock.json(&["status", v, "--json"]);
+    assert_eq!(item(&h)["overdue"], false, "{h}");
+    assert_eq!(item(&h)["replica"]["lag_seconds"], 3 * 3600, "{h}");
+    assert_eq!(item(&h)["replica"]["points_missing"], 1, "{h}");
+    let text = clock.ok(&["status", v]);
+    let row = text.lines().find(|l| l.starts_with("web ")).unwrap();
+    assert!(row.ends_with("3h 0m"), "{text}");
+
+    clock.ok(&["replicate", v]);
+    let h = clock.json(&["status", v, "--json"]);
+    assert_eq!(item(&h)["replica"]["lag_seconds"], 0, "{h}");
+    assert_eq!(item(&h)["replica"]["points_missing"], 0, "{h}");
+    let text = clock.ok(&["status", v]);
+    assert!(text.contains("last replicated"), "{text}");
+}
