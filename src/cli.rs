@@ -97,6 +97,9 @@ pub enum Command {
     /// Health of the vault: per item the newest point's age against its schedule, protection,
     /// space, ratios, last check, running jobs
     Status(StatusArgs),
+    /// List alerts (failed jobs, missed schedules, corruption, low space, weakened
+    /// protection), or acknowledge one
+    Alerts(AlertsArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -221,6 +224,10 @@ pub struct SettingsArgs {
     /// policy schedules), or `none`
     #[arg(long, value_name = "SPEC")]
     pub replicate_every: Option<String>,
+    /// A shell command run with each new alert as JSON on its stdin (a mail or webhook
+    /// script), retried with backoff; `none` stops delivery
+    #[arg(long, value_name = "CMD")]
+    pub alert_command: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -374,6 +381,10 @@ impl Command {
                 None => a.vault.as_deref(),
             },
             Command::Status(a) => Some(&a.vault),
+            Command::Alerts(a) => match &a.ack {
+                Some(AlertsCommand::Ack(s)) => Some(&s.vault),
+                None => a.vault.as_deref(),
+            },
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
                 KeyCommand::Add(a) => &a.vault,
@@ -538,4 +549,35 @@ pub struct StatusArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AlertsArgs {
+    /// Path of the vault directory
+    #[arg(required = true)]
+    pub vault: Option<PathBuf>,
+    /// Also cleared alerts
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub ack: Option<AlertsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Acknowledge an active alert: it is no longer listed as active, and is cleared once its
+    /// cause is gone
+    Ack(AlertAckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertAckArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The alert's id (see `vaultfs alerts VAULT`)
+    pub id: u64,
 }

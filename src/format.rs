@@ -344,3 +344,49 @@ pub struct JobRecord {
     /// The command's own summary line.
     pub summary: Option<String>,
 }
+
+/// What raised an alert (issue 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    JobFailed,
+    MissedSchedule,
+    Corruption,
+    LowSpace,
+    ProtectionWeakened,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Active,
+    Acknowledged,
+    Cleared,
+}
+
+/// One run of the alert command for an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDelivery {
+    pub at_ns: i64,
+    pub attempt: u32,
+    pub ok: bool,
+    /// The exit status, or why it could not run.
+    pub detail: String,
+}
+
+/// One alert: key in the `alerts` tree is `id` as u64 big-endian.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub id: u64,
+    pub kind: AlertKind,
+    /// The cause: one alert per cause is raised while it is not cleared (`job_failed/backup/web`).
+    pub cause: String,
+    pub item: Option<String>,
+    pub message: String,
+    pub raised_ns: i64,
+    pub state: AlertState,
+    pub changed_ns: i64,
+    /// The job that raised it.
+    pub job: Option<u64>,
+    pub deliveries: Vec<AlertDelivery>,
+}

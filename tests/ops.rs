@@ -304,3 +304,142 @@ fn status_shows_overdue_items_and_the_replica_lag() {
     let text = clock.ok(&["status", v]);
     assert!(text.contains("last replicated"), "{text}");
 }
+
+/// The active (not cleared) alerts of `vault`, as `alerts --json` lists them.
+fn active_alerts(clock: &Clock, vault: &Path) -> Vec<Value> {
+    clock
+        .json(&["alerts", s(vault), "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A failing backup: a failed job, one alert, one run of the alert command with the alert's
+/// JSON; failing again raises nothing new; a good backup clears it.
+#[test]
+fn a_failed_backup_raises_one_alert_delivered_once_to_the_alert_command() {
+    let f = Fixture::new();
+    let clock = Clock::new(&f.root, T0);
+    let v = s(&f.vault);
+    let inbox = f.dir("inbox");
+    let cmd = format!("cat > {}/alert-$$.json", s(&inbox));
+    clock.ok(&["settings", v, "--alert-command", &cmd]);
+    let args = ["backup", v, "web", "/nonexistent/source"];
+    failed_clearly(&args, &clock.run(&args));
+    let job = clock.last_job(&f.vault);
+    assert_eq!(job["status"], "failed");
+
+    let delivered: Vec<PathBuf> = fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let sent: Value = serde_json::from_slice(&fs::read(&delivered[0]).unwrap()).unwrap();
+    assert_eq!(sent["kind"], "job_failed", "{sent}");
+    assert_eq!(sent["item"], "web");
+    assert_eq!(sent["job"], job["id"]);
+    assert_eq!(sent["vault"], v);
+    assert!(
+        sent["message"].as_str().unwrap().contains("does not exist"),
+        "{sent}"
+    );
+
+    let alerts = active_alerts(&clock, &f.vault);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["id"], sent["id"]);
+    assert_eq!(alerts[0]["state"], "active");
+    let deliveries = alerts[0]["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (
+            deliveries[0]["attempt"].as_u64(),
+            deliveries[0]["ok"].as_bool()
+        ),
+        (Some(1), Some(true))
+    );
+
+    // The same cause again: no second alert, no second delivery.
+    failed_clearly(&args, &clock.run(&args));
+    assert_eq!(active_alerts(&clock, &f.vault).len(), 1);
+    assert_eq!(fs::read_dir(&inbox).unwrap().count(), 1);
+
+    // A good backup of the item clears it.
+    make_small_tree(&f.src, 1);
+    clock.ok(&["backup", v, "web", s(&f.src)]);
+    assert!(active_alerts(&clock, &f.vault).is_empty());
+    let all = clock.json(&["alerts", v, "--all", "--json"]);
+    assert_eq!(all[0]["state"], "cleared", "{all}");
+}
+
+/// With the test clock, a missed schedule raises exactly one alert however often the vault
+/// looks, an acknowledgement keeps it out of the active list, and the next point clears it.
+/// Soft delete turned off and damage met by `check` raise their own alerts.
+#[test]
+fn a_missed_schedule_raises_exactly_one_alert_and_the_next_point_clears_it() {
+    let f = Fixture::new();
+    let clock = Clock::new(&f.root, T0);
+    let v = s(&f.vault);
+    make_small_tree(&f.src, 1);
+    clock.ok(&["backup", v, "web", s(&f.src)]);
+    clock.ok(&["policy", v, "web", "--schedule", "hourly"]);
+    clock.set(T0 + HOUR + 5 * 60 * SEC);
+    assert!(
+        active_alerts(&clock, &f.vault).is_empty(),
+        "inside the grace"
+    );
+
+    clock.set(T0 + 2 * HOUR);
+    let alerts = active_alerts(&clock, &f.vault);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0]["kind"].as_str(), alerts[0]["item"].as_str()),
+        (Some("missed_schedule"), Some("web"))
+    );
+    clock.set(T0 + 3 * HOUR);
+    let status = clock.json(&["status", v, "--json"]);
+    assert_eq!(status["alerts"].as_array().unwrap().len(), 1, "{status}");
+    let again = active_alerts(&clock, &f.vault);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["id"], alerts[0]["id"]);
+
+    let id = alerts[0]["id"].to_string();
+    clock.ok(&["alerts", "ack", v, &id]);
+    assert_eq!(active_alerts(&clock, &f.vault)[0]["state"], "acknowledged");
+    let args = ["alerts", "ack", v, &id];
+    failed_clearly(&args, &clock.run(&args));
+
+    make_small_tree(&f.root.join("src2"), 2);
+    clock.ok(&["backup", v, "web", s(&f.root.join("src2"))]);
+    assert!(active_alerts(&clock, &f.vault).is_empty());
+    assert_eq!(
+        clock
+            .json(&["alerts", v, "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Protection weakened: soft delete off, then on again.
+    clock.ok(&["settings", v, "--soft-delete", "off"]);
+    let alerts = active_alerts(&clock, &f.vault);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kind"], "protection_weakened");
+    clock.ok(&["settings", v, "--soft-delete-days", "7"]);
+    assert!(active_alerts(&clock, &f.vault).is_empty());
+
+    // Corruption met by check: a flipped byte in a data pack.
+    let pack = walk(&f.vault.join("packs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[100] ^= 0x40;
+    fs::write(&pack, bytes).unwrap();
+    let args = ["check", v, "--read-data"];
+    assert!(!clock.run(&args).status.success());
+    let alerts = active_alerts(&clock, &f.vault);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kind"], "corruption");
+}

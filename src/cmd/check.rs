@@ -24,7 +24,7 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Err(msg) => {
-            job.fail(end, &msg);
+            job.fail_corrupt(end, &msg);
             Err(anyhow!(msg))
         }
     }

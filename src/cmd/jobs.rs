@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 
 use vaultfs::cli::{JobShowArgs, JobsArgs, JobsCommand};
-use vaultfs::vault::jobs::{JobRecord, JobStatus};
+use vaultfs::vault::jobs::{JobRecord, JobStatus, kind_name};
 use vaultfs::vault::names::display_time;
 use vaultfs::vault::now_ns;
 
@@ -113,10 +113,7 @@ pub fn json(j: &JobRecord) -> Value {
 }
 
 fn kind(j: &JobRecord) -> String {
-    serde_json::to_value(j.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    kind_name(j.kind).into()
 }
 
 pub fn status(s: JobStatus) -> &'static str {

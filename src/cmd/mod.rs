@@ -2,6 +2,7 @@
 //! in (local process or the mount daemon), the passphrase, output, progress bars and sizes.
 //! Errors get their context here, at the CLI edge.
 
+mod alerts;
 mod backup;
 mod check;
 mod completions;
@@ -260,6 +261,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Replicate(a) => replicate::run(a, env),
         Command::Jobs(a) => jobs::run(a, env),
         Command::Status(a) => status::run(a, env),
+        Command::Alerts(a) => alerts::run(a, env),
         Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }

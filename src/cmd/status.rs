@@ -11,6 +11,7 @@ use super::{Env, Outcome, human_bytes, table};
 
 pub fn run(a: StatusArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
+    vault.evaluate_alerts()?;
     let h = health::gather(&vault, &env.cache_root())?;
     if a.json {
         env.out(serde_json::to_string_pretty(&h)?);
@@ -87,6 +88,15 @@ fn text(h: &Health) -> Vec<String> {
         },
         h.recent_failed_jobs
     ));
+    out.push(format!("alerts: {}", h.alerts.len()));
+    for al in &h.alerts {
+        out.push(format!(
+            "  {} ({}): {}",
+            al.id,
+            super::alerts::state(al.state),
+            al.message
+        ));
+    }
     let rows: Vec<Vec<String>> = h
         .items
         .iter()

@@ -37,6 +37,9 @@ pub fn run(
         if let Err(e) = tick(&vault) {
             tracing::warn!("scheduled snapshots: {}", e.for_log());
         }
+        if let Err(e) = vault.evaluate_alerts() {
+            tracing::warn!("alerts: {}", e.for_log());
+        }
         if now_ns() - last_gc >= DAY_NS {
             last_gc = now_ns();
             let job = vault.job(JobKind::Gc, None, SCHEDULER);

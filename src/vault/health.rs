@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::format::Schedule;
 use crate::store::backend::{Key, Kind};
 
+use super::alerts::{AlertRecord, AlertState};
 use super::jobs::{JobKind, JobRecord, JobStatus};
 use super::policy::{next_after, show_schedule};
 use super::replica::{self, ItemLag};
@@ -34,6 +35,8 @@ pub struct Health {
     pub active_jobs: Vec<JobRecord>,
     /// Jobs that failed among the newest 100.
     pub recent_failed_jobs: u64,
+    /// Alerts not cleared (active or acknowledged).
+    pub alerts: Vec<AlertRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +113,39 @@ pub fn grace_ns(s: Schedule) -> i64 {
     (period_ns(s) / 10).clamp(GRACE_MIN_NS, GRACE_MAX_NS)
 }
 
+/// An item's schedule against its newest point.
+pub struct ItemSchedule {
+    pub schedule: String,
+    pub period_ns: i64,
+    pub newest: Option<String>,
+    pub next_due_ns: i64,
+    /// The due time plus the grace has passed without a point.
+    pub overdue: bool,
+}
+
+/// `item`'s schedule at `now`; `None` when it has none.
+pub fn item_schedule(vault: &Vault, item: &str, now: i64) -> Result<Option<ItemSchedule>> {
+    let Some(policy) = vault.policy(item)? else {
+        return Ok(None);
+    };
+    let Some(s) = policy.schedule else {
+        return Ok(None);
+    };
+    let points = vault.points(Some(item), false)?;
+    let newest = points.last();
+    let after = newest
+        .map_or(policy.set_ns, |n| n.created_ns)
+        .max(policy.set_ns);
+    let due = next_after(s, after);
+    Ok(Some(ItemSchedule {
+        schedule: show_schedule(&Some(s)),
+        period_ns: period_ns(s),
+        newest: newest.map(|p| p.name.clone()),
+        next_due_ns: due,
+        overdue: now > due + grace_ns(s),
+    }))
+}
+
 /// Gather the vault's health; `cache_root` locates an S3 secondary's cache.
 pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
     let now = now_ns();
@@ -128,28 +164,16 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
         let points = vault.points(Some(&it.name), false)?;
         logical_bytes += points.iter().map(|p| p.bytes).sum::<u64>();
         let newest = points.last();
-        let policy = vault.policy(&it.name)?;
-        let schedule = policy.as_ref().and_then(|p| p.schedule);
-        let next_due = match (schedule, &policy) {
-            (Some(s), Some(p)) => {
-                let after = newest.map_or(p.set_ns, |n| n.created_ns).max(p.set_ns);
-                Some(next_after(s, after))
-            }
-            _ => None,
-        };
-        let overdue = match (schedule, next_due) {
-            (Some(s), Some(due)) => now > due + grace_ns(s),
-            _ => false,
-        };
+        let sched = item_schedule(vault, &it.name, now)?;
         items.push(ItemHealth {
             item: it.name.clone(),
             points: points.len() as u64,
             newest: newest.map(|p| p.name.clone()),
             newest_age_seconds: newest.map(|p| (now - p.created_ns) / SECOND_NS),
-            schedule: schedule.map(|s| show_schedule(&Some(s))),
-            period_seconds: schedule.map(|s| period_ns(s) / SECOND_NS),
-            next_due_ns: next_due,
-            overdue,
+            schedule: sched.as_ref().map(|s| s.schedule.clone()),
+            period_seconds: sched.as_ref().map(|s| s.period_ns / SECOND_NS),
+            next_due_ns: sched.as_ref().map(|s| s.next_due_ns),
+            overdue: sched.as_ref().is_some_and(|s| s.overdue),
             replica: lags
                 .as_ref()
                 .and_then(|l| l.iter().find(|l| l.item == it.name).cloned()),
@@ -218,5 +242,10 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
             .filter(|j| j.status == JobStatus::InProgress)
             .collect(),
         recent_failed_jobs,
+        alerts: vault
+            .alerts_list()?
+            .into_iter()
+            .filter(|a| a.state != AlertState::Cleared)
+            .collect(),
     })
 }

@@ -10,15 +10,16 @@
 //! kill) and is shown as cancelled.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use crate::format;
 pub use crate::format::{JobFigures, JobKind, JobRecord, JobStatus};
 use crate::store::Damaged;
 use crate::store::codec::Codec;
-use crate::store::index::{Db, Tree};
+use crate::store::index::Db;
 
+use super::alerts::{AlertKind, Cause};
 use super::backup::Progress;
+use super::oplog::OpLog;
 use super::{Result, Vault, VaultError, now_ns};
 
 pub const JOBS_TREE: &str = "jobs";
@@ -32,22 +33,19 @@ pub const INTERRUPTED: &str = "interrupted: the process running it ended first";
 
 /// The vault's job log and its running jobs.
 pub struct Jobs {
-    db: Db,
-    /// Opened at the first job: a vault only read (a dry run) must not gain a tree.
-    tree: OnceLock<Tree>,
+    log: OpLog,
     /// Running jobs of this process, with their live figures.
     active: Mutex<Vec<(u64, Arc<Progress>)>>,
-    /// Serialises id allocation.
-    alloc: Mutex<()>,
 }
 
 /// A running job; [`Job::finish`] records its end (dropped unfinished: cancelled).
 pub struct Job<'a> {
-    jobs: &'a Jobs,
-    codec: &'a Codec,
+    vault: &'a Vault,
     rec: JobRecord,
     pub progress: Arc<Progress>,
     done: bool,
+    /// A failure meant damaged data (`check`).
+    corrupt: bool,
 }
 
 /// How a job ended.
@@ -58,79 +56,24 @@ pub struct JobEnd {
     pub summary: Option<String>,
 }
 
-fn key(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
-fn aad(id: u64) -> Vec<u8> {
-    let mut a = JOB_AAD.to_vec();
-    a.extend_from_slice(&key(id));
-    a
-}
-
-fn damaged(e: impl std::fmt::Display) -> VaultError {
-    VaultError::corrupt(Damaged::Record("job record"), format!("is damaged: {e}"))
-}
-
 impl Jobs {
     pub fn new(db: Db) -> Jobs {
         Jobs {
-            db,
-            tree: OnceLock::new(),
+            log: OpLog::new(db, JOBS_TREE, JOB_AAD, "job record", JOBS_MAX),
             active: Mutex::new(Vec::new()),
-            alloc: Mutex::new(()),
         }
-    }
-
-    fn tree(&self) -> Result<&Tree> {
-        if let Some(t) = self.tree.get() {
-            return Ok(t);
-        }
-        let t = self.db.tree(JOBS_TREE)?;
-        Ok(self.tree.get_or_init(|| t))
-    }
-
-    fn put(&self, codec: &Codec, rec: &JobRecord) -> Result<()> {
-        let v = codec.seal_raw(&format::encode(rec), &aad(rec.id))?;
-        self.tree()?.insert(key(rec.id), v)?;
-        Ok(())
-    }
-
-    /// Write the start record under a fresh id and drop the job that falls out of the window.
-    fn begin(&self, codec: &Codec, rec: &mut JobRecord) -> Result<()> {
-        let _alloc = self.alloc.lock().expect("job id lock");
-        let tree = self.tree()?;
-        rec.id = match tree.last()? {
-            Some((k, _)) => <[u8; 8]>::try_from(k.as_ref()).map_or(1, u64::from_be_bytes) + 1,
-            None => 1,
-        };
-        self.put(codec, rec)?;
-        if rec.id > JOBS_MAX {
-            tree.remove(key(rec.id - JOBS_MAX))?;
-        }
-        Ok(())
     }
 
     /// Every job kept, oldest first, running ones with their live figures.
     pub fn list(&self, codec: &Codec) -> Result<Vec<JobRecord>> {
-        let tree = match self.tree.get() {
-            Some(t) => t.clone(),
-            None => match self.db.tree_if_exists(JOBS_TREE)? {
-                Some(t) => t,
-                None => return Ok(Vec::new()),
-            },
-        };
         let active = self.active.lock().expect("jobs lock").clone();
         let mut out = Vec::new();
-        for kv in tree.iter() {
-            let (k, v) = kv?;
-            let id = <[u8; 8]>::try_from(k.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(damaged)?;
-            let plain = codec.open_raw(&v, &aad(id)).map_err(damaged)?;
-            let mut rec: JobRecord = format::decode(&plain, "job record").map_err(damaged)?;
+        for (id, mut rec) in self.log.list::<JobRecord>(codec)? {
             if rec.id != id {
-                return Err(damaged("stored under another job's id"));
+                return Err(VaultError::corrupt(
+                    Damaged::Record("job record"),
+                    "is stored under another job's id",
+                ));
             }
             if rec.status == JobStatus::InProgress {
                 match active.iter().find(|(a, _)| *a == id) {
@@ -168,9 +111,15 @@ impl Vault {
             summary: None,
         };
         let jobs = self.jobs();
-        let codec = self.store().codec();
-        if let Err(e) = jobs.begin(codec, &mut rec) {
-            tracing::warn!("cannot record the start of a {kind:?} job: {}", e.for_log());
+        match jobs.log.append(self.store().codec(), |id| {
+            rec.id = id;
+            rec.clone()
+        }) {
+            Ok(id) => rec.id = id,
+            Err(e) => {
+                rec.id = 0;
+                tracing::warn!("cannot record the start of a {kind:?} job: {}", e.for_log());
+            }
         }
         let progress = Arc::new(Progress::default());
         if rec.id != 0 {
@@ -178,17 +127,32 @@ impl Vault {
             active.push((rec.id, progress.clone()));
         }
         Job {
-            jobs,
-            codec,
+            vault: self,
             rec,
             progress,
             done: false,
+            corrupt: false,
         }
     }
 
     /// Every job kept, oldest first.
     pub fn jobs_list(&self) -> Result<Vec<JobRecord>> {
         self.jobs().list(self.store().codec())
+    }
+}
+
+/// The cause of the alert for damaged data.
+pub const CORRUPTION: &str = "corruption";
+
+/// A kind's name as `jobs --json` shows it.
+pub fn kind_name(k: JobKind) -> &'static str {
+    match k {
+        JobKind::Backup => "backup",
+        JobKind::Snapshot => "snapshot",
+        JobKind::Restore => "restore",
+        JobKind::Check => "check",
+        JobKind::Gc => "gc",
+        JobKind::Replicate => "replicate",
     }
 }
 
@@ -235,8 +199,15 @@ impl Job<'_> {
         self.end(status, end, None)
     }
 
-    /// Record a failure with its error.
+    /// Record a failure with its error (and raise its alert).
     pub fn fail(self, end: JobEnd, error: &str) -> JobRecord {
+        self.end(JobStatus::Failed, end, Some(error.to_string()))
+    }
+
+    /// Record a check that met damaged data: failed, with a corruption alert rather than a
+    /// failed-job one.
+    pub fn fail_corrupt(mut self, end: JobEnd, error: &str) -> JobRecord {
+        self.corrupt = true;
         self.end(JobStatus::Failed, end, Some(error.to_string()))
     }
 
@@ -261,17 +232,63 @@ impl Job<'_> {
         self.rec.summary = end.summary;
         self.rec.error = error;
         self.record();
+        self.alert();
         self.rec.clone()
+    }
+
+    /// A failure raises an alert for its cause (kind and item); a success clears it, and a
+    /// new point clears its item's missed schedule.
+    fn alert(&self) {
+        let r = &self.rec;
+        let kind = kind_name(r.kind);
+        let cause = format!("job_failed/{kind}/{}", r.item.as_deref().unwrap_or("-"));
+        let v = self.vault;
+        if r.status != JobStatus::Failed {
+            v.clear(&cause);
+            match (r.kind, &r.item) {
+                (JobKind::Check, _) => v.clear(CORRUPTION),
+                (JobKind::Backup | JobKind::Snapshot, Some(item)) => {
+                    v.clear(&format!("missed_schedule/{item}"))
+                }
+                _ => {}
+            }
+            return;
+        }
+        let error = r.error.as_deref().unwrap_or("failed");
+        let of = r
+            .item
+            .as_deref()
+            .map(|i| format!(" of {i}"))
+            .unwrap_or_default();
+        v.raise(Cause {
+            kind: if self.corrupt {
+                AlertKind::Corruption
+            } else {
+                AlertKind::JobFailed
+            },
+            cause: if self.corrupt {
+                CORRUPTION.into()
+            } else {
+                cause
+            },
+            item: r.item.as_deref(),
+            message: format!("{kind} job {}{of} failed: {error}", r.id),
+            job: Some(r.id),
+        });
     }
 
     fn record(&self) {
         if self.rec.id == 0 {
             return;
         }
-        if let Err(e) = self.jobs.put(self.codec, &self.rec) {
+        let jobs = self.vault.jobs();
+        if let Err(e) = jobs
+            .log
+            .put(self.vault.store().codec(), self.rec.id, &self.rec)
+        {
             tracing::warn!("cannot record job {}: {}", self.rec.id, e.for_log());
         }
-        let mut active = self.jobs.active.lock().expect("jobs lock");
+        let mut active = jobs.active.lock().expect("jobs lock");
         active.retain(|(id, _)| *id != self.rec.id);
     }
 }

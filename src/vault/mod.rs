@@ -3,6 +3,7 @@
 //! `Vault::open` goes config → lock → key → index, in that order, so a bad config, a vault in
 //! use or a wrong passphrase is reported before anything in the vault is written.
 
+pub mod alerts;
 pub mod backup;
 pub mod catalog;
 pub mod check;
@@ -20,6 +21,7 @@ pub mod keyring;
 pub mod location;
 pub mod lock;
 pub mod names;
+mod oplog;
 pub mod policy;
 pub mod records;
 pub mod repair;
@@ -80,6 +82,7 @@ pub struct Vault {
     notes: Vec<String>,
     /// The job log and running jobs (`jobs`).
     jobs: jobs::Jobs,
+    alerts: alerts::Alerts,
     _lock: LockGuard,
 }
 
@@ -287,6 +290,7 @@ impl Vault {
     pub(crate) fn assemble(u: Unlocked, db: Db) -> Result<Vault> {
         let catalog = Catalog::open(&db)?;
         let jobs = jobs::Jobs::new(db.clone());
+        let alerts = alerts::Alerts::new(db.clone());
         let store = Store::open(u.backend, u.codec, db, u.params.pack_target_bytes)?;
         Ok(Vault {
             dir: u.local_dir,
@@ -301,12 +305,17 @@ impl Vault {
             config: std::sync::Mutex::new((u.config, u.config_bytes)),
             notes: u.notes,
             jobs,
+            alerts,
             _lock: u.lock,
         })
     }
 
     pub fn jobs(&self) -> &jobs::Jobs {
         &self.jobs
+    }
+
+    pub fn alerts(&self) -> &alerts::Alerts {
+        &self.alerts
     }
 
     /// Where the vault is (a directory, or a bucket and prefix).
