@@ -100,6 +100,8 @@ pub enum Command {
     /// List alerts (failed jobs, missed schedules, corruption, low space, weakened
     /// protection), or acknowledge one
     Alerts(AlertsArgs),
+    /// Print the vault's metrics in the Prometheus (OpenMetrics) text format
+    Metrics(MetricsArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -319,6 +321,10 @@ pub struct MountArgs {
     /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub staging_dir: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics from the daemon: `PORT` listens on
+    /// 127.0.0.1 only; give an address (`0.0.0.0:9469`) to expose it beyond this machine
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +387,7 @@ impl Command {
                 None => a.vault.as_deref(),
             },
             Command::Status(a) => Some(&a.vault),
+            Command::Metrics(a) => Some(&a.vault),
             Command::Alerts(a) => match &a.ack {
                 Some(AlertsCommand::Ack(s)) => Some(&s.vault),
                 None => a.vault.as_deref(),
@@ -580,4 +587,10 @@ pub struct AlertAckArgs {
     pub vault: PathBuf,
     /// The alert's id (see `vaultfs alerts VAULT`)
     pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
 }

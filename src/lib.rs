@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod format;
 pub mod fuse;
 pub mod keys;
+pub mod metrics;
 pub mod store;
 pub mod vault;
 pub mod view;

@@ -443,3 +443,140 @@ fn a_missed_schedule_raises_exactly_one_alert_and_the_next_point_clears_it() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["kind"], "corruption");
 }
+
+/// Parse OpenMetrics text with the Python Prometheus client's strict parser (installed when
+/// missing, as scripts/deps.sh does); returns `name{labels}` → value.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let have = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .unwrap();
+    if !have.success() {
+        sh(
+            "python3 -m pip install -q --disable-pip-version-check --break-system-packages prometheus-client==0.21.1 2>/dev/null || python3 -m pip install -q --disable-pip-version-check prometheus-client==0.21.1",
+        );
+    }
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `curl http://ADDR/metrics`.
+fn curl(addr: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sSf",
+            "--max-time",
+            "20",
+            &format!("http://{addr}/metrics"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The daemon's `/metrics` (opt-in, loopback) parses with a real exposition-format parser,
+/// and its values follow a backup; `vaultfs metrics` prints the same families.
+#[test]
+fn the_daemons_metrics_parse_and_follow_a_backup() {
+    let f = Fixture::new();
+    let clock = Clock::new(&f.root, T0);
+    let v = s(&f.vault);
+    make_small_tree(&f.src, 1);
+    clock.ok(&["backup", v, "web", s(&f.src)]);
+    let offline = parse_metrics(&clock.ok(&["metrics", v]));
+    assert_eq!(
+        offline[r#"vaultfs_item_points{item="web"}"#], 1.0,
+        "{offline:?}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut m = Mount::guard(&f.vault, &f.mnt)
+        .with_env("VAULTFS_TEST_CLOCK", s(&clock.file))
+        .with_arg("--metrics-listen")
+        .with_arg(&port.to_string());
+    m.mount();
+    let addr = format!("127.0.0.1:{port}");
+    let before = parse_metrics(&curl(&addr));
+    for name in [
+        r#"vaultfs_item_last_point_age_seconds{item="web"}"#,
+        "vaultfs_stored_bytes{}",
+        "vaultfs_alerts_active{}",
+        r#"vaultfs_job_duration_seconds{kind="backup"}"#,
+    ] {
+        assert!(before.contains_key(name), "no {name} in {before:?}");
+    }
+    assert_eq!(before[r#"vaultfs_item_points{item="web"}"#], 1.0);
+    assert_eq!(
+        before[r#"vaultfs_jobs{kind="backup",status="completed"}"#],
+        1.0
+    );
+
+    clock.set(T0 + 600 * SEC);
+    make_small_tree(&f.root.join("src2"), 2);
+    clock.ok(&["backup", v, "web", s(&f.root.join("src2"))]);
+    let after = parse_metrics(&curl(&addr));
+    assert_eq!(
+        after[r#"vaultfs_item_points{item="web"}"#], 2.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        after[r#"vaultfs_jobs{kind="backup",status="completed"}"#],
+        2.0
+    );
+    assert_eq!(
+        after[r#"vaultfs_item_last_point_age_seconds{item="web"}"#],
+        0.0
+    );
+    assert!(after["vaultfs_stored_bytes{}"] > before["vaultfs_stored_bytes{}"]);
+    let job = clock.last_job(&f.vault);
+    assert_eq!(
+        after[r#"vaultfs_job_last_bytes_added{kind="backup"}"#],
+        fig(&job, "bytes_added") as f64
+    );
+    // `--metrics-listen PORT` listens on loopback only.
+    let listening = sh(&format!("ss -ltnH 'sport = :{port}'"));
+    assert!(listening.contains(&addr), "{listening}");
+    drop(m);
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still served after unmount"
+    );
+}

@@ -262,6 +262,13 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Jobs(a) => jobs::run(a, env),
         Command::Status(a) => status::run(a, env),
         Command::Alerts(a) => alerts::run(a, env),
+        Command::Metrics(a) => {
+            let vault = env.open(&a.vault)?;
+            vault.evaluate_alerts()?;
+            let text = vaultfs::metrics::render(&vault, &env.cache_root())?;
+            env.out(text.trim_end());
+            Ok(Outcome::Ok)
+        }
         Command::Key(k) => key::run(k, env),
         Command::Completions(a) => completions::run(a),
     }
