@@ -102,6 +102,8 @@ pub enum Command {
     Alerts(AlertsArgs),
     /// Print the vault's metrics in the Prometheus (OpenMetrics) text format
     Metrics(MetricsArgs),
+    /// What is unprotected or risky in the vault, with the command that fixes each
+    Advisor(StatusArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -388,6 +390,7 @@ impl Command {
             },
             Command::Status(a) => Some(&a.vault),
             Command::Metrics(a) => Some(&a.vault),
+            Command::Advisor(a) => Some(&a.vault),
             Command::Alerts(a) => match &a.ack {
                 Some(AlertsCommand::Ack(s)) => Some(&s.vault),
                 None => a.vault.as_deref(),

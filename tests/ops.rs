@@ -580,3 +580,159 @@ fn the_daemons_metrics_parse_and_follow_a_backup() {
         "still served after unmount"
     );
 }
+
+/// A tmpfs of `size` mounted on `dir` for one test, unmounted on drop: a filesystem with a
+/// known amount of free space.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn new(dir: PathBuf, size: &str) -> Tmpfs {
+        fs::create_dir_all(&dir).unwrap();
+        sh(&format!(
+            "mount -t tmpfs -o size={size} tmpfs '{}'",
+            s(&dir)
+        ));
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The advisor's conditions on `vault`, by name (with the item when there is one).
+fn advice(clock: &Clock, vault: &Path) -> Vec<(String, Value)> {
+    let all = clock.json(&["advisor", s(vault), "--json"]);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let name = match a["item"].as_str() {
+                Some(i) => format!("{}:{i}", a["condition"].as_str().unwrap()),
+                None => a["condition"].as_str().unwrap().to_string(),
+            };
+            (name, a.clone())
+        })
+        .collect()
+}
+
+fn names(a: &[(String, Value)]) -> Vec<&str> {
+    let mut n: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
+    n.sort();
+    n
+}
+
+/// Run an advised fix (`vaultfs ...` as a shell command line) with the test's binary.
+fn run_fix(clock: &Clock, fix: &str) {
+    let line = fix.replacen("vaultfs", bin(), 1);
+    let out = Command::new("sh")
+        .args(["-c", &line])
+        .env("VAULTFS_PASSPHRASE", PASS)
+        .env("VAULTFS_TEST_CLOCK", &clock.file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{fix}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The advisor lists each condition on a vault that has it, with a severity and a command
+/// that fixes it, and nothing on a vault that has none.
+#[test]
+fn the_advisor_lists_each_condition_where_it_holds_and_only_there() {
+    let f = Fixture::new();
+    let clock = Clock::new(&f.root, T0);
+    make_small_tree(&f.src, 1);
+
+    // A risky vault on a 64 MiB filesystem.
+    let small = Tmpfs::new(f.root.join("small"), "64m");
+    let risky = small.0.join("vault");
+    let r = s(&risky);
+    init_vault(&risky);
+    clock.ok(&["backup", r, "nopolicy", s(&f.src)]);
+    clock.ok(&["backup", r, "late", s(&f.src)]);
+    clock.ok(&["policy", r, "late", "--schedule", "hourly"]);
+    clock.ok(&["settings", r, "--soft-delete", "off"]);
+    clock.set(T0 + 3 * HOUR);
+    let got = advice(&clock, &risky);
+    assert_eq!(
+        names(&got),
+        [
+            "full_check_too_old",
+            "item_overdue:late",
+            "item_without_policy:nopolicy",
+            "low_space",
+            "no_replica",
+            "only_passphrase_slots",
+            "soft_delete_off",
+        ],
+        "{got:?}"
+    );
+    for (name, a) in &got {
+        assert!(["critical", "warning", "info"].contains(&a["severity"].as_str().unwrap()));
+        let fix = a["fix"].as_str().unwrap();
+        assert!(
+            fix.starts_with("vaultfs ") && fix.contains(r),
+            "{name}: {fix}"
+        );
+    }
+    let sev = |n: &str| got.iter().find(|(x, _)| x == n).unwrap().1["severity"].clone();
+    assert_eq!(sev("soft_delete_off"), "critical");
+    assert_eq!(sev("item_overdue:late"), "critical");
+    let text = clock.ok(&["advisor", r]);
+    assert!(text.contains("fix: vaultfs check"), "{text}");
+
+    // The advised commands without a blank to fill in fix their condition.
+    for name in [
+        "item_without_policy:nopolicy",
+        "soft_delete_off",
+        "full_check_too_old",
+    ] {
+        let fix = got.iter().find(|(n, _)| n == name).unwrap().1["fix"].clone();
+        run_fix(&clock, fix.as_str().unwrap());
+        let now = advice(&clock, &risky);
+        assert!(
+            !names(&now).contains(&name),
+            "{name} after its fix: {now:?}"
+        );
+    }
+    // Soft delete short, then on but not always-on.
+    clock.ok(&["settings", r, "--soft-delete-days", "3"]);
+    assert!(names(&advice(&clock, &risky)).contains(&"soft_delete_short"));
+    clock.ok(&["settings", r, "--soft-delete-days", "14"]);
+    let now = advice(&clock, &risky);
+    assert!(
+        names(&now).contains(&"soft_delete_not_always_on"),
+        "{now:?}"
+    );
+    assert!(!names(&now).contains(&"soft_delete_short"), "{now:?}");
+
+    // A vault with none of them, on a 4 GiB filesystem.
+    let big = Tmpfs::new(f.root.join("big"), "4g");
+    let good = big.0.join("vault");
+    let g = s(&good);
+    init_vault(&good);
+    clock.ok(&["backup", g, "web", s(&f.src)]);
+    clock.ok(&[
+        "policy",
+        g,
+        "web",
+        "--schedule",
+        "daily 02:00",
+        "--keep-daily",
+        "7",
+    ]);
+    clock.ok(&["settings", g, "--soft-delete", "always-on"]);
+    let keyfile = f.root.join("recovery.key");
+    clock.ok(&["key", "add", g, "--new-key-file", s(&keyfile)]);
+    clock.ok(&["settings", g, "--replicate-to", s(&big.0.join("secondary"))]);
+    clock.ok(&["replicate", g]);
+    clock.ok(&["check", g, "--read-data"]);
+    let none = advice(&clock, &good);
+    assert!(none.is_empty(), "{none:?}");
+    assert!(clock.ok(&["advisor", g]).contains("nothing to advise"));
+}

@@ -2,6 +2,7 @@
 //! in (local process or the mount daemon), the passphrase, output, progress bars and sizes.
 //! Errors get their context here, at the CLI edge.
 
+mod advisor;
 mod alerts;
 mod backup;
 mod check;
@@ -262,6 +263,7 @@ pub fn run(command: Command, env: &Env) -> Result<Outcome> {
         Command::Jobs(a) => jobs::run(a, env),
         Command::Status(a) => status::run(a, env),
         Command::Alerts(a) => alerts::run(a, env),
+        Command::Advisor(a) => advisor::run(a, env),
         Command::Metrics(a) => {
             let vault = env.open(&a.vault)?;
             vault.evaluate_alerts()?;

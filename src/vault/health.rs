@@ -31,6 +31,8 @@ pub struct Health {
     pub protection: Protection,
     pub space: Space,
     pub last_check: Option<CheckInfo>,
+    /// When the newest check that read every chunk (and passed) ended.
+    pub last_full_check_ns: Option<i64>,
     /// Jobs of this process still running (a daemon's, when the vault is mounted).
     pub active_jobs: Vec<JobRecord>,
     /// Jobs that failed among the newest 100.
@@ -223,6 +225,17 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
                 .as_deref()
                 .is_some_and(|s| s.contains("of data verified")),
         });
+    let last_full_check_ns = jobs
+        .iter()
+        .rev()
+        .find(|j| {
+            j.kind == JobKind::Check
+                && j.status == JobStatus::Completed
+                && j.summary
+                    .as_deref()
+                    .is_some_and(|s| s.contains("of data verified"))
+        })
+        .and_then(|j| j.end_ns);
     let recent_failed_jobs = jobs
         .iter()
         .rev()
@@ -237,6 +250,7 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
         protection,
         space,
         last_check,
+        last_full_check_ns,
         active_jobs: jobs
             .into_iter()
             .filter(|j| j.status == JobStatus::InProgress)

@@ -3,6 +3,7 @@
 //! `Vault::open` goes config → lock → key → index, in that order, so a bad config, a vault in
 //! use or a wrong passphrase is reported before anything in the vault is written.
 
+pub mod advisor;
 pub mod alerts;
 pub mod backup;
 pub mod catalog;
