@@ -18,7 +18,7 @@ use crate::store::index::Db;
 
 use super::health::item_schedule;
 use super::oplog::OpLog;
-use super::{Result, Vault, VaultError, now_ns};
+use super::{Result, Vault, now_ns, replica_settings};
 
 pub const ALERTS_TREE: &str = "alerts";
 /// Alerts kept; older ones are dropped (an active one is never that old in practice: a
@@ -59,19 +59,11 @@ pub struct AlertSettings {
 
 impl AlertSettings {
     pub fn load(vault: &Vault) -> AlertSettings {
-        std::fs::read(vault.dir().join(SETTINGS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        replica_settings::load_local(vault, SETTINGS_FILE)
     }
 
     pub fn save(&self, vault: &Vault) -> Result<()> {
-        let path = vault.dir().join(SETTINGS_FILE);
-        let tmp = vault.dir().join(format!("{SETTINGS_FILE}.tmp"));
-        let text = serde_json::to_vec_pretty(self).expect("settings serialise");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| VaultError::io("write", &path, e))
+        replica_settings::save_local(vault, SETTINGS_FILE, self)
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Job<'a> {
     done: bool,
     /// A failure meant damaged data (`check`).
     corrupt: bool,
+    /// Time spent recording (shown at debug level: scripts/bench-jobs.sh and DESIGN §13).
+    cost: std::time::Duration,
 }
 
 /// How a job ended.
@@ -118,8 +120,10 @@ impl Vault {
                 progress: Arc::new(Progress::default()),
                 done: true,
                 corrupt: false,
+                cost: std::time::Duration::ZERO,
             };
         }
+        let started = std::time::Instant::now();
         match jobs.log.append(self.store().codec(), |id| {
             rec.id = id;
             rec.clone()
@@ -141,6 +145,7 @@ impl Vault {
             progress,
             done: false,
             corrupt: false,
+            cost: started.elapsed(),
         }
     }
 
@@ -247,6 +252,7 @@ impl Job<'_> {
             return self.rec.clone(); // not recorded (bench_without_jobs)
         }
         self.done = true;
+        let started = std::time::Instant::now();
         self.rec.status = status;
         self.rec.end_ns = Some(now_ns());
         self.rec.figures = end.figures;
@@ -255,6 +261,11 @@ impl Job<'_> {
         self.rec.error = error;
         self.record();
         self.alert();
+        tracing::debug!(
+            "job {} recorded in {} µs (start and end, with its alerts)",
+            self.rec.id,
+            (self.cost + started.elapsed()).as_micros()
+        );
         self.rec.clone()
     }
 
