@@ -14,6 +14,8 @@ pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
     let dest = env.path(&a.dest);
     let pb = env.spinner();
     pb.set_message(format!("restoring {}/{}", point.item, point.name));
+    // Bad arguments are refused before the job starts: they leave no trace in the vault.
+    restore::check_target(&vault, &point, &dest, a.path.as_deref())?;
     let job = vault.job(JobKind::Restore, Some(&point.item), &env.started_by());
     let result = restore::restore(&vault, &point, &dest, a.path.as_deref());
     pb.finish_and_clear();
