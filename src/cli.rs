@@ -125,6 +125,18 @@ pub enum Command {
     /// Copy the vault to a secondary (a directory or a bucket) that can be mounted and
     /// restored from when the primary is gone; or show how far the secondary lags
     Replicate(ReplicateArgs),
+    /// List jobs (backup, snapshot, restore, check, gc, replicate), or show one
+    Jobs(JobsArgs),
+    /// Health of the vault: per item the newest point's age against its schedule, protection,
+    /// space, ratios, last check, running jobs
+    Status(StatusArgs),
+    /// List alerts (failed jobs, missed schedules, corruption, low space, weakened
+    /// protection), or acknowledge one
+    Alerts(AlertsArgs),
+    /// Print the vault's metrics in the Prometheus (OpenMetrics) text format
+    Metrics(MetricsArgs),
+    /// What is unprotected or risky in the vault, with the command that fixes each
+    Advisor(StatusArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -273,6 +285,10 @@ pub struct SettingsArgs {
     /// A guard approval (from `vaultfs guard approve`) for this operation, used once
     #[arg(long, value_name = "FILE")]
     pub approval: Option<PathBuf>,
+    /// A shell command run with each new alert as JSON on its stdin (a mail or webhook
+    /// script), retried with backoff; `none` stops delivery
+    #[arg(long, value_name = "CMD")]
+    pub alert_command: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -390,6 +406,10 @@ pub struct MountArgs {
     /// Mount even if the mount point holds files (they are hidden while mounted)
     #[arg(long)]
     pub nonempty: bool,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics from the daemon: `PORT` listens on
+    /// 127.0.0.1 only; give an address (`0.0.0.0:9469`) to expose it beyond this machine
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::metrics::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -481,6 +501,17 @@ impl Command {
                 GuardCommand::Init(a) => Some(&a.vault),
                 GuardCommand::Remove(a) => Some(&a.vault),
                 GuardCommand::Keygen(_) | GuardCommand::Approve(_) => None,
+            },
+            Command::Jobs(a) => match &a.show {
+                Some(JobsCommand::Show(s)) => Some(&s.vault),
+                None => a.vault.as_deref(),
+            },
+            Command::Status(a) => Some(&a.vault),
+            Command::Metrics(a) => Some(&a.vault),
+            Command::Advisor(a) => Some(&a.vault),
+            Command::Alerts(a) => match &a.ack {
+                Some(AlertsCommand::Ack(s)) => Some(&s.vault),
+                None => a.vault.as_deref(),
             },
             Command::Key(k) => Some(match k {
                 KeyCommand::List(a) => &a.vault,
@@ -632,4 +663,90 @@ pub struct RepairArgs {
 pub struct CompletionsArgs {
     /// Shell to generate completions for
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct JobsArgs {
+    /// Path of the vault directory
+    #[arg(required = true)]
+    pub vault: Option<PathBuf>,
+    /// Only jobs of this item
+    #[arg(long, value_name = "ITEM")]
+    pub item: Option<String>,
+    /// Only jobs started since: a duration back from now (`90m`, `24h`, `7d`) or a UTC time
+    /// (`2026-11-23T10:00:00Z`)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only failed (and cancelled) jobs
+    #[arg(long)]
+    pub failed: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub show: Option<JobsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Show one job in full
+    Show(JobShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobShowArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The job's id (see `vaultfs jobs VAULT`)
+    pub id: u64,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AlertsArgs {
+    /// Path of the vault directory
+    #[arg(required = true)]
+    pub vault: Option<PathBuf>,
+    /// Also cleared alerts
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub ack: Option<AlertsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Acknowledge an active alert: it is no longer listed as active, and is cleared once its
+    /// cause is gone
+    Ack(AlertAckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertAckArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The alert's id (see `vaultfs alerts VAULT`)
+    pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
 }

@@ -391,3 +391,100 @@ pub fn decode<'a, T: Deserialize<'a>>(
 ) -> Result<T, DecodeError> {
     postcard::from_bytes(bytes).map_err(|source| DecodeError { what, source })
 }
+
+/// What a job did (issue 15). Not a meta record: jobs live only in the index database's
+/// `jobs` tree (operational history, not backup data), so `repair` does not rebuild them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Backup,
+    Snapshot,
+    Restore,
+    Check,
+    Gc,
+    Replicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    InProgress,
+    Completed,
+    CompletedWithWarnings,
+    Failed,
+    Cancelled,
+}
+
+/// A job's figures; which apply depends on the kind (DESIGN §15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFigures {
+    pub files: u64,
+    pub bytes_total: u64,
+    pub bytes_read: u64,
+    pub bytes_added: u64,
+    pub bytes_removed: u64,
+}
+
+/// One job: key in the `jobs` tree is `id` as u64 big-endian (so keys sort by id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: u64,
+    pub kind: JobKind,
+    pub item: Option<String>,
+    /// `uid N` or `scheduler`.
+    pub started_by: String,
+    pub start_ns: i64,
+    pub end_ns: Option<i64>,
+    pub status: JobStatus,
+    pub figures: JobFigures,
+    pub warnings: u64,
+    pub error: Option<String>,
+    /// The command's own summary line.
+    pub summary: Option<String>,
+}
+
+/// What raised an alert (issue 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    JobFailed,
+    MissedSchedule,
+    Corruption,
+    LowSpace,
+    ProtectionWeakened,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Active,
+    Acknowledged,
+    Cleared,
+}
+
+/// One run of the alert command for an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDelivery {
+    pub at_ns: i64,
+    pub attempt: u32,
+    pub ok: bool,
+    /// The exit status, or why it could not run.
+    pub detail: String,
+}
+
+/// One alert: key in the `alerts` tree is `id` as u64 big-endian.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub id: u64,
+    pub kind: AlertKind,
+    /// The cause: one alert per cause is raised while it is not cleared (`job_failed/backup/web`).
+    pub cause: String,
+    pub item: Option<String>,
+    pub message: String,
+    pub raised_ns: i64,
+    pub state: AlertState,
+    pub changed_ns: i64,
+    /// The job that raised it.
+    pub job: Option<u64>,
+    pub deliveries: Vec<AlertDelivery>,
+}

@@ -27,6 +27,7 @@ pub mod format;
 pub mod fuse;
 pub mod identity;
 pub mod keys;
+pub mod metrics;
 pub mod store;
 pub mod vault;
 pub mod view;

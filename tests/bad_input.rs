@@ -336,11 +336,18 @@ fn missing_source_path() {
     let missing = f.absent("no-such-source");
     let file = f.root.join("plain-file");
     fs::write(&file, b"not a directory\n").unwrap();
-    unchanged(&[&f.vault, &file], || {
+    // A backup whose source is gone is a failed job (issue 15): its record and alert are
+    // the only change, in the index database; the packs and config stay byte for byte.
+    let packs = f.vault.join("packs");
+    let config = f.vault.join("config");
+    unchanged(&[&packs, &config, &file], || {
         fails1(&["backup", f.v(), "web01", p(&missing)], &[p(&missing)]);
         fails1(&["backup", f.v(), "newitem", p(&missing)], &[p(&missing)]);
         fails1(&["backup", f.v(), "web01", p(&file)], &[p(&file)]);
     });
+    let jobs: serde_json::Value =
+        serde_json::from_str(&ok(&["jobs", f.v(), "--failed", "--json"])).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 3, "{jobs}");
     assert!(!missing.exists());
     assert_eq!(
         f.points(),

@@ -9,7 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use anyhow::{Context, Result};
 
 use vaultfs::cli::BackupArgs;
-use vaultfs::vault::backup::{self, Progress};
+use vaultfs::vault::backup;
+use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 use vaultfs::vault::select::{self, Selection};
 
 use super::{Env, Outcome, human_bytes, plural};
@@ -17,10 +18,12 @@ use super::{Env, Outcome, human_bytes, plural};
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
     let mut sources = Vec::new();
+    let mut missing = None;
     for p in &a.paths {
         let src = env.path(p);
         if std::fs::symlink_metadata(&src).is_err() {
-            anyhow::bail!("source {} does not exist", p.display());
+            missing.get_or_insert_with(|| p.clone());
+            continue;
         }
         // Absolute and without `..`, so whole-path patterns see real paths.
         sources.push(src.canonicalize().unwrap_or(src));
@@ -38,10 +41,17 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         vaultfs_mount_devices(),
     )?;
     let vault = env.open(&a.vault)?;
-    let progress = Progress::default();
+    // A source that is gone (an unmounted share) is a failed job, not only an error.
+    let job = vault.job(JobKind::Backup, Some(&a.item), &env.started_by());
+    if let Some(p) = missing {
+        let msg = format!("source {} does not exist", p.display());
+        job.fail(JobEnd::default(), &msg);
+        anyhow::bail!(msg);
+    }
+    let progress = job.progress.clone();
     let pb = env.spinner();
     let done = AtomicBool::new(false);
-    let summary = std::thread::scope(|s| {
+    let result = std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) && !pb.is_hidden() {
                 pb.set_message(format!(
@@ -55,9 +65,17 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         let r = backup::backup_selected(&vault, &a.item, &sources, &select, &progress);
         done.store(true, Ordering::Relaxed);
         r
-    })?;
+    });
     pb.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            job.fail(JobEnd::default(), &e.to_string());
+            return Err(e.into());
+        }
+    };
     let s = &summary;
+    let line = summary_line(s);
     if a.json {
         env.out(serde_json::to_string_pretty(&serde_json::json!({
             "item": s.point.item, "point": s.point.name,
@@ -68,8 +86,19 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         }))?);
     } else {
         env.out(format!("created point {}/{}", s.point.item, s.point.name));
-        env.out(summary_line(s));
+        env.out(&line);
     }
+    job.complete(JobEnd {
+        figures: JobFigures {
+            files: s.files,
+            bytes_total: s.bytes_total,
+            bytes_read: s.bytes_read,
+            bytes_added: s.bytes_added,
+            bytes_removed: 0,
+        },
+        warnings: s.warnings.len() as u64,
+        summary: Some(format!("point {}: {line}", s.point.name)),
+    });
     for r in vault.apply_retention(&s.point.item)? {
         env.err(format!(
             "retired {}/{} (soft-deleted by the item's retention)",

@@ -1,19 +1,46 @@
 //! `vaultfs check`
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow};
 
 use vaultfs::cli::CheckArgs;
-use vaultfs::vault::{check, rollback};
+use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
+use vaultfs::vault::{Vault, check, rollback};
 
 use super::{Env, Outcome, human_bytes};
 
 pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
+    let job = vault.job(JobKind::Check, None, &env.started_by());
+    let (end, result) = match checked(&vault, &a, env) {
+        Ok(r) => r,
+        Err(e) => {
+            job.fail(JobEnd::default(), &super::one_line(&e));
+            return Err(e);
+        }
+    };
+    match result {
+        Ok(()) => {
+            job.complete(end);
+            Ok(Outcome::Ok)
+        }
+        Err(msg) => {
+            job.fail_corrupt(end, &msg);
+            Err(anyhow!(msg))
+        }
+    }
+}
+
+/// Check and report; the job's figures, and the verdict (an error line when damaged).
+fn checked(
+    vault: &Vault,
+    a: &CheckArgs,
+    env: &Env,
+) -> Result<(JobEnd, std::result::Result<(), String>)> {
     let pb = env.spinner();
-    let mut report = check::check(&vault, a.read_data, |n, total| {
+    let mut report = check::check(vault, a.read_data, |n, total| {
         pb.set_message(format!("pack {n}/{total}"))
     })?;
-    let rolled_back = rollback::check(&vault)?;
+    let rolled_back = rollback::check(vault)?;
     // An older record copied back: the newer one is still in the packs, `repair` restores it.
     report.intact.extend(rolled_back.errors);
     report.warnings.extend(rolled_back.warnings);
@@ -30,10 +57,7 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
             "damaged_points": report.damaged_points, "warnings": report.warnings,
             "ok": report.error_count() == 0,
         }))?);
-        if report.error_count() > 0 {
-            bail!("the vault has {} errors", report.error_count());
-        }
-        return Ok(Outcome::Ok);
+        return Ok((figures(&report, None), verdict(&report)));
     }
     for w in &report.warnings {
         env.err(format!("vaultfs: warning: {w}"));
@@ -64,14 +88,15 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
             }
         )
     };
-    env.out(format!(
+    let line = format!(
         "checked {} packs, {} blobs, {}, {} trees{verified}: {} errors{kinds}",
         report.packs,
         report.blobs,
         super::plural(report.points as u64, "point", "points"),
         report.trees,
         report.error_count()
-    ));
+    );
+    env.out(&line);
     // Which data key sealed what was read: after `key rotate --data-key`, new data shows
     // under the new epoch.
     let opened = vault.store().codec().opened_by_epoch();
@@ -86,19 +111,37 @@ pub fn run(a: CheckArgs, env: &Env) -> Result<Outcome> {
             row[0], row[1], row[2]
         ));
     }
+    Ok((figures(&report, Some(line)), verdict(&report)))
+}
+
+/// The job's figures of a check.
+fn figures(report: &check::CheckReport, summary: Option<String>) -> JobEnd {
+    JobEnd {
+        figures: JobFigures {
+            files: report.points,
+            bytes_read: report.data_bytes_verified,
+            ..JobFigures::default()
+        },
+        warnings: report.warnings.len() as u64,
+        summary,
+    }
+}
+
+/// The error line of a damaged vault, or Ok.
+fn verdict(report: &check::CheckReport) -> std::result::Result<(), String> {
     if !report.intact.is_empty() {
-        bail!(
+        Err(format!(
             "the vault is damaged: {} errors (listed above); `vaultfs repair` keeps every point and \
              salvages everything that still authenticates",
             report.error_count()
-        );
-    }
-    if !report.lost.is_empty() {
-        bail!(
+        ))
+    } else if !report.lost.is_empty() {
+        Err(format!(
             "the vault has lost data: {} errors (listed above); the points are kept (`vaultfs \
              repair` marks them damaged), the lost files can only come from another copy",
             report.error_count()
-        );
+        ))
+    } else {
+        Ok(())
     }
-    Ok(Outcome::Ok)
 }

@@ -3,7 +3,8 @@
 use anyhow::Result;
 
 use vaultfs::cli::GcArgs;
-use vaultfs::vault::gc::{self, Purge};
+use vaultfs::vault::gc::{self, GcReport, Purge};
+use vaultfs::vault::jobs::{JobEnd, JobKind};
 
 use super::{Env, Outcome, human_bytes, plural};
 
@@ -17,7 +18,14 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
     if a.expire_now && !a.dry_run {
         super::guard::authorize(env, &vault, "gc --expire-now", &a.approval)?;
     }
-    let r = gc::gc(&vault, a.dry_run, purge)?;
+    let job = vault.job(JobKind::Gc, None, &env.started_by());
+    let result = gc::gc(&vault, a.dry_run, purge);
+    job.finish(&result, |r| JobEnd {
+        figures: r.figures(),
+        warnings: 0,
+        summary: Some(summary(r, a.dry_run)),
+    });
+    let r = result?;
     if a.json {
         env.out(serde_json::to_string_pretty(&serde_json::json!({
             "dry_run": a.dry_run, "purged": r.purged, "blobs_dropped": r.blobs_dropped,
@@ -30,6 +38,11 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
     for p in &r.purged {
         env.out(format!("{verb} {p}"));
     }
+    env.out(summary(&r, a.dry_run));
+    Ok(Outcome::Ok)
+}
+
+fn summary(r: &GcReport, dry_run: bool) -> String {
     let (points, blobs, packs) = (
         plural(r.purged.len() as u64, "point", "points"),
         plural(r.blobs_dropped, "blob", "blobs"),
@@ -37,7 +50,7 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
     );
     let (before, after) = (human_bytes(r.bytes_before), human_bytes(r.bytes_after));
     let freed = human_bytes(r.bytes_before.saturating_sub(r.bytes_after));
-    env.out(if a.dry_run {
+    if dry_run {
         format!(
             "dry run: would purge {points}, drop {blobs}, delete {packs} and rewrite {}; \
              packs {before} -> {after} ({freed} would be freed)",
@@ -49,6 +62,5 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
              {after} ({freed} freed)",
             r.packs_rewritten
         )
-    });
-    Ok(Outcome::Ok)
+    }
 }

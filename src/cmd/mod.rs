@@ -2,6 +2,8 @@
 //! in (local process or the mount daemon), the passphrase, output, progress bars and sizes.
 //! Errors get their context here, at the CLI edge.
 
+mod advisor;
+mod alerts;
 mod audit;
 mod backup;
 mod check;
@@ -16,6 +18,7 @@ mod gc;
 mod guard;
 mod init;
 mod items;
+mod jobs;
 mod key;
 mod ls;
 mod mount;
@@ -28,6 +31,7 @@ mod role;
 mod settings;
 mod snapshot;
 mod stats;
+mod status;
 mod umount;
 
 use std::io::IsTerminal;
@@ -314,6 +318,13 @@ impl<'a> Env<'a> {
         self.credential(location)
     }
 
+    /// Who starts a job run by this command (`uid N`). A daemon runs only its owner's (or
+    /// root's) commands, so its own uid stands for the caller there.
+    pub fn started_by(&self) -> String {
+        // SAFETY: getuid has no preconditions.
+        format!("uid {}", unsafe { libc::getuid() })
+    }
+
     /// A spinner on stderr when it is a local terminal; hidden otherwise.
     pub fn spinner(&self) -> ProgressBar {
         if self.is_remote() || !std::io::stderr().is_terminal() {
@@ -361,6 +372,17 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Settings(a) => settings::run(a, env),
         Command::Policy(a) => policy::run(a, env),
         Command::Replicate(a) => replicate::run(a, env),
+        Command::Jobs(a) => jobs::run(a, env),
+        Command::Status(a) => status::run(a, env),
+        Command::Alerts(a) => alerts::run(a, env),
+        Command::Advisor(a) => advisor::run(a, env),
+        Command::Metrics(a) => {
+            let vault = env.open(&a.vault)?;
+            vault.evaluate_alerts()?;
+            let text = vaultfs::metrics::render(&vault, &env.cache_root())?;
+            env.out(text.trim_end());
+            Ok(Outcome::Ok)
+        }
         Command::Key(k) => key::run(k, env),
         Command::Audit(a) => audit::run(a, env),
         Command::Guard(g) => guard::run(g, env),

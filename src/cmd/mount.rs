@@ -85,9 +85,10 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         cache_root: env.cache_root(),
     };
     if a.foreground {
-        return daemon_main(&location, &opts, key, Ready::foreground()).map(|_| Outcome::Ok);
+        return daemon_main(&location, &opts, a.metrics_listen, key, Ready::foreground())
+            .map(|_| Outcome::Ok);
     }
-    let run = |ready| match daemon_main(&location, &opts, key, ready) {
+    let run = |ready| match daemon_main(&location, &opts, a.metrics_listen, key, ready) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("vaultfs: error: {}", super::one_line(&e));
@@ -116,6 +117,7 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
 fn daemon_main(
     location: &Location,
     opts: &MountOptions,
+    metrics: Option<std::net::SocketAddr>,
     key: MasterKey,
     ready: Ready,
 ) -> Result<()> {
@@ -131,6 +133,15 @@ fn daemon_main(
             return Err(e.into());
         }
     };
+    if let Some(addr) = metrics {
+        let started = std::net::TcpListener::bind(addr)
+            .and_then(|l| vaultfs::metrics::serve(l, vault.clone(), opts.cache_root.clone()));
+        if let Err(e) = started {
+            let msg = format!("cannot serve metrics on {addr}: {e}");
+            ready.send(Err(&msg));
+            bail!(msg);
+        }
+    }
     let shared = vault.clone();
     let handler: Handler = Arc::new(move |req, out| super::serve_remote(shared.clone(), req, out));
     let foreground = ready.is_foreground();

@@ -5,9 +5,11 @@
 use anyhow::{Result, bail};
 
 use vaultfs::cli::ReplicateArgs;
+use vaultfs::vault::Location;
+use vaultfs::vault::jobs::JobKind;
 use vaultfs::vault::replica::{self, ItemLag};
 use vaultfs::vault::replica_settings::ReplicaSettings;
-use vaultfs::vault::replicate;
+use vaultfs::vault::replicate::{self, ReplicateReport};
 
 use super::{Env, Outcome, human_bytes, table};
 
@@ -36,27 +38,18 @@ pub fn run(a: ReplicateArgs, env: &Env) -> Result<Outcome> {
             target.display()
         ))
     };
-    let report = replicate::replicate(&vault, &target, &progress)?;
+    let job = vault.job(JobKind::Replicate, None, &env.started_by());
+    let result = replicate::replicate(&vault, &target, &progress);
     pb.finish_and_clear();
+    job.finish(&result, |r| r.job_end(summary(r, &target)));
+    let report = result?;
     if settings.target.is_none() || a.to.is_some() {
         settings.set_target(&target);
     }
     settings.last_ok_ns = Some(vaultfs::vault::now_ns());
     settings.last_error = None;
     settings.save(&vault)?;
-    env.out(format!(
-        "replicated to {}: {} packs copied ({}), {} already there, {} removed{}",
-        target.display(),
-        report.packs_copied,
-        human_bytes(report.bytes_copied),
-        report.packs_present,
-        report.packs_removed,
-        if report.config_written {
-            ", config written"
-        } else {
-            ""
-        }
-    ));
+    env.out(summary(&report, &target));
     Ok(Outcome::Ok)
 }
 
@@ -97,7 +90,7 @@ fn show_lag(env: &Env, target: &str, lags: &[ItemLag], json: bool) {
 }
 
 /// `0s`, `45s`, `3m 5s`, `2h 10m`, `4d 3h`.
-fn duration(s: i64) -> String {
+pub fn duration(s: i64) -> String {
     let s = s.max(0);
     match s {
         0..60 => format!("{s}s"),
@@ -105,4 +98,20 @@ fn duration(s: i64) -> String {
         3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
     }
+}
+
+fn summary(r: &ReplicateReport, target: &Location) -> String {
+    format!(
+        "replicated to {}: {} packs copied ({}), {} already there, {} removed{}",
+        target.display(),
+        r.packs_copied,
+        human_bytes(r.bytes_copied),
+        r.packs_present,
+        r.packs_removed,
+        if r.config_written {
+            ", config written"
+        } else {
+            ""
+        }
+    )
 }

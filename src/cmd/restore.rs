@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 use vaultfs::cli::RestoreArgs;
 use vaultfs::format::NodeKind;
+use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 use vaultfs::vault::{browse, restore, verify};
 
 use super::{Env, Outcome, human_bytes, plural};
@@ -68,24 +69,47 @@ pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
         plural(entries.len() as u64, "entry", "entries"),
         human_bytes(bytes)
     ));
-    let summary = restore::restore(&vault, &point, &dest, a.path.as_deref())?;
+    // Bad arguments are refused before the job starts: they leave no trace in the vault.
+    restore::check_target(&vault, &point, &dest, a.path.as_deref())?;
+    let job = vault.job(JobKind::Restore, Some(&point.item), &env.started_by());
+    let result = restore::restore(&vault, &point, &dest, a.path.as_deref());
     pb.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            job.fail(JobEnd::default(), &e.to_string());
+            return Err(e.into());
+        }
+    };
     for e in &summary.errors {
         env.err(format!("vaultfs: {e}"));
     }
-    env.out(format!(
+    let line = format!(
         "restored {}/{} to {}: {}, {}",
         point.item,
         point.name,
         a.dest.display(),
         plural(summary.files, "entry", "entries"),
         human_bytes(summary.bytes)
-    ));
+    );
+    env.out(&line);
+    let end = JobEnd {
+        figures: JobFigures {
+            files: summary.files,
+            bytes_total: summary.bytes,
+            bytes_read: summary.bytes,
+            ..JobFigures::default()
+        },
+        warnings: 0,
+        summary: Some(line),
+    };
     if !summary.errors.is_empty() {
-        bail!(
+        let msg = format!(
             "{} could not be restored (listed above)",
             plural(summary.errors.len() as u64, "entry", "entries")
-        )
+        );
+        job.fail(end, &msg);
+        bail!(msg)
     }
     if a.verify {
         let v = verify::verify(vault.store(), &node, &target)?;
@@ -95,14 +119,17 @@ pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
             ));
         }
         if !v.bad.is_empty() {
-            bail!(
+            let msg = format!(
                 "verify: {} of {} differ (listed above)",
                 v.bad.len(),
                 plural(v.files, "file", "files")
             );
+            job.fail(end, &msg);
+            bail!(msg);
         }
         env.out(format!("verified {}", plural(v.files, "file", "files")));
     }
+    job.complete(end);
     Ok(Outcome::Ok)
 }
 

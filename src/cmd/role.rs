@@ -26,6 +26,15 @@ pub fn need(command: &Command) -> Option<Need> {
         },
         Command::Diff(a) if item(&a.from) == item(&a.to) => Need::Read(Some(item(&a.from))),
         Command::Diff(_) => Need::Contribute(None),
+        // Jobs of one item are that item's; every other view of operations covers the whole
+        // vault (DESIGN §13).
+        Command::Jobs(a) => match (&a.show, &a.item) {
+            (None, Some(i)) => Need::Read(Some(i.clone())),
+            _ => Need::Contribute(None),
+        },
+        Command::Status(_) | Command::Alerts(_) | Command::Metrics(_) | Command::Advisor(_) => {
+            Need::Contribute(None)
+        }
         Command::Stats(a) => match &a.point {
             Some(p) => Need::Read(Some(item(p))),
             None => Need::Contribute(None),

@@ -5,6 +5,7 @@ use anyhow::Result;
 use vaultfs::cli::{ImmutabilityArg, SettingsArgs, SoftDeleteMode};
 use vaultfs::format::Immutability;
 use vaultfs::vault::Vault;
+use vaultfs::vault::alerts::AlertSettings;
 use vaultfs::vault::policy::{parse_schedule, show_schedule};
 use vaultfs::vault::replica_settings::ReplicaSettings;
 
@@ -52,6 +53,7 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
         env.out(format!("immutability: {}", vault.immutability().as_str()));
     }
     replication(&vault, &a, env)?;
+    alerting(&vault, &a, env)?;
     Ok(Outcome::Ok)
 }
 
@@ -81,6 +83,22 @@ fn replication(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
             None => "on demand (vaultfs replicate)".into(),
         };
         env.out(format!("replicates to: {t}, {every}"));
+    }
+    Ok(())
+}
+
+/// `--alert-command`: kept beside the vault (see `vault::alerts`).
+fn alerting(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
+    let mut s = AlertSettings::load(vault);
+    if let Some(cmd) = &a.alert_command {
+        if cmd.trim().is_empty() {
+            anyhow::bail!("--alert-command is empty (give `none` to stop delivery)");
+        }
+        s.command = (cmd != "none").then(|| cmd.clone());
+        s.save(vault)?;
+    }
+    if let Some(cmd) = &s.command {
+        env.out(format!("alert command: {cmd}"));
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::format::AuditOutcome;
 use crate::identity::Actor;
 use crate::vault::audit::What;
 use crate::vault::gc::{self, Purge};
+use crate::vault::jobs::{JobEnd, JobFigures, JobKind, SCHEDULER};
 use crate::vault::{DAY_NS, Vault, now_ns};
 
 /// Record what the daemon did by itself, as the daemon's user (DESIGN §13).
@@ -48,9 +49,19 @@ pub fn run(
         if let Err(e) = tick(&vault) {
             tracing::warn!("scheduled snapshots: {}", e.for_log());
         }
+        if let Err(e) = vault.evaluate_alerts() {
+            tracing::warn!("alerts: {}", e.for_log());
+        }
         if now_ns() - last_gc >= DAY_NS {
             last_gc = now_ns();
-            match gc::gc(&vault, false, Purge::Expired) {
+            let job = vault.job(JobKind::Gc, None, SCHEDULER);
+            let result = gc::gc(&vault, false, Purge::Expired);
+            job.finish(&result, |r| JobEnd {
+                figures: r.figures(),
+                warnings: 0,
+                summary: Some(format!("daily gc: {} points purged", r.purged.len())),
+            });
+            match result {
                 Ok(r) => {
                     let params = format!("daily: {} points purged", r.purged.len());
                     audit(&vault, "gc (daily)", None, params);
@@ -86,7 +97,18 @@ fn tick(vault: &Vault) -> crate::vault::Result<()> {
             vault.touch_policy(&it.name)?;
             continue;
         }
-        match vault.snapshot(&it.name) {
+        let job = vault.job(JobKind::Snapshot, Some(&it.name), SCHEDULER);
+        let result = vault.snapshot(&it.name);
+        job.finish(&result, |p| JobEnd {
+            figures: JobFigures {
+                files: p.files,
+                bytes_total: p.bytes,
+                ..JobFigures::default()
+            },
+            warnings: 0,
+            summary: Some(format!("scheduled snapshot: point {}", p.name)),
+        });
+        match result {
             Ok(p) => {
                 tracing::info!("scheduled snapshot: point {}", p.name);
                 audit(

@@ -382,6 +382,11 @@ impl Tree {
         self.tree.is_empty()
     }
 
+    /// The entry with the greatest key.
+    pub fn last(&self) -> Result<Option<(Bytes, Bytes)>> {
+        self.tree.last().map_err(|e| self.err(e))
+    }
+
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Bytes, Bytes)>> + '_ {
         self.tree.iter().map(|r| r.map_err(|e| self.err(e)))

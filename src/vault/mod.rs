@@ -3,6 +3,8 @@
 //! `Vault::open` goes config → lock → key → index, in that order, so a bad config, a vault in
 //! use or a wrong passphrase is reported before anything in the vault is written.
 
+pub mod advisor;
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod browse;
@@ -16,13 +18,16 @@ mod error;
 pub mod fsmeta;
 pub mod gc;
 pub mod guard;
+pub mod health;
 pub mod immutable;
 pub mod incoming;
 pub mod ingest;
+pub mod jobs;
 pub mod keyring;
 pub mod location;
 pub mod lock;
 pub mod names;
+mod oplog;
 pub mod policy;
 pub mod records;
 pub mod repair;
@@ -87,6 +92,9 @@ pub struct Vault {
     config: std::sync::Mutex<(ConfigFile, Vec<u8>)>,
     /// What opening found and fixed (a config copy healed): commands show these.
     notes: Vec<String>,
+    /// The job log and running jobs (`jobs`).
+    jobs: jobs::Jobs,
+    alerts: alerts::Alerts,
     _lock: LockGuard,
 }
 
@@ -293,6 +301,8 @@ impl Vault {
 
     pub(crate) fn assemble(u: Unlocked, db: Db) -> Result<Vault> {
         let catalog = Catalog::open(&db)?;
+        let jobs = jobs::Jobs::new(db.clone());
+        let alerts = alerts::Alerts::new(db.clone());
         let store = Store::open(u.backend, u.codec, db, u.params.pack_target_bytes)?;
         Ok(Vault {
             dir: u.local_dir,
@@ -307,8 +317,18 @@ impl Vault {
             master: u.master,
             config: std::sync::Mutex::new((u.config, u.config_bytes)),
             notes: u.notes,
+            jobs,
+            alerts,
             _lock: u.lock,
         })
+    }
+
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.jobs
+    }
+
+    pub fn alerts(&self) -> &alerts::Alerts {
+        &self.alerts
     }
 
     /// Where the vault is (a directory, or a bucket and prefix).

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::Schedule;
 
+use super::jobs::{JobKind, SCHEDULER};
 use super::location::{Location, Places};
 use super::policy::next_after;
 use super::{Result, Vault, VaultError, now_ns, replicate};
@@ -34,19 +35,11 @@ pub struct ReplicaSettings {
 
 impl ReplicaSettings {
     pub fn load(vault: &Vault) -> ReplicaSettings {
-        std::fs::read(vault.dir().join(SETTINGS_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        load_local(vault, SETTINGS_FILE)
     }
 
     pub fn save(&self, vault: &Vault) -> Result<()> {
-        let path = vault.dir().join(SETTINGS_FILE);
-        let tmp = vault.dir().join(format!("{SETTINGS_FILE}.tmp"));
-        let text = serde_json::to_vec_pretty(self).expect("settings serialise");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| VaultError::io("write", &path, e))
+        save_local(vault, SETTINGS_FILE, self)
     }
 
     /// Remember `target` (as the user named it) as the vault's secondary.
@@ -106,10 +99,17 @@ pub fn start_if_due(vault: &std::sync::Arc<Vault>, cache_root: &Path) {
     let spawned = std::thread::Builder::new()
         .name("replicate".into())
         .spawn(move || {
+            let job = vault.job(JobKind::Replicate, None, SCHEDULER);
             let result = settings
                 .target(&cache_root)
                 .and_then(|t| t.ok_or(VaultError::Internal("no replication target")))
                 .and_then(|t| replicate::replicate(&vault, &t, &|_, _| {}));
+            job.finish(&result, |r| {
+                r.job_end(format!(
+                    "scheduled replication: {} packs copied ({} bytes), {} removed",
+                    r.packs_copied, r.bytes_copied, r.packs_removed
+                ))
+            });
             let mut now_settings = ReplicaSettings::load(&vault);
             match result {
                 Ok(r) => {
@@ -136,4 +136,23 @@ pub fn start_if_due(vault: &std::sync::Arc<Vault>, cache_root: &Path) {
         tracing::warn!("cannot start scheduled replication: {e}");
         RUNNING.store(false, Ordering::SeqCst);
     }
+}
+
+/// A JSON settings file in the vault's local directory (`replication.json`, `alerting.json`);
+/// missing or unreadable: the defaults.
+pub fn load_local<T: serde::de::DeserializeOwned + Default>(vault: &Vault, name: &str) -> T {
+    std::fs::read(vault.dir().join(name))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Write a settings file of the vault's local directory (write, then rename over it).
+pub fn save_local<T: Serialize>(vault: &Vault, name: &str, value: &T) -> Result<()> {
+    let path = vault.dir().join(name);
+    let tmp = vault.dir().join(format!("{name}.tmp"));
+    let text = serde_json::to_vec_pretty(value).expect("settings serialise");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| VaultError::io("write", &path, e))
 }

@@ -40,13 +40,24 @@ struct Ctx<'a> {
     dirs: Mutex<Vec<(PathBuf, Node)>>,
 }
 
-/// Restore `point` (or `sub` inside it) into `dest`.
-pub fn restore(
+/// Refuse what a restore would refuse before writing anything (a path not in the point, a
+/// file where a directory goes): `restore` starts its job only after this (DESIGN §15).
+pub fn check_target(
     vault: &Vault,
     point: &PointRecord,
     dest: &Path,
     sub: Option<&Path>,
-) -> Result<RestoreSummary> {
+) -> Result<()> {
+    target_of(vault, point, dest, sub).map(|_| ())
+}
+
+/// The node to restore and where it goes.
+fn target_of(
+    vault: &Vault,
+    point: &PointRecord,
+    dest: &Path,
+    sub: Option<&Path>,
+) -> Result<(Node, PathBuf)> {
     let root_id = point
         .root_tree()
         .ok_or_else(|| VaultError::corrupt(Damaged::Record("point record"), "has no root tree"))?;
@@ -70,6 +81,17 @@ pub fn restore(
     if target.exists() && !target.is_dir() && node.kind == NodeKind::Dir {
         return Err(VaultError::NotADirectory(target));
     }
+    Ok((node, target))
+}
+
+/// Restore `point` (or `sub` inside it) into `dest`.
+pub fn restore(
+    vault: &Vault,
+    point: &PointRecord,
+    dest: &Path,
+    sub: Option<&Path>,
+) -> Result<RestoreSummary> {
+    let (node, target) = target_of(vault, point, dest, sub)?;
     let ctx = Ctx {
         store: vault.store(),
         point,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mnt;
+pub mod ops;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
