@@ -432,15 +432,22 @@ fn kill_9_during_backup_leaves_a_consistent_vault() {
         let when = Kill::Durable(k, j);
         let (killed, committed) = crash_round(&vault, &mut source, &mut known, round, when);
         interrupted += killed as usize;
-        assert_eq!(
-            (killed, committed),
-            (k <= 3, k > 3),
-            "round {round}: {when:?}"
-        );
+        // Past the point's commit the run may still be killed: its audit record and job
+        // end are written after the point (DESIGN §13, §15); the point stays either way.
+        if k <= 3 {
+            assert_eq!(
+                (killed, committed),
+                (true, false),
+                "round {round}: {when:?}"
+            );
+        } else {
+            assert!(committed, "round {round}: {when:?} left no point");
+        }
         committed_once |= committed;
     }
     assert!(committed_once, "no run got as far as its point");
-    assert_eq!(interrupted, events.len() + commit.len() - 1);
+    // Every run up to the commit was interrupted; the last may or may not have been.
+    assert!(interrupted >= events.len() + commit.len() - 1);
 
     // A re-run after all the crashes succeeds and stores the tree as it is now.
     let out = ok(&["backup", p(&vault), ITEM, p(&source.src)]);

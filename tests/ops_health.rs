@@ -235,7 +235,9 @@ fn the_advisor_lists_each_condition_where_it_holds_and_only_there() {
             "item_overdue:late",
             "item_without_policy:nopolicy",
             "low_space",
+            "no_guard",
             "no_replica",
+            "not_immutable",
             "only_passphrase_slots",
             "soft_delete_off",
         ],
@@ -279,6 +281,10 @@ fn the_advisor_lists_each_condition_where_it_holds_and_only_there() {
         "{now:?}"
     );
     assert!(!names(&now).contains(&"soft_delete_short"), "{now:?}");
+    // Last (it forbids lowering soft delete again): the immutability fix.
+    let fix = now.iter().find(|(n, _)| n == "not_immutable").unwrap().1["fix"].clone();
+    run_fix(&clock, fix.as_str().unwrap());
+    assert!(!names(&advice(&clock, &risky)).contains(&"not_immutable"));
 
     // A vault with none of them, on a 4 GiB filesystem.
     let big = Tmpfs::new(f.root.join("big"), "4g");
@@ -301,6 +307,11 @@ fn the_advisor_lists_each_condition_where_it_holds_and_only_there() {
     clock.ok(&["settings", g, "--replicate-to", s(&big.0.join("secondary"))]);
     clock.ok(&["replicate", g]);
     clock.ok(&["check", g, "--read-data"]);
+    clock.ok(&["settings", g, "--immutability", "enabled"]);
+    let guard = f.root.join("guard");
+    clock.ok(&["guard", "keygen", s(&guard)]);
+    let public = f.root.join("guard.pub");
+    clock.ok(&["guard", "init", g, "--public-key", s(&public)]);
     let none = advice(&clock, &good);
     assert!(none.is_empty(), "{none:?}");
     assert!(clock.ok(&["advisor", g]).contains("nothing to advise"));

@@ -39,6 +39,11 @@ fn text(h: &Health) -> Vec<String> {
             p.key_slots.len(),
             p.key_slots.join(", ")
         ),
+        format!(
+            "immutability: {}; guard: {}",
+            p.immutability,
+            if p.guard { "set" } else { "none" }
+        ),
     ];
     out.push(match &p.replica {
         None => "secondary: none".into(),

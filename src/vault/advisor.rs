@@ -120,6 +120,29 @@ pub fn advise(vault: &Vault, h: &Health, shown: &str) -> super::Result<Vec<Advic
             format!("vaultfs settings {v} --soft-delete always-on"),
         );
     }
+    if p.immutability == "disabled" {
+        add(
+            Severity::Warning,
+            "not_immutable",
+            None,
+            "the vault is not immutable: whoever holds a key can delete points inside their \
+             retention"
+                .into(),
+            format!("vaultfs settings {v} --immutability enabled"),
+        );
+    }
+    if !p.guard {
+        add(
+            Severity::Info,
+            "no_guard",
+            None,
+            "no guard: weakening the protection needs no second person's approval".into(),
+            format!(
+                "vaultfs guard keygen GUARD (by the second person) && vaultfs guard init {v} \
+                 --public-key GUARD.pub"
+            ),
+        );
+    }
     if p.key_slots.iter().all(|k| k == "passphrase") {
         add(
             Severity::Info,

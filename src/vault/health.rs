@@ -66,6 +66,10 @@ pub struct Protection {
     pub soft_delete_always_on: bool,
     /// Kinds of the key slots, by id order (`passphrase`, `keyfile`, `rsa`).
     pub key_slots: Vec<String>,
+    /// `disabled`, `enabled` or `locked`.
+    pub immutability: &'static str,
+    /// Whether a guard key is registered (multi-user authorization).
+    pub guard: bool,
     pub replica: Option<ReplicaState>,
 }
 
@@ -186,6 +190,8 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
         soft_delete_days: params.soft_delete_days,
         soft_delete_always_on: params.soft_delete_always_on,
         key_slots: vault.key_slots().into_iter().map(|s| s.kind).collect(),
+        immutability: vault.immutability().as_str(),
+        guard: vault.guard_key().is_some(),
         replica: settings.target.clone().map(|target| ReplicaState {
             target,
             schedule: settings.schedule.map(|s| show_schedule(&Some(s))),

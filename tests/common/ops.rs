@@ -90,7 +90,11 @@ pub fn count_before(line: &str, word: &str) -> u64 {
     let words: Vec<&str> = line.split_whitespace().collect();
     let i = words
         .iter()
-        .position(|w| w.trim_matches(|c: char| !c.is_alphanumeric()) == word)
+        .position(|w| {
+            let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+            // "1 point" as well as "2 points".
+            w == word || Some(w) == word.strip_suffix('s')
+        })
         .unwrap_or_else(|| panic!("no {word:?} in {line:?}"));
     words[i - 1].trim_start_matches('(').parse().unwrap()
 }

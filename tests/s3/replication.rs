@@ -8,9 +8,29 @@ use crate::common::mnt::s;
 use crate::common::{assert_same_tree, make_rich_tree, noise, tempdir};
 use crate::{S3, server, set_clock, unique, url};
 
-/// The lag per item from `replicate --status --json`: (item, lag seconds or None, missing).
+/// The lag per item from `replicate --status --json`: (item, lag seconds or None, missing);
+/// `status --json` must show the same.
 fn lags(s3: &S3, vault: &str) -> Vec<(String, Option<i64>, u64)> {
-    crate::common::replica_lags(&s3.ok(&["replicate", vault, "--status", "--json"]))
+    let lags = crate::common::replica_lags(&s3.ok(&["replicate", vault, "--status", "--json"]));
+    let status: serde_json::Value =
+        serde_json::from_str(s3.ok(&["status", vault, "--json"]).trim()).expect("status JSON");
+    let shown: Vec<(String, Option<i64>, u64)> = status["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["item"].as_str().unwrap().to_string(),
+                i["replica"]["lag_seconds"].as_i64(),
+                i["replica"]["points_missing"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown, lags,
+        "status and replicate --status disagree: {status}"
+    );
+    lags
 }
 
 /// Delete every object under a vault's prefix: the primary is gone.
