@@ -534,8 +534,14 @@ impl Filesystem for FuseFs {
         reply_empty(reply, r);
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        reply.ok();
+    /// Sent only for access(2) and chdir (no `default_permissions`): modes are not checked,
+    /// a role may refuse writing.
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if !mask.contains(AccessFlags::W_OK) {
+            return reply.ok();
+        }
+        let who = caller(req);
+        reply_empty(reply, call(|| self.view.may_write(who, ino.0)));
     }
 
     fn create(

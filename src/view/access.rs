@@ -204,6 +204,22 @@ impl View {
     /// (in `incoming/` itself, `name` is the item made or removed): an operator of its item.
     /// Denials are audit records. Changes elsewhere are refused by the view anyway.
     pub fn may_change(&self, who: Caller, ino: u64, name: Option<&[u8]>) -> ViewResult<()> {
+        self.change_allowed(who, ino, name, true)
+    }
+
+    /// `access(2)` asking for write permission: what [`View::may_change`] would answer, with
+    /// no audit record (nothing was tried).
+    pub fn may_write(&self, who: Caller, ino: u64) -> ViewResult<()> {
+        self.change_allowed(who, ino, None, false)
+    }
+
+    fn change_allowed(
+        &self,
+        who: Caller,
+        ino: u64,
+        name: Option<&[u8]>,
+        audit: bool,
+    ) -> ViewResult<()> {
         if !self.enforces_roles() {
             return Ok(());
         }
@@ -215,13 +231,9 @@ impl View {
             _ => return Ok(()),
         };
         let params = format!("incoming/{item}/");
-        self.access.check(
-            &self.vault,
-            who,
-            Level::Operate,
-            &item,
-            Some(("write (mount)", &params)),
-        )
+        let op = audit.then_some(("write (mount)", params.as_str()));
+        self.access
+            .check(&self.vault, who, Level::Operate, &item, op)
     }
 
     /// `list` (of directory `dir`) without the items `who` has no role on.
