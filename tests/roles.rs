@@ -40,6 +40,28 @@ impl Drop for Users {
     }
 }
 
+/// A group made for one test with one member, removed on drop.
+struct Group(String);
+
+impl Group {
+    fn new(name: &str, member: &str) -> Group {
+        let made = Command::new("groupadd").arg(name).status().unwrap();
+        assert!(made.success(), "groupadd {name}");
+        let group = Group(name.to_string());
+        let joined = Command::new("usermod")
+            .args(["-a", "-G", name, member])
+            .status();
+        assert!(joined.unwrap().success(), "usermod -G {name}");
+        group
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
 /// `vaultfs ARGS` as `user` (root: as is).
 fn as_user(user: &str, args: &[&str]) -> Output {
     let mut c = if user == "root" {
@@ -385,7 +407,9 @@ fn role_matrix_through_the_mount() {
         &web_only,
     ]
     .concat());
-    ok(&["role", "grant", &v, "--user", contrib, "contributor"]);
+    // The contributor is one through a supplementary group (the request carries the primary).
+    let group = Group::new(&format!("vfsmg{}", std::process::id() % 100_000), contrib);
+    ok(&["role", "grant", &v, "--group", &group.0, "contributor"]);
     // Other users reach the mount point (and the file they copy); the vault stays root's.
     let st = Command::new("chmod")
         .args(["755", p(&root), p(&mnt), p(&src)])
