@@ -389,7 +389,8 @@ pub struct MountArgs {
     /// Stay in the foreground (log to stderr) instead of returning once mounted
     #[arg(long)]
     pub foreground: bool,
-    /// Let other users access the mount (subject to file permissions)
+    /// Let other users access the mount; their roles decide what they see and change (`vaultfs
+    /// role`), not the files' modes
     #[arg(long)]
     pub allow_other: bool,
     /// Memory for cached trees and chunks, e.g. 32M or 1G (the kernel's page cache keeps

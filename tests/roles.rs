@@ -4,7 +4,7 @@
 //! printed, and must match the roles' rules exactly; denials are audit records.
 
 mod common;
-use common::mnt::Mount;
+use common::mnt::{Mount, names_in};
 use common::*;
 
 use std::fs;
@@ -37,6 +37,28 @@ impl Drop for Users {
         for n in &self.0 {
             let _ = Command::new("userdel").arg(n).output();
         }
+    }
+}
+
+/// A group made for one test with one member, removed on drop.
+struct Group(String);
+
+impl Group {
+    fn new(name: &str, member: &str) -> Group {
+        let made = Command::new("groupadd").arg(name).status().unwrap();
+        assert!(made.success(), "groupadd {name}");
+        let group = Group(name.to_string());
+        let joined = Command::new("usermod")
+            .args(["-a", "-G", name, member])
+            .status();
+        assert!(joined.unwrap().success(), "usermod -G {name}");
+        group
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).output();
     }
 }
 
@@ -348,6 +370,208 @@ fn role_matrix_through_the_socket_and_offline() {
             .any(|r| r["user"] == contrib.as_str() && r["op"] == "role grant")
     );
     let _ = results;
+}
+
+/// `CMD ARGS` as `user` (root: as is) through the shell-less `runuser`; exit status and stderr.
+fn run_as(user: &str, cmd: &[&str]) -> (bool, String) {
+    let mut c = if user == "root" {
+        Command::new(cmd[0])
+    } else {
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--", cmd[0]]);
+        c
+    };
+    let out = c.args(&cmd[1..]).current_dir("/").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), err)
+}
+
+#[test]
+fn role_matrix_through_the_mount() {
+    let users = Users::new(&["mreader", "moperator", "mcontrib"]);
+    let (reader, operator, contrib) = (&users.0[0], &users.0[1], &users.0[2]);
+    let dir = tempdir();
+    let root = dir.path().to_path_buf();
+    let (vault, src, mnt) = (root.join("v"), root.join("src"), root.join("mnt"));
+    init_vault(&vault);
+    make_tree(&src);
+    fs::create_dir(&mnt).unwrap();
+    let v = p(&vault).to_string();
+    for item in ["web", "db"] {
+        ok(&["backup", &v, item, p(&src)]);
+    }
+    ok(&["role", "grant", &v, "--user", reader, "reader"]);
+    let web_only = ["--item", "web"];
+    ok(&[
+        &["role", "grant", &v, "--user", operator, "operator"][..],
+        &web_only,
+    ]
+    .concat());
+    // The contributor is one through a supplementary group (the request carries the primary).
+    let group = Group::new(&format!("vfsmg{}", std::process::id() % 100_000), contrib);
+    ok(&["role", "grant", &v, "--group", &group.0, "contributor"]);
+    // Other users reach the mount point (and the file they copy); the vault stays root's.
+    let st = Command::new("chmod")
+        .args(["755", p(&root), p(&mnt), p(&src)])
+        .status();
+    assert!(st.unwrap().success());
+    let mut m = Mount::guard(&vault, &mnt).with_arg("--allow-other");
+    m.mount();
+    let at = |rel: &str| p(&mnt.join(rel)).to_string();
+    let point = names_in(&mnt.join("points/web"))
+        .into_iter()
+        .find(|n| n != "latest")
+        .unwrap();
+    // The owner walks everything first: what the kernel keeps of it must let no one else in.
+    let (walked, err) = run_as("root", &["ls", "-lR", &at("points"), &at(".deleted")]);
+    assert!(walked, "{err}");
+    assert!(run_as("root", &["cat", &at("points/db/latest/a")]).0);
+
+    let lists = |u: &str, dir: &str, item: &str| {
+        let out = Command::new("runuser")
+            .args(["-u", u, "--", "ls", &at(dir)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == item)
+    };
+    let src_a = p(&src.join("a")).to_string();
+    let moved = format!("{}/", at(".deleted/web"));
+    let from = at(&format!("points/web/{point}"));
+    // (operation, command with USER for the user's name, allowed for reader, operator,
+    // contributor, owner)
+    type Row = (&'static str, Vec<String>, [bool; 4]);
+    let a = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let rows: Vec<Row> = vec![
+        ("ls points/web", a(&["ls", &at("points/web")]), [true; 4]),
+        (
+            "ls points/db",
+            a(&["ls", &at("points/db")]),
+            [true, false, true, true],
+        ),
+        (
+            "cat points/web/latest/a",
+            a(&["cat", &at("points/web/latest/a")]),
+            [true; 4],
+        ),
+        (
+            "cat points/db/latest/a",
+            a(&["cat", &at("points/db/latest/a")]),
+            [true, false, true, true],
+        ),
+        (
+            "ls .deleted/db",
+            a(&["ls", &at(".deleted/db")]),
+            [true, false, true, true],
+        ),
+        (
+            "ls versions/db",
+            a(&["ls", &at("versions/db")]),
+            [true, false, true, true],
+        ),
+        (
+            "cp a incoming/web/",
+            a(&["cp", &src_a, &at("incoming/web/USER")]),
+            [false, true, true, true],
+        ),
+        (
+            "cp a incoming/db/",
+            a(&["cp", &src_a, &at("incoming/db/USER")]),
+            [false, false, true, true],
+        ),
+        (
+            "test -w incoming/web",
+            a(&["test", "-w", &at("incoming/web")]),
+            [false, true, true, true],
+        ),
+        // Zero-message open: a change to an open file comes as a write or a setattr.
+        (
+            "truncate incoming/web/root",
+            a(&["truncate", "-s", "1", &at("incoming/web/root")]),
+            [false, true, true, true],
+        ),
+        (
+            "mv web/P .deleted/web/",
+            a(&["mv", &from, &moved]),
+            [false, false, true, true],
+        ),
+    ];
+    let who = [reader.as_str(), operator.as_str(), contrib.as_str(), "root"];
+    let mut table = vec![format!(
+        "{:<26} {:>8} {:>8} {:>8} {:>8}",
+        "operation (mount)", "reader", "operator", "contrib", "owner"
+    )];
+    for (name, cmd, allowed) in &rows {
+        let mut cells = Vec::new();
+        for (i, u) in who.iter().enumerate() {
+            let cmd: Vec<String> = cmd.iter().map(|c| c.replace("USER", u)).collect();
+            let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            let (done, err) = run_as(u, &cmd);
+            assert!(
+                done || err.contains("Permission denied") || name.starts_with("test"),
+                "{u} {name}: neither done nor EACCES: {err}"
+            );
+            assert_eq!(done, allowed[i], "{u} {name}: {err}");
+            if done && name.starts_with("mv") {
+                let back = format!("{}/", at("points/web"));
+                let (undone, err) = run_as(
+                    "root",
+                    &["mv", &at(&format!(".deleted/web/{point}")), &back],
+                );
+                assert!(undone, "{err}");
+            }
+            cells.push(match (done, name.starts_with("test")) {
+                (true, _) => "yes",
+                (false, true) => "no",
+                (false, false) => "EACCES",
+            });
+        }
+        table.push(format!(
+            "{name:<26} {:>8} {:>8} {:>8} {:>8}",
+            cells[0], cells[1], cells[2], cells[3]
+        ));
+    }
+    // Listings of items show the items a user has a role on, whatever the owner listed before.
+    for (u, sees_db) in [(reader, true), (operator, false), (contrib, true)] {
+        for area in ["points", ".deleted", "incoming", "versions"] {
+            assert!(lists(u, area, "web"), "{u} {area}");
+            assert_eq!(lists(u, area, "db"), sees_db, "{u} {area}");
+        }
+    }
+    table.push(format!(
+        "{:<26} {:>8} {:>8} {:>8} {:>8}",
+        "ls points/ shows db", "yes", "no", "yes", "yes"
+    ));
+    println!("{}", table.join("\n"));
+    // What was written is there, as its writer's.
+    let written = names_in(&mnt.join("incoming/web"));
+    assert_eq!(written, {
+        let mut w = vec![operator.clone(), contrib.clone(), "root".to_string()];
+        w.sort();
+        w
+    });
+    // A role revoked while mounted counts at once (the rights of a config generation).
+    ok(&["role", "revoke", &v, "--user", reader]);
+    let (done, err) = run_as(reader, &["cat", &at("points/web/latest/a")]);
+    assert!(!done && err.contains("Permission denied"), "{err}");
+    assert!(!lists(reader, "points", "web"));
+    // Denied changes are audit records, as the user's; one per user, item and operation.
+    let js: serde_json::Value = serde_json::from_str(&ok(&["audit", &v, "--json"])).unwrap();
+    let denied = |u: &str, op: &str| {
+        js.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["outcome"] == "denied" && r["user"] == u && r["op"] == op)
+            .count()
+    };
+    // Two items, and the truncate of web counted with the cp (once per user, item, operation).
+    assert_eq!(denied(reader, "write (mount)"), 2, "{js}");
+    // The operator never reaches incoming/db: a lookup refused is not a change (no record).
+    assert_eq!(denied(operator, "write (mount)"), 0, "{js}");
+    assert_eq!(denied(operator, "delete (mv)"), 1, "{js}");
+    assert_eq!(denied(reader, "delete (mv)"), 1, "{js}");
+    drop(m);
 }
 
 fn make_tree(src: &Path) {

@@ -27,6 +27,7 @@ pub(super) fn ttl(s: Stability) -> Duration {
         Stability::Immutable => TTL_IMMUTABLE,
         Stability::Catalog => TTL_CATALOG,
         Stability::Live => TTL_LIVE,
+        Stability::Caller => Duration::ZERO,
     }
 }
 

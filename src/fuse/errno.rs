@@ -30,6 +30,7 @@ pub fn errno(e: &ViewError) -> Errno {
         ViewError::Exists => Errno::EEXIST,
         ViewError::NotEmpty => Errno::ENOTEMPTY,
         ViewError::NotPermitted => Errno::EPERM,
+        ViewError::AccessDenied => Errno::EACCES,
         ViewError::CrossDevice => Errno::EXDEV,
         ViewError::NameTooLong => Errno::ENAMETOOLONG,
         ViewError::Busy => Errno::EBUSY,

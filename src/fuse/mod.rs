@@ -100,14 +100,17 @@ impl Filesystem for FuseFs {
         // Directories open without a round trip (OPENDIR and RELEASEDIR were two of the four
         // requests per directory of a cold `find`); the kernel then keeps every listing, and
         // the daemon tells it when one of items or points changes (`View::catalog_changed`).
-        self.no_opendir = config
-            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
-            .is_ok();
+        // Not when roles are enforced: the kernel would keep one listing of items for everyone.
+        self.no_opendir = !self.view.enforces_roles()
+            && config
+                .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+                .is_ok();
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match call(|| self.view.lookup(parent.0, name.as_bytes())) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let who = caller(req);
+        match call(|| self.view.lookup_as(who, parent.0, name.as_bytes())) {
             Ok(Lookup::Found(a)) => reply.entry(&ttl(a.stability), &file_attr(&a), Generation(0)),
             // Inside an incoming tree a name appears only through the kernel: let it cache the
             // absence (node id 0), so rsync's lstat-then-create costs one lookup, not two.
@@ -132,7 +135,7 @@ impl Filesystem for FuseFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -157,7 +160,12 @@ impl Filesystem for FuseFs {
             mtime_ns: mtime.map(time_ns),
             ctime_ns: ctime.map(to_ns),
         };
-        match call(|| self.view.setattr(ino.0, change)) {
+        let who = caller(req);
+        let r = call(|| {
+            self.view.may_change(who, ino.0, None)?;
+            self.view.setattr(ino.0, change)
+        });
+        match r {
             Ok(a) => reply.attr(&ttl(a.stability), &file_attr(&a)),
             Err(e) => reply.error(e),
         }
@@ -207,12 +215,22 @@ impl Filesystem for FuseFs {
         reply_entry(reply, r);
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, call(|| self.view.unlink(parent.0, name.as_bytes())));
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (who, name) = (caller(req), name.as_bytes());
+        let r = call(|| {
+            self.view.may_change(who, parent.0, Some(name))?;
+            self.view.unlink(parent.0, name)
+        });
+        reply_empty(reply, r);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, call(|| self.view.rmdir(parent.0, name.as_bytes())));
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (who, name) = (caller(req), name.as_bytes());
+        let r = call(|| {
+            self.view.may_change(who, parent.0, Some(name))?;
+            self.view.rmdir(parent.0, name)
+        });
+        reply_empty(reply, r);
     }
 
     fn symlink(
@@ -264,13 +282,17 @@ impl Filesystem for FuseFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let r = call(|| self.view.link(ino.0, newparent.0, newname.as_bytes()));
+        let (who, newname) = (caller(req), newname.as_bytes());
+        let r = call(|| {
+            self.view.may_change(who, newparent.0, Some(newname))?;
+            self.view.link(ino.0, newparent.0, newname)
+        });
         reply_entry(reply, r);
     }
 
@@ -304,7 +326,7 @@ impl Filesystem for FuseFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -314,7 +336,12 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match call(|| self.view.write(ino.0, offset, data)) {
+        let who = caller(req);
+        let r = call(|| {
+            self.view.may_change(who, ino.0, None)?;
+            self.view.write(ino.0, offset, data)
+        });
+        match r {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
@@ -369,18 +396,22 @@ impl Filesystem for FuseFs {
         reply_empty(reply, call(|| self.view.fsyncdir(ino.0)));
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         if self.no_opendir {
             // Once: the kernel stops sending OPENDIR for the rest of the connection.
             return reply.error(Errno::ENOSYS);
         }
-        match call(|| self.view.opendir(ino.0)) {
+        match call(|| self.view.opendir_as(caller(req), ino.0)) {
             // A directory inside a point never changes: the kernel may keep its listing and
             // answer later readdirs itself.
             Ok(o) if o.stability == Stability::Immutable => reply.opened(
                 FileHandle(o.fh),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
+            // A listing that depends on who asks is read afresh by every opener.
+            Ok(o) if o.stability == Stability::Caller => {
+                reply.opened(FileHandle(o.fh), FopenFlags::empty())
+            }
             Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
         }
@@ -462,7 +493,7 @@ impl Filesystem for FuseFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -477,7 +508,11 @@ impl Filesystem for FuseFs {
         } else {
             XattrSet::Any
         };
-        let r = call(|| self.view.setxattr(ino.0, name.as_bytes(), value, how));
+        let who = caller(req);
+        let r = call(|| {
+            self.view.may_change(who, ino.0, None)?;
+            self.view.setxattr(ino.0, name.as_bytes(), value, how)
+        });
         reply_empty(reply, r);
     }
 
@@ -490,13 +525,23 @@ impl Filesystem for FuseFs {
         reply_xattr(reply, size, call(|| self.view.listxattr(ino.0)));
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = call(|| self.view.removexattr(ino.0, name.as_bytes()));
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let who = caller(req);
+        let r = call(|| {
+            self.view.may_change(who, ino.0, None)?;
+            self.view.removexattr(ino.0, name.as_bytes())
+        });
         reply_empty(reply, r);
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        reply.ok();
+    /// Sent only for access(2) and chdir (no `default_permissions`): modes are not checked,
+    /// a role may refuse writing.
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if !mask.contains(AccessFlags::W_OK) {
+            return reply.ok();
+        }
+        let who = caller(req);
+        reply_empty(reply, call(|| self.view.may_write(who, ino.0)));
     }
 
     fn create(

@@ -69,11 +69,13 @@ impl FuseSession {
             // A secondary copy: the kernel refuses every change before it reaches the view.
             config.mount_options.push(MountOption::RO);
         }
-        // The kernel checks modes only when other users may enter: without allow_other the
-        // owner alone can, and checking would cost a getattr of the parent after every create
-        // or rename in incoming (two of rsync's ~14 requests per file).
+        // Other users may enter only with allow_other, and then their roles decide each request
+        // (DESIGN.md §13), not the modes of the files: no default_permissions (the kernel's
+        // mode checks would stop an operator at a root-owned incoming/ITEM and a contributor at
+        // points/ITEM, and without allow_other they cost a getattr of the parent after every
+        // create or rename in incoming).
         if allow_other {
-            config.mount_options.push(MountOption::DefaultPermissions);
+            view.enforce_roles();
         }
         config.acl = if allow_other {
             SessionACL::All

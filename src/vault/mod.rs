@@ -351,6 +351,11 @@ impl Vault {
         self.config.lock().expect("config lock").0.clone()
     }
 
+    /// The generation of the config in use (it moves with every change: roles, settings, keys).
+    pub fn config_generation(&self) -> u64 {
+        self.config.lock().expect("config lock").0.generation
+    }
+
     /// Write `config` (with the current parameters) as the next generation, in both copies,
     /// then seal it into the packs and tell the catalog its generation. Called under the
     /// commit lock, or before the vault is shared.

@@ -28,7 +28,8 @@ pub struct Subject {
     pub groups: Vec<u32>,
 }
 
-fn applies(g: &RoleGrant, who: &Subject) -> bool {
+/// Whether grant `g` is to `who` (to the user, or to one of its groups).
+pub fn applies(g: &RoleGrant, who: &Subject) -> bool {
     if g.group {
         who.groups.contains(&g.id)
     } else {

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use super::error::{ViewError, ViewResult};
 use super::ino::DIR_HANDLE_BIT;
 use super::points::inodes::Entry;
-use super::types::{Attr, DirEntry, Opened, Stability};
+use super::types::{Attr, Caller, DirEntry, Opened, Stability};
 use super::{Side, View, side_of_names_in};
 
 /// Handle-less listings kept at most, and entries in them: a reader that stops early leaves
@@ -73,10 +73,24 @@ enum Taken {
 impl View {
     /// Open directory `ino`.
     pub fn opendir(&self, ino: u64) -> ViewResult<Opened> {
-        let (list, stability) = match side_of_names_in(ino) {
+        self.open_listing(None, ino)
+    }
+
+    /// Open directory `ino` on behalf of `who`: a listing of items shows those it has a role
+    /// on, and the door may not keep it.
+    pub fn opendir_as(&self, who: Caller, ino: u64) -> ViewResult<Opened> {
+        self.open_listing(Some(who), ino)
+    }
+
+    fn open_listing(&self, who: Option<Caller>, ino: u64) -> ViewResult<Opened> {
+        let (mut list, mut stability) = match side_of_names_in(ino) {
             Side::Incoming => (Some(self.incoming.list(ino)?), Stability::Live),
             Side::Points => self.points.opendir(ino)?,
         };
+        if let Some(who) = who {
+            list = list.map(|l| self.visible(who, ino, l));
+            stability = self.names_for(ino, stability);
+        }
         let fh = self.dirs.open(ino, list);
         Ok(Opened { fh, stability })
     }
@@ -84,6 +98,11 @@ impl View {
     /// The whole listing of directory `ino`, "." and ".." first; the door reads it from
     /// `offset`. Through the handle `fh`, or without one (`None`).
     pub fn readdir(&self, ino: u64, fh: Option<u64>, offset: u64) -> ViewResult<Listing> {
+        // Handle-less listings are shared by every reader: not for the listings of items
+        // filtered by role (the FUSE door then opens every directory).
+        if fh.is_none() && self.enforces_roles() && super::access::lists_items(ino) {
+            return Err(ViewError::BadHandle);
+        }
         let list = match fh {
             Some(fh) => self.handle_listing(fh)?,
             None => self.unhandled_listing(ino, offset)?,
@@ -128,6 +147,14 @@ impl View {
                     }
                     Side::Incoming => (Taken::Incoming, self.incoming.peek(ino, &e.name)?),
                 }
+            };
+            let attr = Attr {
+                stability: if e.is_dot() {
+                    attr.stability
+                } else {
+                    self.names_for(ino, attr.stability)
+                },
+                ..attr
             };
             if add(e, (i + 1) as u64, &attr) {
                 break;

@@ -34,6 +34,9 @@ pub enum ViewError {
     NotEmpty,
     #[error("operation not permitted")]
     NotPermitted,
+    /// The caller's role does not allow it (DESIGN.md §13).
+    #[error("permission denied")]
+    AccessDenied,
     #[error("not across items")]
     CrossDevice,
     #[error("name longer than 255 bytes")]

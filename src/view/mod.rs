@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+mod access;
 mod cache;
 mod chunks;
 mod dirs;
@@ -109,6 +110,7 @@ pub struct View {
     dirs: Dirs,
     kernel: Kernel,
     vault: Arc<Vault>,
+    access: access::Access,
 }
 
 impl View {
@@ -136,6 +138,7 @@ impl View {
             dirs: Dirs::default(),
             kernel,
             vault,
+            access: access::Access::default(),
         })
     }
 
@@ -221,13 +224,14 @@ impl View {
         who: Caller,
     ) -> ViewResult<Attr> {
         let name = name_ok(name)?;
-        self.writable_names(parent)?
+        self.may_add(who, parent, name)?
             .mknod(parent, name, mode, rdev, who)
     }
 
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, who: Caller) -> ViewResult<Attr> {
         let name = name_ok(name)?;
-        self.writable_names(parent)?.mkdir(parent, name, mode, who)
+        self.may_add(who, parent, name)?
+            .mkdir(parent, name, mode, who)
     }
 
     pub fn symlink(
@@ -238,7 +242,7 @@ impl View {
         who: Caller,
     ) -> ViewResult<Attr> {
         let name = name_ok(name)?;
-        self.writable_names(parent)?
+        self.may_add(who, parent, name)?
             .symlink(parent, name, target, who)
     }
 
@@ -252,7 +256,7 @@ impl View {
     ) -> ViewResult<(Attr, Opened)> {
         let name = name_ok(name)?;
         let (attr, fh) = self
-            .writable_names(parent)?
+            .may_add(who, parent, name)?
             .create(parent, name, mode, who)?;
         let stability = attr.stability;
         Ok((attr, Opened { fh, stability }))
@@ -306,20 +310,37 @@ impl View {
         let (name, newname) = (name_ok(name)?, name_ok(newname)?);
         match (side_of_names_in(parent), side_of_names_in(newparent), mode) {
             (Side::Incoming, Side::Incoming, RenameMode::Other) => Err(ViewError::Invalid),
-            (Side::Incoming, Side::Incoming, _) => self.incoming.rename(
-                parent,
-                name,
-                newparent,
-                newname,
-                mode == RenameMode::NoReplace,
-            ),
+            (Side::Incoming, Side::Incoming, _) => {
+                self.may_change(caller, parent, Some(name))?;
+                self.may_change(caller, newparent, Some(newname))?;
+                self.incoming.rename(
+                    parent,
+                    name,
+                    newparent,
+                    newname,
+                    mode == RenameMode::NoReplace,
+                )
+            }
             // Moving a point never replaces anything, so NOREPLACE (what mv asks for) is fine.
             (Side::Points, Side::Points, RenameMode::Other) => Err(ViewError::ReadOnly),
             (Side::Points, Side::Points, _) => {
-                self.points.rename(caller, parent, name, newparent, newname)
+                let may = |item: &str| {
+                    self.access
+                        .rights(&self.vault, caller)
+                        .is_none_or(|r| r.may(access::Level::Contribute, item))
+                };
+                self.points
+                    .rename(caller, may, parent, name, newparent, newname)
             }
             _ => Err(ViewError::CrossDevice),
         }
+    }
+
+    /// The incoming side, if the names in `dir` are its and `who` may add `name` there.
+    fn may_add(&self, who: Caller, dir: u64, name: &[u8]) -> ViewResult<&Incoming> {
+        let names = self.writable_names(dir)?;
+        self.may_change(who, dir, Some(name))?;
+        Ok(names)
     }
 
     /// The incoming side, if the names in `dir` are its; nothing else takes changes.

@@ -41,6 +41,9 @@ pub enum Stability {
     Catalog,
     /// Inside `incoming/ITEM/`: changes only through the view itself.
     Live,
+    /// Depends on who asks (an item directory, or a listing of items, when roles are
+    /// enforced): a door may not keep it, so every caller's path goes through the view.
+    Caller,
 }
 
 /// Attributes of an entry.

@@ -181,6 +181,11 @@ impl Incoming {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
     }
+
+    /// The item inode `ino` belongs to.
+    pub fn item_of(&self, ino: u64) -> ViewResult<Arc<str>> {
+        Ok(self.lock().get(ino)?.item.clone())
+    }
 }
 
 impl LiveIncoming for Incoming {

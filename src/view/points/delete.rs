@@ -12,10 +12,12 @@ use crate::view::types::Caller;
 
 impl Points {
     /// The one change allowed outside `incoming/`: moving a point between `points/ITEM/` and
-    /// `.deleted/ITEM/` under the same name soft-deletes or undeletes it.
+    /// `.deleted/ITEM/` under the same name soft-deletes or undeletes it, if `may(item)` (the
+    /// caller's role) allows it.
     pub fn rename(
         &self,
         caller: Caller,
+        may: impl FnOnce(&str) -> bool,
         parent: u64,
         name: &[u8],
         newparent: u64,
@@ -36,7 +38,15 @@ impl Points {
             return Err(ViewError::ReadOnly);
         }
         let delete = *b == Area::Deleted;
-        let done = self.vault.set_deleted(i, point, delete);
+        let allowed = may(i);
+        let done = if allowed {
+            self.vault.set_deleted(i, point, delete)
+        } else {
+            Err(VaultError::Denied(format!(
+                "uid {} is not a contributor of item {i}",
+                caller.uid
+            )))
+        };
         // Audited as the caller's (DESIGN §13): done, or refused by immutability.
         let outcome = match &done {
             Ok(_) => Some(AuditOutcome::Ok),
@@ -61,6 +71,9 @@ impl Points {
             if let Err(e) = self.vault.audit(&Actor::of_uid(caller.uid), &what, outcome) {
                 tracing::warn!("an audit record could not be written: {}", e.for_log());
             }
+        }
+        if !allowed {
+            return Err(ViewError::AccessDenied);
         }
         done?;
         tracing::info!(
