@@ -16,6 +16,8 @@
 #   BENCH_ONLY_MOUNT=1 only the first backups (row 1, which the mounts need) and the read side
 #   BENCH_SKIP_INGEST=1 skip the ingest side (rsync into a mounted vault)
 #   BENCH_ONLY_INGEST=1 only the ingest side
+#   BENCH_ROLES=1      vaultfs vaults get a role table (a reader and a group operator) and are
+#                      mounted with --allow-other, so every request goes through the role check
 #   BENCH_MUTATE_PCT=P share of the corpus bytes the ingest side changes between its two ingests
 #                      (default 1)
 #
@@ -559,6 +561,18 @@ point_dir() { # TOOL MNT: the corpus root inside the mounted snapshot
 # mount_session TOOL MNT NAME: drop caches, start the mount, wait until PDIR lists. Sets PDIR,
 # LISTABLE (s from starting the mount command), RETURNED (s until the mount command returned;
 # "-" for restic, which stays in the foreground) and MPID[MNT]. Returns 1 on failure.
+# vaultfs_mount VAULT MNT LOG: mount a vault; with BENCH_ROLES=1 grant a role table first and
+# mount with --allow-other (the role check on every request).
+vaultfs_mount() {
+    local extra=()
+    if [ "${BENCH_ROLES:-0}" = 1 ]; then
+        "$VFS" role grant "$1" --user nobody reader >>"$3" 2>&1 || true
+        "$VFS" role grant "$1" --group nogroup operator >>"$3" 2>&1 || true
+        extra=(--allow-other)
+    fi
+    timeout 600 "$VFS" mount "$1" "$2" "${extra[@]}" >>"$3" 2>&1
+}
+
 mount_session() {
     local tool=$1 mnt=$2 name=$3 t0 t1 deadline log=$L/$3-mount.log pids
     PDIR=$(point_dir "$tool" "$mnt") RETURNED=- LISTABLE=-
@@ -568,7 +582,8 @@ mount_session() {
     t0=$EPOCHREALTIME
     case $tool in
     vaultfs)
-        if ! timeout 600 "$VFS" mount "${REPO[vaultfs]}" "$mnt" >"$log" 2>&1; then
+        : >"$log"
+        if ! vaultfs_mount "${REPO[vaultfs]}" "$mnt" "$log"; then
             log_tail "$log"
             return 1
         fi
@@ -1031,7 +1046,8 @@ if [ "$RUN_INGEST" = 1 ]; then
         MTOOL[$IMNT]=vaultfs
         MPID[$IMNT]=
         t0=$EPOCHREALTIME
-        if ! timeout 600 "$VFS" mount "$IVAULT" "$IMNT" >"$L/ingest-vaultfs-mount.log" 2>&1; then
+        : >"$L/ingest-vaultfs-mount.log"
+        if ! vaultfs_mount "$IVAULT" "$IMNT" "$L/ingest-vaultfs-mount.log"; then
             log_tail "$L/ingest-vaultfs-mount.log"
             ISESSION_NOTE="FAILED: vaultfs mount ($L/ingest-vaultfs-mount.log)"
         else
