@@ -8,6 +8,8 @@ mod access;
 pub use access::*;
 mod browse;
 pub use browse::{DiffArgs, FindArgs, LsArgs, StatsArgs};
+mod origin;
+pub use origin::{PointFilterArgs, TagArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
@@ -289,6 +291,9 @@ pub struct SettingsArgs {
     /// script), retried with backoff; `none` stops delivery
     #[arg(long, value_name = "CMD")]
     pub alert_command: Option<String>,
+    /// Print the settings (after any change) as JSON, times in RFC 3339
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -339,6 +344,9 @@ pub struct PolicyArgs {
     /// Show which points the new retention would retire; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the policy (after any change) and the points retired as JSON, times in RFC 3339
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +378,8 @@ pub struct SnapshotArgs {
     pub vault: PathBuf,
     /// The item whose incoming/ITEM tree becomes a point
     pub item: String,
+    #[command(flatten)]
+    pub tags: TagArgs,
 }
 
 #[derive(Debug, Args)]
@@ -587,6 +597,8 @@ pub struct BackupArgs {
     /// never entered, with or without this)
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    #[command(flatten)]
+    pub tags: TagArgs,
     /// Print JSON (times in RFC 3339)
     #[arg(long)]
     pub json: bool,
@@ -610,6 +622,8 @@ pub struct PointsArgs {
     /// List soft-deleted points instead, with their purge time
     #[arg(long)]
     pub deleted: bool,
+    #[command(flatten)]
+    pub filter: PointFilterArgs,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use crate::store::BlobId;
 
 /// The vault format this build reads and writes. Bump on any incompatible change.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Oldest version this build opens. An older vault is upgraded in place when opened: v2 only
 /// added the incoming and policy records; v3 changes the config (key slots, copies, DESIGN.md §3)
 /// and frames blobs in packs written from then on (older packs still read), so nothing stored is
 /// rewritten. v4 adds the config's authenticated `immutability` (DESIGN.md §13): a v3 build must
-/// refuse a vault it would let delete protected points.
+/// refuse a vault it would let delete protected points. v5 adds a point's origin (host, source
+/// paths, tags) at the end of `PointRecord`; older point records still read ([`decode_point`]),
+/// but a v4 build would drop the origin silently, so it must refuse a v5 vault.
 pub const FORMAT_VERSION_OLDEST: u32 = 1;
 /// Value of the `format` field in the config file; tells a vault from any other JSON file.
 pub const FORMAT_NAME: &str = "vaultfs";
@@ -296,6 +298,54 @@ pub struct PointRecord {
     /// Set when soft-deleted; the point is purged `soft_delete_days` after this.
     pub deleted_at_ns: Option<i64>,
     pub revision: u64,
+    /// v5: where the point came from. `None` for points recorded before v5, and then not
+    /// encoded at all: such a record keeps its v4 bytes (so gc, which finds live meta blobs
+    /// by encoding records again, still finds it) and is read by [`decode_point`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PointOrigin>,
+}
+
+/// v5: the machine, sources and tags of a point (DESIGN.md §14).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointOrigin {
+    /// The host name of the machine that made it (empty if it could not be read).
+    pub host: String,
+    /// The sources, as absolute paths (raw bytes: Unix paths need not be UTF-8); a snapshot of
+    /// incoming records `incoming/ITEM`.
+    pub paths: Vec<Vec<u8>>,
+    /// Tags given with `--tag`, sorted, without repeats.
+    pub tags: Vec<String>,
+}
+
+/// A point record of formats 1 to 4: no origin. Kept to read them (DESIGN.md §3.8).
+#[derive(Deserialize)]
+struct PointRecordV4 {
+    item: String,
+    name: String,
+    created_ns: i64,
+    root: Node,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    deleted_at_ns: Option<i64>,
+    revision: u64,
+}
+
+impl From<PointRecordV4> for PointRecord {
+    fn from(p: PointRecordV4) -> Self {
+        PointRecord {
+            item: p.item,
+            name: p.name,
+            created_ns: p.created_ns,
+            root: p.root,
+            files: p.files,
+            dirs: p.dirs,
+            bytes: p.bytes,
+            deleted_at_ns: p.deleted_at_ns,
+            revision: p.revision,
+            origin: None,
+        }
+    }
 }
 
 impl PointRecord {
@@ -360,6 +410,28 @@ pub enum MetaRecord {
     Config(ConfigRecord),
 }
 
+/// A meta record of formats 1 to 4, whose points have no origin.
+#[derive(Deserialize)]
+enum MetaRecordV4 {
+    Item(ItemRecord),
+    Point(Box<PointRecordV4>),
+    Incoming(Box<IncomingRecord>),
+    Policy(PolicyRecord),
+    Config(ConfigRecord),
+}
+
+impl From<MetaRecordV4> for MetaRecord {
+    fn from(m: MetaRecordV4) -> Self {
+        match m {
+            MetaRecordV4::Item(r) => MetaRecord::Item(r),
+            MetaRecordV4::Point(p) => MetaRecord::Point(Box::new((*p).into())),
+            MetaRecordV4::Incoming(r) => MetaRecord::Incoming(r),
+            MetaRecordV4::Policy(r) => MetaRecord::Policy(r),
+            MetaRecordV4::Config(r) => MetaRecord::Config(r),
+        }
+    }
+}
+
 /// The paths of a point whose data `repair` found lost (format v3; only in the index database,
 /// which `repair` rebuilds: it is recomputed there from what the packs hold, never read from
 /// packs). Paths are as in the point, from its root, `/` first.
@@ -390,6 +462,27 @@ pub fn decode<'a, T: Deserialize<'a>>(
     what: &'static str,
 ) -> Result<T, DecodeError> {
     postcard::from_bytes(bytes).map_err(|source| DecodeError { what, source })
+}
+
+/// Decode a point record of any version. Records carry no version, and a vault upgraded in
+/// place holds both shapes; they cannot be mistaken for each other: an older record ends where
+/// the origin would start, so it fails to decode as the newer shape, and the newer shape is
+/// tried first.
+pub fn decode_point(bytes: &[u8]) -> Result<PointRecord, DecodeError> {
+    decode::<PointRecord>(bytes, "point record").or_else(|e| {
+        decode::<PointRecordV4>(bytes, "point record")
+            .map(Into::into)
+            .map_err(|_| e)
+    })
+}
+
+/// Decode a meta record of any version (see [`decode_point`]).
+pub fn decode_meta(bytes: &[u8]) -> Result<MetaRecord, DecodeError> {
+    decode::<MetaRecord>(bytes, "meta record").or_else(|e| {
+        decode::<MetaRecordV4>(bytes, "meta record")
+            .map(Into::into)
+            .map_err(|_| e)
+    })
 }
 
 /// What a job did (issue 15). Not a meta record: jobs live only in the index database's

@@ -219,3 +219,103 @@ fn backup_check_and_gc_speak_json() {
     assert_eq!(g["dry_run"], true);
     assert_eq!(g["purged"], serde_json::json!([format!("web/{point}")]));
 }
+
+#[test]
+fn policy_and_settings_speak_json_in_show_and_change_forms() {
+    let f = Fixture::new();
+    let v = s(&f.vault);
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("x"), "x").unwrap();
+    let mut made = Vec::new();
+    for i in 0..3 {
+        fs::write(f.src.join("x"), format!("{i}")).unwrap();
+        made.push(backup(&f.vault, "web", &f.src));
+    }
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let time = |v: &serde_json::Value| {
+        v.as_str()
+            .unwrap_or_else(|| panic!("no time: {v}"))
+            .parse::<jiff::Timestamp>()
+            .unwrap_or_else(|e| panic!("not RFC 3339: {v}: {e}"))
+    };
+    // Show, before any policy.
+    let shown = json(&["policy", v, "web", "--json"]);
+    assert_eq!(shown["policy"], false);
+    assert_eq!(shown["set"], serde_json::Value::Null);
+    assert_eq!(shown["keep"]["last"], 0);
+    // A dry run names what it would retire and changes nothing.
+    let dry = json(&[
+        "policy",
+        v,
+        "web",
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(dry["dry_run"], true);
+    let would: Vec<&str> = dry["would_retire"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["point"].as_str().unwrap())
+        .collect();
+    assert_eq!(would, [made[0].as_str(), made[1].as_str()]);
+    assert_eq!(dry["would_keep"], 1);
+    time(&dry["would_retire"][0]["created"]);
+    assert_eq!(
+        ok(&["points", v, "web"]).lines().count(),
+        4,
+        "dry run changed nothing"
+    );
+    // Change: the new policy, its time, and the points it retired.
+    let set = json(&[
+        "policy",
+        v,
+        "web",
+        "--keep-last",
+        "2",
+        "--schedule",
+        "daily 02:00",
+        "--json",
+    ]);
+    assert_eq!(set["policy"], true);
+    assert_eq!(set["schedule"], "daily 02:00 UTC");
+    assert_eq!(set["keep"]["last"], 2);
+    let set_at = time(&set["set"]);
+    assert!(
+        jiff::Timestamp::now()
+            .duration_since(set_at)
+            .as_secs()
+            .abs()
+            < 300
+    );
+    assert_eq!(set["retired"][0]["point"], made[0].as_str());
+    assert_eq!(set["retired"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&["policy", v, "web", "--json"])["retired"],
+        serde_json::json!([])
+    );
+
+    // Settings: show, then change.
+    let st = json(&["settings", v, "--json"]);
+    assert_eq!(st["soft_delete_days"], 14);
+    assert_eq!(st["soft_delete_always_on"], false);
+    assert_eq!(st["immutability"], "disabled");
+    assert_eq!(st["replicate_to"], serde_json::Value::Null);
+    time(&st["vault_created"]);
+    let st = json(&[
+        "settings",
+        v,
+        "--soft-delete-days",
+        "30",
+        "--alert-command",
+        "true",
+        "--json",
+    ]);
+    assert_eq!(st["soft_delete_days"], 30);
+    assert_eq!(st["alert_command"], "true");
+    assert_eq!(json(&["settings", v, "--json"])["soft_delete_days"], 30);
+}

@@ -121,6 +121,11 @@ fn version_4_fixture_vault_opens_checks_and_restores_identically() {
     fixture_opens_checks_and_restores_identically(4);
 }
 
+#[test]
+fn version_5_fixture_vault_opens_checks_and_restores_identically() {
+    fixture_opens_checks_and_restores_identically(5);
+}
+
 fn fixture_opens_checks_and_restores_identically(version: u32) {
     let tar = fixtures().join(format!("vault-v{version}.tar.gz"));
     let manifest_path = fixtures().join(format!("vault-v{version}.manifest.json"));
@@ -156,6 +161,29 @@ fn fixture_opens_checks_and_restores_identically(version: u32) {
         "soft-deleted points"
     );
     assert_eq!((expect(false).len(), expect(true).len()), (2, 1));
+    // Points record their origin from format v5; older ones show none.
+    for deleted in [false, true] {
+        let mut args = vec!["points", p(&vault), ITEM, "--json"];
+        if deleted {
+            args.push("--deleted");
+        }
+        let json: Value = serde_json::from_str(&run(pass, &args)).unwrap();
+        for pt in json.as_array().unwrap() {
+            let name = pt["point"].as_str().unwrap();
+            let want = points.iter().find(|m| m["point"] == pt["point"]).unwrap();
+            if version < 5 {
+                assert_eq!(
+                    (&pt["host"], &pt["paths"], &pt["tags"]),
+                    (&Value::Null, &json!([]), &json!([])),
+                    "v{version} point {name} shows an origin"
+                );
+            } else {
+                assert_eq!(&pt["tags"], &want["tags"], "point {name}");
+                assert_eq!(&pt["host"], &want["host"], "point {name}");
+                assert_eq!(pt["paths"].as_array().unwrap().len(), 1, "point {name}");
+            }
+        }
+    }
 
     let check = run(pass, &["check", p(&vault), "--read-data"]);
     assert!(check.contains(": 0 errors"), "{check}");
@@ -252,9 +280,25 @@ fn make_fixture(version: u32, tar: &Path, manifest_path: &Path) {
     ]);
     let mut points = Vec::new();
     let backup = |points: &mut Vec<Value>| {
-        let out = run(&["backup", p(&vault), ITEM, p(&src)]);
+        let n = points.len().to_string();
+        let mut args = vec!["backup", p(&vault), ITEM, p(&src)];
+        if version >= 5 {
+            args.extend(["--tag", "fixture", "--tag", &n]);
+        }
+        let out = run(&args);
         let (_, name) = created_point(&out).expect("created point line");
-        points.push(json!({"point": name, "deleted": false, "entries": entries(&src)}));
+        let mut pt = json!({"point": name, "deleted": false, "entries": entries(&src)});
+        if version >= 5 {
+            let mut tags = vec!["fixture".to_string(), n.clone()];
+            tags.sort();
+            pt["tags"] = json!(tags);
+            pt["host"] = json!(
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap()
+                    .trim()
+            );
+        }
+        points.push(pt);
     };
     backup(&mut points);
     w("data/second.txt", b"added for the second point\n");

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use vaultfs::format::{
     self, ChunkRef, ConfigFile, ConfigRecord, FORMAT_NAME, FORMAT_VERSION, FORMAT_VERSION_OLDEST,
-    IncomingRecord, ItemRecord, MetaRecord, Node, NodeKind, PointRecord, PolicyRecord, Retention,
-    RevokedKey, Schedule, Tree, VaultParams,
+    IncomingRecord, ItemRecord, MetaRecord, Node, NodeKind, PointOrigin, PointRecord, PolicyRecord,
+    Retention, RevokedKey, Schedule, Tree, VaultParams,
 };
 use vaultfs::keys::{Credential, DataKey, KdfParams, MasterKey, rsa};
 use vaultfs::store::backend::local::LocalBackend;
@@ -205,7 +205,21 @@ fn point() -> PointRecord {
         bytes: 1 << 33,
         deleted_at_ns: Some(1_795_500_000_000_000_000),
         revision: 2,
+        origin: Some(PointOrigin {
+            host: "web01.example.org".into(),
+            paths: vec![b"/srv/www".to_vec(), b"/etc/nginx\xff".to_vec()],
+            tags: vec!["daily".into(), "env=prod".into()],
+        }),
     }
+}
+
+/// The point record as the vectors of `version` hold it: before v5 without an origin.
+fn point_of(version: u32) -> PointRecord {
+    let mut p = point();
+    if version < 5 {
+        p.origin = None;
+    }
+    p
 }
 
 fn incoming() -> IncomingRecord {
@@ -631,11 +645,29 @@ fn check_reads(version: u32, doc: &Value) {
     decodes_to(v, "record.node.file", file_node());
     decodes_to(v, "record.tree", tree());
     decodes_to(v, "record.item", item());
-    decodes_to(v, "record.point", point());
+    // Point records of every version read through `decode_point`; an older one keeps its
+    // bytes when encoded again (gc finds live meta blobs by encoding records).
+    let old = point_of(version);
+    for (name, bytes_of) in [
+        ("record.point", format::encode(&old)),
+        (
+            "record.meta.point",
+            format::encode(&MetaRecord::Point(Box::new(old.clone()))),
+        ),
+    ] {
+        assert_eq!(bytes(v, name), bytes_of, "{}", what(name));
+    }
+    assert_eq!(
+        format::decode_point(&bytes(v, "record.point")).unwrap(),
+        old
+    );
+    assert_eq!(
+        format::decode_meta(&bytes(v, "record.meta.point")).unwrap(),
+        MetaRecord::Point(Box::new(old.clone()))
+    );
     decodes_to(v, "record.incoming", incoming());
     decodes_to(v, "record.policy", policy());
     decodes_to(v, "record.meta.item", MetaRecord::Item(item()));
-    decodes_to(v, "record.meta.point", MetaRecord::Point(Box::new(point())));
     decodes_to(
         v,
         "record.meta.incoming",
@@ -674,7 +706,7 @@ fn check_reads(version: u32, doc: &Value) {
     assert_eq!(cat.item(&codec, "web01").unwrap(), Some(item()));
     assert_eq!(
         cat.point(&codec, "web01", &point().name).unwrap(),
-        Some(point())
+        Some(old)
     );
     assert_eq!(cat.incoming(&codec, "web01").unwrap(), Some(incoming()));
     assert_eq!(cat.policy(&codec, "web01").unwrap(), Some(policy()));

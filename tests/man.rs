@@ -142,6 +142,7 @@ fn extra_sections(name: &str) -> String {
         ("2", "Bad arguments."),
         ("3", "Partial: done, but some entries were skipped (a backup whose point lacks entries that could not be read; a repair that found lost data)."),
         ("70", "Internal error (a bug), reported as one line."),
+        ("75", "The vault is in use by a running backup, which answers only read-only commands; try again, or give --lock-wait."),
     ]));
     out
 }

@@ -41,6 +41,10 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         vaultfs_mount_devices(),
     )?;
     let vault = env.open(&a.vault)?;
+    // Other commands reach the vault through this process while it runs (DESIGN §14).
+    let _serving = (!env.is_remote() && !env.is_replica())
+        .then(|| super::busy::serve(&vault))
+        .flatten();
     // A source that is gone (an unmounted share) is a failed job, not only an error.
     let job = vault.job(JobKind::Backup, Some(&a.item), &env.started_by());
     if let Some(p) = missing {
@@ -62,7 +66,7 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let r = backup::backup_selected(&vault, &a.item, &sources, &select, &progress);
+        let r = backup::backup_tagged(&vault, &a.item, &sources, &select, &a.tags.tags, &progress);
         done.store(true, Ordering::Relaxed);
         r
     });
@@ -83,6 +87,8 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
             "files": s.files, "files_unchanged": s.files_unchanged, "dirs": s.dirs,
             "bytes_total": s.bytes_total, "bytes_read": s.bytes_read,
             "bytes_added": s.bytes_added, "seconds": s.seconds, "warnings": s.warnings,
+            "host": super::points::host_json(&s.point), "paths": super::points::paths_json(&s.point),
+            "tags": super::points::tags_json(&s.point),
         }))?);
     } else {
         env.out(format!("created point {}/{}", s.point.item, s.point.name));

@@ -6,6 +6,7 @@ mod advisor;
 mod alerts;
 mod audit;
 mod backup;
+mod busy;
 mod check;
 mod completions;
 mod credential;
@@ -205,6 +206,11 @@ impl<'a> Env<'a> {
             Sink::Local => eprintln!("{}", line.into()),
             Sink::Remote(r) => r.lock().expect("sink lock").err(line),
         }
+    }
+
+    /// The caller's working directory.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
     }
 
     /// A user-given path, relative to the caller's working directory.
@@ -444,15 +450,34 @@ pub fn forward(cli: &Cli, argv: &[std::ffi::OsString]) -> Option<i32> {
             .collect(),
         cwd: env.cwd.clone(),
     };
-    let mut answered = false;
-    let result = control::call(stream, &req, |r| {
-        answered = true;
-        match r {
-            Response::Out(s) => println!("{s}"),
-            Response::Err(s) => eprintln!("{s}"),
-            Response::Exit(_) => {}
+    // A backup holding the vault refuses writers (`busy`): with --lock-wait, ask again until
+    // it ends (its socket is gone then, and the command runs here).
+    let deadline = std::time::Instant::now() + cli.lock_wait.unwrap_or_default();
+    let mut stream = stream;
+    let mut told = false;
+    let (answered, result) = loop {
+        let waiting = std::time::Instant::now() < deadline;
+        let mut answered = false;
+        let mut busy = false;
+        let result = control::call(stream, &req, |r| {
+            answered = true;
+            match r {
+                Response::Err(s) if waiting && s.starts_with(busy::BUSY_PREFIX) => busy = true,
+                Response::Out(s) => println!("{s}"),
+                Response::Err(s) => eprintln!("{s}"),
+                Response::Exit(_) => {}
+            }
+        });
+        if !(busy && matches!(result, Ok(Some(busy::EXIT_BUSY)))) {
+            break (answered, result);
         }
-    });
+        if !told {
+            eprintln!("vaultfs: vault is in use by a running backup; waiting for it");
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        stream = control::connect(vault)?;
+    };
     let dropped = match &result {
         Ok(None) => true,
         Err(e) => matches!(

@@ -1,10 +1,12 @@
 //! `vaultfs policy`
 
 use anyhow::Result;
+use serde_json::{Value, json};
 
 use vaultfs::cli::PolicyArgs;
-use vaultfs::format::{PolicyRecord, Retention};
+use vaultfs::format::{PointRecord, PolicyRecord, Retention};
 use vaultfs::vault::immutable::lowers;
+use vaultfs::vault::names::rfc3339;
 use vaultfs::vault::policy::{parse_schedule, retire, show_schedule};
 
 use super::{Env, Outcome, plural};
@@ -41,7 +43,19 @@ pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
         let points = vault.points(Some(&a.item), false)?;
         let retired = retire(&points, &new);
         // Oldest first, as `points` lists them.
-        for p in points.iter().filter(|p| retired.contains(&p.name)) {
+        let would: Vec<&PointRecord> = points
+            .iter()
+            .filter(|p| retired.contains(&p.name))
+            .collect();
+        if a.json {
+            let mut js = policy_json(&a.item, vault.policy(&a.item)?.as_ref(), &new);
+            js["dry_run"] = json!(true);
+            js["would_retire"] = json!(would.iter().map(|p| point_json(p)).collect::<Vec<_>>());
+            js["would_keep"] = json!(points.len() - retired.len());
+            env.out(serde_json::to_string_pretty(&js)?);
+            return Ok(Outcome::Ok);
+        }
+        for p in would {
             env.out(format!("would retire {}/{} (soft delete)", p.item, p.name));
         }
         env.out(format!(
@@ -60,18 +74,44 @@ pub fn run(a: PolicyArgs, env: &Env) -> Result<Outcome> {
         );
         super::guard::authorize(env, &vault, &op, &a.approval)?;
     }
+    let mut retired = Vec::new();
     let rec = if schedule.is_some() || keeps.iter().any(|k| k.is_some()) {
         let rec = vault.set_policy(&a.item, schedule, change)?;
-        let retired = vault.apply_retention(&a.item)?;
-        for p in &retired {
-            env.out(format!("retired {}/{} (soft-deleted)", p.item, p.name));
-        }
+        retired = vault.apply_retention(&a.item)?;
         Some(rec)
     } else {
         vault.policy(&a.item)?
     };
+    if a.json {
+        let keep = rec.as_ref().map(|r| r.retention).unwrap_or_default();
+        let mut js = policy_json(&a.item, rec.as_ref(), &keep);
+        js["retired"] = json!(retired.iter().map(point_json).collect::<Vec<_>>());
+        env.out(serde_json::to_string_pretty(&js)?);
+        return Ok(Outcome::Ok);
+    }
+    for p in &retired {
+        env.out(format!("retired {}/{} (soft-deleted)", p.item, p.name));
+    }
     env.out(describe(&a.item, rec.as_ref()));
     Ok(Outcome::Ok)
+}
+
+/// A policy as JSON: `keep` is the retention shown (the one a dry run would set).
+fn policy_json(item: &str, rec: Option<&PolicyRecord>, keep: &Retention) -> Value {
+    json!({
+        "item": item,
+        "policy": rec.is_some(),
+        "schedule": rec.and_then(|r| r.schedule.is_some().then(|| show_schedule(&r.schedule))),
+        "keep": {
+            "last": keep.last, "daily": keep.daily, "weekly": keep.weekly,
+            "monthly": keep.monthly, "yearly": keep.yearly,
+        },
+        "set": rec.map(|r| rfc3339(r.set_ns)),
+    })
+}
+
+fn point_json(p: &PointRecord) -> Value {
+    json!({"item": p.item, "point": p.name, "created": rfc3339(p.created_ns)})
 }
 
 /// One line: `ITEM: schedule hourly; keep last 3, daily 7`.

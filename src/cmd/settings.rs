@@ -1,11 +1,13 @@
 //! `vaultfs settings`
 
 use anyhow::Result;
+use serde_json::json;
 
 use vaultfs::cli::{ImmutabilityArg, SettingsArgs, SoftDeleteMode};
 use vaultfs::format::Immutability;
 use vaultfs::vault::Vault;
 use vaultfs::vault::alerts::AlertSettings;
+use vaultfs::vault::names::rfc3339;
 use vaultfs::vault::policy::{parse_schedule, show_schedule};
 use vaultfs::vault::replica_settings::ReplicaSettings;
 
@@ -44,21 +46,44 @@ pub fn run(a: SettingsArgs, env: &Env) -> Result<Outcome> {
         (d, true) => format!("{}, always-on", super::plural(d.into(), "day", "days")),
         (d, false) => super::plural(d.into(), "day", "days"),
     };
-    env.out(format!("soft delete: {state}"));
     if let Some(mode) = a.immutability {
         vault.set_immutability(mode.into())?;
     }
+    let replica = replication(&vault, &a, env)?;
+    let alerts = alerting(&vault, &a)?;
+    if a.json {
+        env.out(serde_json::to_string_pretty(&json!({
+            "vault_created": rfc3339(p.created_ns),
+            "soft_delete_days": p.soft_delete_days,
+            "soft_delete_always_on": p.soft_delete_always_on,
+            "immutability": vault.immutability().as_str(),
+            "replicate_to": replica.target,
+            "replicate_every": replica.schedule.is_some().then(|| show_schedule(&replica.schedule)),
+            "replicated_last": replica.last_ok_ns.map(rfc3339),
+            "alert_command": alerts.command,
+        }))?);
+        return Ok(Outcome::Ok);
+    }
+    env.out(format!("soft delete: {state}"));
     // Shown once it was set or asked about (the one-line output stays as it was otherwise).
     if a.immutability.is_some() || vault.immutability() != Immutability::Disabled {
         env.out(format!("immutability: {}", vault.immutability().as_str()));
     }
-    replication(&vault, &a, env)?;
-    alerting(&vault, &a, env)?;
+    if let Some(t) = &replica.target {
+        let every = match replica.schedule {
+            Some(_) => show_schedule(&replica.schedule),
+            None => "on demand (vaultfs replicate)".into(),
+        };
+        env.out(format!("replicates to: {t}, {every}"));
+    }
+    if let Some(cmd) = &alerts.command {
+        env.out(format!("alert command: {cmd}"));
+    }
     Ok(Outcome::Ok)
 }
 
 /// `--replicate-to` / `--replicate-every`: kept beside the vault (see `replica_settings`).
-fn replication(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
+fn replication(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<ReplicaSettings> {
     let mut s = ReplicaSettings::load(vault);
     let before = s.clone();
     if let Some(t) = &a.replicate_to {
@@ -77,18 +102,11 @@ fn replication(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
     if s != before {
         s.save(vault)?;
     }
-    if let Some(t) = &s.target {
-        let every = match s.schedule {
-            Some(_) => show_schedule(&s.schedule),
-            None => "on demand (vaultfs replicate)".into(),
-        };
-        env.out(format!("replicates to: {t}, {every}"));
-    }
-    Ok(())
+    Ok(s)
 }
 
 /// `--alert-command`: kept beside the vault (see `vault::alerts`).
-fn alerting(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
+fn alerting(vault: &Vault, a: &SettingsArgs) -> Result<AlertSettings> {
     let mut s = AlertSettings::load(vault);
     if let Some(cmd) = &a.alert_command {
         if cmd.trim().is_empty() {
@@ -97,8 +115,5 @@ fn alerting(vault: &Vault, a: &SettingsArgs, env: &Env) -> Result<()> {
         s.command = (cmd != "none").then(|| cmd.clone());
         s.save(vault)?;
     }
-    if let Some(cmd) = &s.command {
-        env.out(format!("alert command: {cmd}"));
-    }
-    Ok(())
+    Ok(s)
 }

@@ -14,7 +14,7 @@ pub fn run(a: SnapshotArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&dir)?;
     let job = vault.job(JobKind::Snapshot, Some(&a.item), &env.started_by());
     let before = vault.store().stats().sealed_bytes_added;
-    let result = vault.snapshot(&a.item);
+    let result = vault.snapshot_tagged(&a.item, &a.tags.tags);
     let added = vault.store().stats().sealed_bytes_added - before;
     job.finish(&result, |p| JobEnd {
         figures: JobFigures {

@@ -58,6 +58,19 @@ struct Ctx<'a> {
     links: Mutex<HashMap<u64, Vec<ChunkRef>>>,
 }
 
+/// Tests (`test-clock` builds only): wait, for up to two minutes, while the file named by
+/// `VAULTFS_TEST_HOLD_BACKUP` exists, once the data is stored and before the point is
+/// committed, so a test can run other commands beside a backup in progress.
+#[cfg(feature = "test-clock")]
+fn test_hold() {
+    if let Some(p) = std::env::var_os("VAULTFS_TEST_HOLD_BACKUP") {
+        let start = Instant::now();
+        while Path::new(&p).exists() && start.elapsed() < std::time::Duration::from_secs(120) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// Back up `src` as a new point of `item`.
 pub fn backup(vault: &Vault, item: &str, src: &Path, progress: &Progress) -> Result<BackupSummary> {
     let sources = [src.to_path_buf()];
@@ -74,7 +87,20 @@ pub fn backup_selected(
     select: &Selection,
     progress: &Progress,
 ) -> Result<BackupSummary> {
+    backup_tagged(vault, item, sources, select, &[], progress)
+}
+
+/// [`backup_selected`], the point tagged with `tags` (it records this host and the sources).
+pub fn backup_tagged(
+    vault: &Vault,
+    item: &str,
+    sources: &[PathBuf],
+    select: &Selection,
+    tags: &[String],
+    progress: &Progress,
+) -> Result<BackupSummary> {
     names::check_item(item)?;
+    let origin = super::origin::origin(sources, tags)?;
     let start = Instant::now();
     let created_ns = now_ns();
     let src = sources
@@ -144,7 +170,17 @@ pub fn backup_selected(
             ctx.dirs.load(Ordering::Relaxed),
             ctx.bytes_total.load(Ordering::Relaxed),
         );
-        vault.commit_point(item, created_ns, root, counts, failures_before)
+        #[cfg(feature = "test-clock")]
+        test_hold();
+        vault.commit_point_with(
+            item,
+            created_ns,
+            root,
+            counts,
+            origin,
+            None,
+            failures_before,
+        )
     });
     // On failure, blobs already written stay as garbage for gc: the open pack is shared with
     // other sessions of the daemon and must not be thrown away.

@@ -163,7 +163,11 @@ impl Catalog {
     }
 
     fn open_point(codec: &Codec, key: &[u8], v: &[u8]) -> Result<PointRecord> {
-        let rec: PointRecord = open_value(codec, POINT_AAD, key, v, "point record")?;
+        let what = "point record";
+        let plain = codec
+            .open_raw(v, &aad(POINT_AAD, key))
+            .map_err(|e| bad(what, e))?;
+        let rec = format::decode_point(&plain).map_err(|e| bad(what, e))?;
         if Self::point_key(codec, &rec.item, &rec.name) != key {
             return Err(bad("point record", "stored under another point's key"));
         }

@@ -8,15 +8,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use crate::format::{IncomingRecord, ItemRecord, MetaRecord, NodeKind, PointRecord};
+use crate::format::{IncomingRecord, ItemRecord, MetaRecord, NodeKind, PointOrigin, PointRecord};
 use crate::store::BlobId;
 
 use super::{Result, Vault, VaultError, names, now_ns};
 
 /// What the mount daemon's live incoming trees offer the vault.
 pub trait LiveIncoming: Send + Sync {
-    /// Freeze `incoming/ITEM` into a new point.
-    fn snapshot(&self, item: &str) -> Result<PointRecord>;
+    /// Freeze `incoming/ITEM` into a new point from `origin`.
+    fn snapshot(&self, item: &str, origin: PointOrigin) -> Result<PointRecord>;
     /// Save every changed incoming tree now (gc marks from the saved records).
     fn save(&self) -> Result<()>;
 }
@@ -105,9 +105,15 @@ impl Vault {
     /// Freeze `incoming/ITEM` into a new point: through the mount daemon when this process
     /// is one, otherwise from the newest saved incoming record.
     pub fn snapshot(&self, item: &str) -> Result<PointRecord> {
+        self.snapshot_tagged(item, &[])
+    }
+
+    /// [`Vault::snapshot`], the point tagged with `tags`.
+    pub fn snapshot_tagged(&self, item: &str, tags: &[String]) -> Result<PointRecord> {
         self.item(item)?;
+        let origin = super::origin::incoming_origin(item, tags)?;
         if let Some(live) = self.live_incoming() {
-            return live.snapshot(item);
+            return live.snapshot(item, origin);
         }
         let rec = self
             .incoming(item)?
@@ -120,6 +126,7 @@ impl Vault {
             now_ns(),
             rec.root.clone(),
             totals.as_tuple(),
+            origin,
             None,
             failures_before,
         )

@@ -28,6 +28,7 @@ pub mod location;
 pub mod lock;
 pub mod names;
 mod oplog;
+pub mod origin;
 pub mod policy;
 pub mod records;
 pub mod repair;
@@ -537,17 +538,28 @@ impl Vault {
         counts: (u64, u64, u64),
         failures_before: u64,
     ) -> Result<PointRecord> {
-        self.commit_point_with(item, created_ns, root, counts, None, failures_before)
+        let origin = origin::origin(&[], &[])?;
+        self.commit_point_with(
+            item,
+            created_ns,
+            root,
+            counts,
+            origin,
+            None,
+            failures_before,
+        )
     }
 
     /// [`Vault::commit_point`], also recording the item's incoming tree in the same commit
     /// (a snapshot of `incoming/ITEM`).
+    #[allow(clippy::too_many_arguments)] // each is one fact of the commit, used once
     pub(crate) fn commit_point_with(
         &self,
         item: &str,
         created_ns: i64,
         root: format::Node,
         counts: (u64, u64, u64),
+        origin: format::PointOrigin,
         incoming: Option<IncomingRecord>,
         failures_before: u64,
     ) -> Result<PointRecord> {
@@ -576,6 +588,7 @@ impl Vault {
             bytes: counts.2,
             deleted_at_ns: None,
             revision: 1,
+            origin: Some(origin),
         };
         let mut metas = Vec::new();
         if existing.is_none() {

@@ -155,7 +155,7 @@ pub fn from_packs(codec: &Codec, backend: &dyn Backend, survey: &Survey) -> (Rec
         for copy in survey.readable(id, None) {
             match read_copy(codec, backend, id, &copy) {
                 Ok(plain) => {
-                    match format::decode::<MetaRecord>(&plain, "meta record") {
+                    match format::decode_meta(&plain) {
                         Ok(rec) => {
                             records.add(rec);
                         }

@@ -23,7 +23,7 @@ pub(crate) fn read_meta(store: &Store, pack: PackId, entry: &PackEntry) -> Resul
         kind: entry.kind,
     };
     let plain = store.get_at(&entry.id, &loc)?;
-    format::decode::<MetaRecord>(&plain, "meta record")
+    format::decode_meta(&plain)
         .map_err(|err| VaultError::corrupt(Damaged::Content(entry.id), err.to_string()))
 }
 

@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use super::chunks::ChunkCache;
 use super::error::{ViewError, ViewResult};
 use super::kernel::Kernel;
-use crate::format::PointRecord;
+use crate::format::{PointOrigin, PointRecord};
 use crate::store::BlobId;
 use crate::vault::incoming::{LiveIncoming, Totals};
 use crate::vault::{Result as VResult, Vault};
@@ -189,8 +189,8 @@ impl Incoming {
 }
 
 impl LiveIncoming for Incoming {
-    fn snapshot(&self, item: &str) -> VResult<PointRecord> {
-        let p = self.snapshot_item(item)?;
+    fn snapshot(&self, item: &str, origin: PointOrigin) -> VResult<PointRecord> {
+        let p = self.snapshot_item(item, origin)?;
         tracing::info!("snapshot of an incoming item: point {}", p.name);
         Ok(p)
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::state::{Data, State};
 use super::{Incoming, QUIET_TICK, save_every};
-use crate::format::{IncomingRecord, Node, PointRecord, Tree};
+use crate::format::{IncomingRecord, Node, PointOrigin, PointRecord, Tree};
 use crate::vault::incoming::Totals;
 use crate::vault::{Result as VResult, VaultError, now_ns, tree};
 use crate::view::error::ViewResult;
@@ -219,7 +219,7 @@ impl Incoming {
         Ok(())
     }
 
-    pub(super) fn snapshot_item(&self, item: &str) -> VResult<PointRecord> {
+    pub(super) fn snapshot_item(&self, item: &str, origin: PointOrigin) -> VResult<PointRecord> {
         let _one = self.save_lock.lock();
         // No change may land between storing the staged files and building the trees.
         let freeze = self.freeze.write();
@@ -259,6 +259,7 @@ impl Incoming {
             created_ns,
             root,
             totals.as_tuple(),
+            origin,
             Some(rec),
             failures_before,
         );
