@@ -137,4 +137,14 @@ fn readers_answer_and_writers_are_refused_or_wait_while_a_backup_runs() {
     assert_eq!(names(&ok(&["points", v, "web", "--json"])), [first, second]);
     assert_eq!(names(&ok(&["points", v, "other", "--json"])).len(), 1);
     assert!(ok(&["check", v]).contains(": 0 errors"));
+    // Both backups recorded their jobs' end (the vault dropped, flushing it, at their exit).
+    let jobs: Value = serde_json::from_str(&ok(&["jobs", v, "--json"])).unwrap();
+    let backups: Vec<&Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "backup")
+        .collect();
+    assert_eq!(backups.len(), 3, "{jobs}");
+    assert!(backups.iter().all(|j| j["status"] == "completed"), "{jobs}");
 }

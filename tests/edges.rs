@@ -319,3 +319,37 @@ fn policy_and_settings_speak_json_in_show_and_change_forms() {
     assert_eq!(st["alert_command"], "true");
     assert_eq!(json(&["settings", v, "--json"])["soft_delete_days"], 30);
 }
+
+#[test]
+fn every_json_time_is_rfc3339() {
+    let f = Fixture::new();
+    let v = s(&f.vault);
+    fs::create_dir_all(&f.src).unwrap();
+    fs::write(f.src.join("x"), "x").unwrap();
+    let first = backup(&f.vault, "web", &f.src);
+    backup(&f.vault, "web", &f.src);
+    ok(&["delete", v, &format!("web/{first}")]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ok(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let mut seen = 0;
+    let mut time = |what: &str, v: &serde_json::Value| {
+        let t = v.as_str().unwrap_or_else(|| panic!("{what}: no time: {v}"));
+        t.parse::<jiff::Timestamp>()
+            .unwrap_or_else(|e| panic!("{what}: {t:?} is not RFC 3339: {e}"));
+        seen += 1;
+    };
+    let items = json(&["items", v, "--json"]);
+    time("items created", &items[0]["created"]);
+    let points = json(&["points", v, "--json"]);
+    time("points created", &points[0]["created"]);
+    let deleted = json(&["points", v, "--deleted", "--json"]);
+    time("points deleted_at", &deleted[0]["deleted_at"]);
+    time("points purge_at", &deleted[0]["purge_at"]);
+    let jobs = json(&["jobs", v, "--json"]);
+    time("jobs start", &jobs[0]["start"]);
+    time("jobs end", &jobs[0]["end"]);
+    let audit = json(&["audit", v, "--json"]);
+    time("audit time", &audit[0]["time"]);
+    assert_eq!(seen, 7);
+}

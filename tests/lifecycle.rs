@@ -107,9 +107,11 @@ fn pname(ns: i64) -> String {
     strftime(ns, "%Y-%m-%dT%H-%M-%SZ")
 }
 
-/// How `points --json` shows a time.
+/// How `points --json` shows a time (RFC 3339).
 fn disp(ns: i64) -> String {
-    strftime(ns, "%Y-%m-%d %H:%M:%S UTC")
+    jiff::Timestamp::from_nanosecond(ns as i128)
+        .unwrap()
+        .to_string()
 }
 
 /// One row of `points VAULT ITEM [--deleted] --json`.

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use vaultfs::cli::{AlertsArgs, AlertsCommand};
 use vaultfs::vault::alerts::{AlertRecord, AlertState};
-use vaultfs::vault::names::display_time;
+use vaultfs::vault::names::{display_time, rfc3339};
 
 use super::{Env, Outcome, table};
 
@@ -64,7 +64,7 @@ pub fn run(a: AlertsArgs, env: &Env) -> Result<Outcome> {
 
 fn json(al: &AlertRecord) -> Value {
     let mut v = serde_json::to_value(al).expect("an alert serialises");
-    v["raised"] = display_time(al.raised_ns).into();
+    v["raised"] = rfc3339(al.raised_ns).into();
     v
 }
 

@@ -7,7 +7,7 @@ use serde_json::json;
 use vaultfs::cli::{AuditArgs, Command, GuardCommand, KeyCommand, RoleCommand};
 use vaultfs::format::{AuditOutcome, AuditRecord};
 use vaultfs::vault::audit::What;
-use vaultfs::vault::names::display_time;
+use vaultfs::vault::names::{display_time, rfc3339};
 use vaultfs::vault::{VaultError, now_ns};
 
 use super::{Env, Outcome, one_line, table};
@@ -165,7 +165,7 @@ fn to_json(r: &AuditRecord) -> serde_json::Value {
         AuditOutcome::Denied(e) => ("denied", Some(e)),
     };
     json!({
-        "seq": r.seq, "time": display_time(r.time_ns), "time_ns": r.time_ns,
+        "seq": r.seq, "time": rfc3339(r.time_ns), "time_ns": r.time_ns,
         "uid": r.uid, "user": r.user, "op": r.op, "item": r.item, "params": r.params,
         "outcome": outcome, "reason": reason,
     })

@@ -4,8 +4,8 @@
 //! `--lock-wait`, their client retries until the backup ends). DESIGN §14.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use vaultfs::cli::{Cli, Command};
@@ -40,14 +40,23 @@ fn read_only(command: &Command) -> bool {
 /// for those running to finish.
 pub struct Serving {
     dir: PathBuf,
-    active: Arc<AtomicUsize>,
+    gate: Arc<Gate>,
+}
+
+/// Commands running, and whether the backup stopped taking more. The handler holds the vault
+/// weakly and only while a command runs: the vault must drop at the backup's end, since its
+/// drop flushes the index database (the job's end is written there).
+#[derive(Default)]
+struct Gate {
+    active: AtomicUsize,
+    closed: AtomicBool,
 }
 
 /// Answer commands on `vault`'s control socket until the returned guard drops. `None` when the
 /// socket cannot be made (the backup goes on; other commands then find the vault in use).
 pub fn serve(vault: &Arc<Vault>) -> Option<Serving> {
-    let active = Arc::new(AtomicUsize::new(0));
-    let (shared, count) = (vault.clone(), active.clone());
+    let gate = Arc::new(Gate::default());
+    let (weak, count): (Weak<Vault>, _) = (Arc::downgrade(vault), gate.clone());
     let pid = std::process::id();
     let handler: Handler = Arc::new(move |req, out| {
         let Request::Command { argv_hex, .. } = &req else {
@@ -70,15 +79,27 @@ pub fn serve(vault: &Arc<Vault>) -> Option<Serving> {
             out.send(&Response::Exit(EXIT_BUSY));
             return;
         }
-        count.fetch_add(1, Ordering::SeqCst);
-        super::serve_remote(shared.clone(), req, out);
-        count.fetch_sub(1, Ordering::SeqCst);
+        // Counted before looking at `closed`, which the drop sets before looking at the count:
+        // either this sees the backup ending, or the drop waits for this command.
+        count.active.fetch_add(1, Ordering::SeqCst);
+        match weak.upgrade() {
+            Some(vault) if !count.closed.load(Ordering::SeqCst) => {
+                super::serve_remote(vault, req, out);
+            }
+            _ => {
+                out.err(format!(
+                    "{BUSY_PREFIX} (pid {pid}), which is ending; try again"
+                ));
+                out.send(&Response::Exit(EXIT_BUSY));
+            }
+        }
+        count.active.fetch_sub(1, Ordering::SeqCst);
     });
     let open = !vault.roles().is_empty();
     match control::serve(vault.dir(), handler, open) {
         Ok(()) => Some(Serving {
             dir: vault.dir().to_path_buf(),
-            active,
+            gate,
         }),
         Err(e) => {
             tracing::warn!("no control socket during the backup: {e}");
@@ -89,9 +110,10 @@ pub fn serve(vault: &Arc<Vault>) -> Option<Serving> {
 
 impl Drop for Serving {
     fn drop(&mut self) {
+        self.gate.closed.store(true, Ordering::SeqCst);
         let _ = std::fs::remove_file(control::socket_path(&self.dir));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while self.gate.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use vaultfs::cli::ItemsArgs;
-use vaultfs::vault::names::display_time;
+use vaultfs::vault::names::rfc3339;
 
 use super::{Env, Outcome, human_bytes, table};
 
@@ -23,7 +23,7 @@ pub fn run(a: ItemsArgs, env: &Env) -> Result<Outcome> {
         let last = points.last();
         js.push(json!({
             "name": item.name,
-            "created": display_time(item.created_ns),
+            "created": rfc3339(item.created_ns),
             "points": points.len(),
             "deleted_points": deleted,
             "latest": last.map(|p| p.name.clone()),

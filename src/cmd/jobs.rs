@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use vaultfs::cli::{JobShowArgs, JobsArgs, JobsCommand};
 use vaultfs::vault::jobs::{JobRecord, JobStatus, kind_name};
-use vaultfs::vault::names::display_time;
+use vaultfs::vault::names::{display_time, rfc3339};
 use vaultfs::vault::now_ns;
 
 use super::{Env, Outcome, human_bytes, table};
@@ -106,8 +106,8 @@ fn show(a: JobShowArgs, env: &Env) -> Result<Outcome> {
 /// A job as JSON: the record's fields plus readable times and its duration.
 pub fn json(j: &JobRecord) -> Value {
     let mut v = serde_json::to_value(j).expect("a job record serialises");
-    v["start"] = display_time(j.start_ns).into();
-    v["end"] = j.end_ns.map(display_time).into();
+    v["start"] = rfc3339(j.start_ns).into();
+    v["end"] = j.end_ns.map(rfc3339).into();
     v["seconds"] = j.end_ns.map(|e| (e - j.start_ns) as f64 / 1e9).into();
     v
 }

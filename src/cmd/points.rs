@@ -5,7 +5,7 @@ use serde_json::json;
 
 use vaultfs::cli::PointsArgs;
 use vaultfs::format::PointRecord;
-use vaultfs::vault::names::display_time;
+use vaultfs::vault::names::{display_time, rfc3339};
 use vaultfs::vault::origin::PointFilter;
 
 use super::{Env, Outcome, human_bytes, table};
@@ -33,10 +33,10 @@ pub fn run(a: PointsArgs, env: &Env) -> Result<Outcome> {
             .zip(&lost)
             .map(|(p, lost)| {
                 json!({
-                    "item": p.item, "point": p.name, "created": display_time(p.created_ns),
+                    "item": p.item, "point": p.name, "created": rfc3339(p.created_ns),
                     "created_ns": p.created_ns, "files": p.files, "dirs": p.dirs, "bytes": p.bytes,
-                    "deleted_at": p.deleted_at_ns.map(display_time),
-                    "purge_at": p.deleted_at_ns.map(|d| display_time(vault.purge_time(d))),
+                    "deleted_at": p.deleted_at_ns.map(rfc3339),
+                    "purge_at": p.deleted_at_ns.map(|d| rfc3339(vault.purge_time(d))),
                     "damaged_paths": lost,
                     "host": host_json(p), "paths": paths_json(p), "tags": tags_json(p),
                 })
