@@ -102,7 +102,7 @@ pub fn serve(vault: &Arc<Vault>) -> Option<Serving> {
             gate,
         }),
         Err(e) => {
-            tracing::warn!("no control socket during the backup: {e}");
+            tracing::info!("no control socket during the backup: {e}");
             None
         }
     }
