@@ -56,8 +56,14 @@ fn points_record_host_sources_and_tags_and_are_filtered_by_them() {
 
     let all = points_json(v, &[]);
     assert_eq!(all.len(), 3);
-    let by_name = |n: &str| all.iter().find(|p| p["point"] == n).unwrap().clone();
-    let (j1, j2, j3) = (by_name(&p1), by_name(&p2), by_name(&p3));
+    // Points of two items may share a name (one second): find them by both.
+    let by_name = |i: &str, n: &str| {
+        all.iter()
+            .find(|p| p["item"] == i && p["point"] == n)
+            .unwrap()
+            .clone()
+    };
+    let (j1, j2, j3) = (by_name("web", &p1), by_name("web", &p2), by_name("db", &p3));
     for j in [&j1, &j2, &j3] {
         assert_eq!(j["host"], json!(host()), "{j}");
     }
