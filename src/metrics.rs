@@ -106,6 +106,22 @@ pub fn render(vault: &Vault, cache_root: &std::path::Path) -> Result<String> {
         "Bytes the live points hold as files, each point counted whole",
         s.logical_bytes as f64,
     );
+    if let Some(r) = s.dedup_ratio {
+        gauge(
+            &mut reg,
+            "vaultfs_dedup_ratio",
+            "Bytes of the live points' files per distinct chunk byte",
+            r,
+        );
+    }
+    if let Some(r) = s.compression_ratio {
+        gauge(
+            &mut reg,
+            "vaultfs_compression_ratio",
+            "Distinct chunk bytes per sealed byte in the packs",
+            r,
+        );
+    }
     if let Some(free) = s.free_bytes {
         gauge(
             &mut reg,

@@ -26,6 +26,7 @@ mod points;
 mod policy;
 mod repair;
 mod replicate;
+mod report;
 mod restore;
 mod role;
 mod settings;
@@ -376,6 +377,7 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Status(a) => status::run(a, env),
         Command::Alerts(a) => alerts::run(a, env),
         Command::Advisor(a) => advisor::run(a, env),
+        Command::Report(a) => report::run(a, env),
         Command::Metrics(a) => {
             let vault = env.open(&a.vault)?;
             vault.evaluate_alerts()?;
@@ -586,6 +588,7 @@ fn local_paths(command: &Command) -> bool {
             | Command::Completions(_)
             | Command::Guard(_)
             | Command::Key(_)
+            | Command::Report(_)
     )
 }
 
@@ -615,21 +618,7 @@ pub fn clap_line(text: &str) -> String {
     out
 }
 
-/// `1.5 GB`-style decimal sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+pub use vaultfs::report::human_bytes;
 
 /// `1 point`, `2 points`.
 pub fn plural(n: u64, one: &str, many: &str) -> String {

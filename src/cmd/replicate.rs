@@ -89,16 +89,7 @@ fn show_lag(env: &Env, target: &str, lags: &[ItemLag], json: bool) {
     }
 }
 
-/// `0s`, `45s`, `3m 5s`, `2h 10m`, `4d 3h`.
-pub fn duration(s: i64) -> String {
-    let s = s.max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
+pub use vaultfs::report::duration;
 
 fn summary(r: &ReplicateReport, target: &Location) -> String {
     format!(
