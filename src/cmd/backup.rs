@@ -1,7 +1,6 @@
 //! `vaultfs backup`
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +12,7 @@ use vaultfs::vault::backup;
 use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 use vaultfs::vault::select::{self, Selection};
 
-use super::{Env, Outcome, human_bytes, plural};
+use super::{Env, Outcome, human_bytes, plural, track};
 
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
@@ -49,24 +48,43 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         anyhow::bail!(msg);
     }
     let progress = job.progress.clone();
-    let pb = env.spinner();
-    let done = AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) && !pb.is_hidden() {
-                pb.set_message(format!(
-                    "{} files, {} read",
-                    progress.files.load(Ordering::Relaxed),
-                    human_bytes(progress.bytes_read.load(Ordering::Relaxed))
-                ));
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        let r = backup::backup_selected(&vault, &a.item, &sources, &select, &progress);
-        done.store(true, Ordering::Relaxed);
-        r
-    });
-    pb.finish_and_clear();
+    // The bar's total is the sources' size, measured by a walk beside the backup's (as
+    // restic does): until it ends the bar grows with it, and the ETA settles once it has.
+    let pb = env.bar(0, None);
+    let sized = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let result = track(
+        &pb,
+        |pb| {
+            let done = progress.bytes_read.load(Ordering::Relaxed)
+                + progress.bytes_skipped.load(Ordering::Relaxed);
+            let size = total.load(Ordering::Relaxed);
+            pb.set_length(if sized.load(Ordering::Relaxed) {
+                size
+            } else {
+                size.max(done)
+            });
+            pb.set_position(done);
+            pb.set_message(format!(
+                "backup {}: {} files",
+                a.item,
+                progress.files.load(Ordering::Relaxed)
+            ));
+        },
+        || {
+            std::thread::scope(|s| {
+                if !pb.is_hidden() {
+                    s.spawn(|| {
+                        for src in &sources {
+                            size_of(src, &total);
+                        }
+                        sized.store(true, Ordering::Relaxed);
+                    });
+                }
+                backup::backup_selected(&vault, &a.item, &sources, &select, &progress)
+            })
+        },
+    );
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
@@ -115,6 +133,22 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
             "{} entries could not be read and are missing from the point",
             s.warnings.len()
         )))
+    }
+}
+
+/// Add the bytes of the regular files under `path` to `total` (what a backup reads at most).
+fn size_of(path: &std::path::Path, total: &AtomicU64) {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if md.is_file() {
+        total.fetch_add(md.len(), Ordering::Relaxed);
+    } else if md.is_dir()
+        && let Ok(entries) = std::fs::read_dir(path)
+    {
+        for e in entries.flatten() {
+            size_of(&e.path(), total);
+        }
     }
 }
 

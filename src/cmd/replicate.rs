@@ -30,13 +30,11 @@ pub fn run(a: ReplicateArgs, env: &Env) -> Result<Outcome> {
         show_lag(env, &target.display(), &lags, a.json);
         return Ok(Outcome::Ok);
     }
-    let pb = env.spinner();
-    pb.set_message(format!("replicating to {}", target.display()));
+    let pb = env.bar(0, Some("packs"));
+    pb.set_message(format!("replicate to {}", target.display()));
     let progress = |done: u64, total: u64| {
-        pb.set_message(format!(
-            "replicating to {}: {done}/{total} packs",
-            target.display()
-        ))
+        pb.set_length(total);
+        pb.set_position(done);
     };
     let job = vault.job(JobKind::Replicate, None, &env.started_by());
     let result = replicate::replicate(&vault, &target, &progress);
