@@ -94,14 +94,20 @@ fn run_once(args: &[&str], what: &str) -> bool {
     sane_outcome(args, &vaultfs(args), what)
 }
 
+/// A vault (small packs) on a 40 MiB tmpfs: `TMP/fs/vault`.
+fn small_vault() -> (tempfile::TempDir, Tmpfs) {
+    let tmp = tempdir();
+    let fs = tmp.path().canonicalize().unwrap().join("fs");
+    let tmpfs = Tmpfs::mount(&fs, 40);
+    init_small_packs(&fs.join("vault"));
+    (tmp, tmpfs)
+}
+
 #[test]
 fn full_disk_wedges_nothing_and_everything_works_once_space_is_freed() {
-    let tmp = tempdir();
+    let (tmp, _tmpfs) = small_vault();
     let root = tmp.path().canonicalize().unwrap();
-    let fs = root.join("fs");
-    let _tmpfs = Tmpfs::mount(&fs, 40);
-    let vault = fs.join("vault");
-    init_small_packs(&vault);
+    let (fs, vault) = (root.join("fs"), root.join("fs/vault"));
     let src = root.join("src");
     for i in 0..30u64 {
         let p = src.join(format!("d{}/f{i}.bin", i % 3));
@@ -253,12 +259,9 @@ fn full_disk_wedges_nothing_and_everything_works_once_space_is_freed() {
 /// space is freed the vault lists the failed job and the alert.
 #[test]
 fn a_backup_on_a_full_disk_is_a_failed_job_with_one_alert_delivered() {
-    let tmp = tempdir();
+    let (tmp, _tmpfs) = small_vault();
     let root = tmp.path().canonicalize().unwrap();
-    let fs = root.join("fs");
-    let _tmpfs = Tmpfs::mount(&fs, 40);
-    let vault = fs.join("vault");
-    init_small_packs(&vault);
+    let (fs, vault) = (root.join("fs"), root.join("fs/vault"));
     let v = s(&vault);
     let inbox = root.join("inbox");
     std::fs::create_dir(&inbox).unwrap();
