@@ -16,6 +16,8 @@ need losetup mount
 need python3 python3
 need pip3 python3-pip
 need curl curl
+# tests/report.rs screenshots the HTML report in headless Chromium.
+need chromium chromium
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -139,6 +139,9 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// What is unprotected or risky in the vault, with the command that fixes each
     Advisor(StatusArgs),
+    /// Write the vault's health and history as one self-contained HTML page with charts
+    /// (storage growth, data added, ratios, job history, points, recovery point age)
+    Report(ReportArgs),
     /// Manage key slots and data-key epochs (list, add, remove, rotate)
     #[command(subcommand)]
     Key(KeyCommand),
@@ -520,6 +523,7 @@ impl Command {
             Command::Status(a) => Some(&a.vault),
             Command::Metrics(a) => Some(&a.vault),
             Command::Advisor(a) => Some(&a.vault),
+            Command::Report(a) => Some(&a.vault),
             Command::Alerts(a) => match &a.ack {
                 Some(AlertsCommand::Ack(s)) => Some(&s.vault),
                 None => a.vault.as_deref(),
@@ -758,6 +762,15 @@ pub struct AlertAckArgs {
     pub vault: PathBuf,
     /// The alert's id (see `vaultfs alerts VAULT`)
     pub id: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Path of the vault directory
+    pub vault: PathBuf,
+    /// The HTML file to write (replaced if it exists)
+    #[arg(long, value_name = "OUT.html")]
+    pub html: PathBuf,
 }
 
 #[derive(Debug, Args)]

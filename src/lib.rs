@@ -28,6 +28,7 @@ pub mod fuse;
 pub mod identity;
 pub mod keys;
 pub mod metrics;
+pub mod report;
 pub mod store;
 pub mod vault;
 pub mod view;

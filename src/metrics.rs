@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -106,6 +107,22 @@ pub fn render(vault: &Vault, cache_root: &std::path::Path) -> Result<String> {
         "Bytes the live points hold as files, each point counted whole",
         s.logical_bytes as f64,
     );
+    if let Some(r) = s.dedup_ratio {
+        gauge(
+            &mut reg,
+            "vaultfs_dedup_ratio",
+            "Bytes of the live points' files per distinct chunk byte",
+            r,
+        );
+    }
+    if let Some(r) = s.compression_ratio {
+        gauge(
+            &mut reg,
+            "vaultfs_compression_ratio",
+            "Distinct chunk bytes per sealed byte in the packs",
+            r,
+        );
+    }
     if let Some(free) = s.free_bytes {
         gauge(
             &mut reg,
@@ -198,6 +215,20 @@ pub fn render(vault: &Vault, cache_root: &std::path::Path) -> Result<String> {
         "vaultfs_jobs_running",
         "Jobs running now",
         h.active_jobs.len() as f64,
+    );
+
+    // The FUSE requests this process served (the daemon's; none in a command run offline),
+    // counted by the vendored fuser per opcode since the process started: a real counter.
+    let requests = Family::<Labels, Counter>::default();
+    for (op, n) in fuser::request_counts() {
+        requests
+            .get_or_create(&labels(&[("op", &op.to_lowercase())]))
+            .inc_by(n);
+    }
+    reg.register(
+        "vaultfs_fuse_requests",
+        "FUSE requests served by the mount daemon since it started, by operation",
+        requests,
     );
 
     let mut out = String::new();

@@ -94,14 +94,20 @@ fn run_once(args: &[&str], what: &str) -> bool {
     sane_outcome(args, &vaultfs(args), what)
 }
 
+/// A vault (small packs) on a 40 MiB tmpfs: `TMP/fs/vault`.
+fn small_vault() -> (tempfile::TempDir, Tmpfs) {
+    let tmp = tempdir();
+    let fs = tmp.path().canonicalize().unwrap().join("fs");
+    let tmpfs = Tmpfs::mount(&fs, 40);
+    init_small_packs(&fs.join("vault"));
+    (tmp, tmpfs)
+}
+
 #[test]
 fn full_disk_wedges_nothing_and_everything_works_once_space_is_freed() {
-    let tmp = tempdir();
+    let (tmp, _tmpfs) = small_vault();
     let root = tmp.path().canonicalize().unwrap();
-    let fs = root.join("fs");
-    let _tmpfs = Tmpfs::mount(&fs, 40);
-    let vault = fs.join("vault");
-    init_small_packs(&vault);
+    let (fs, vault) = (root.join("fs"), root.join("fs/vault"));
     let src = root.join("src");
     for i in 0..30u64 {
         let p = src.join(format!("d{}/f{i}.bin", i % 3));
@@ -246,4 +252,82 @@ fn full_disk_wedges_nothing_and_everything_works_once_space_is_freed() {
         ok(&["snapshot", s(&mnt), ITEM]);
     }
     assert_no_debris(&vault, "after");
+}
+
+/// A backup that meets a full disk (issue 15, acceptance 1): it fails with one clear line,
+/// its alert reaches the alert command exactly once (the command writes elsewhere), and once
+/// space is freed the vault lists the failed job and the alert.
+#[test]
+fn a_backup_on_a_full_disk_is_a_failed_job_with_one_alert_delivered() {
+    let (tmp, _tmpfs) = small_vault();
+    let root = tmp.path().canonicalize().unwrap();
+    let (fs, vault) = (root.join("fs"), root.join("fs/vault"));
+    let v = s(&vault);
+    let inbox = root.join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let cmd = format!("cat > {}/alert-$$.json", s(&inbox));
+    ok(&["settings", v, "--alert-command", &cmd]);
+    let src = root.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a.bin"), noise(2 << 20, 7)).unwrap();
+    ok(&["backup", v, ITEM, s(&src)]);
+    std::fs::write(src.join("b.bin"), noise(8 << 20, 8)).unwrap();
+    let fillers = fill(&fs);
+    // Room for the index database to open, none for the new data.
+    std::fs::remove_file(&fillers[0]).unwrap();
+    let keep = fs.join("keep");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=37"])
+        .arg(format!("of={}", keep.display()))
+        .output()
+        .unwrap();
+    let args = ["backup", v, ITEM, s(&src)];
+    let out = vaultfs(&args);
+    assert!(!sane_outcome(&args, &out, "backup on a full disk"));
+    let delivered: Vec<PathBuf> = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let sent: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&delivered[0]).unwrap()).unwrap();
+    assert_eq!(sent["kind"], "job_failed", "{sent}");
+    assert_eq!(sent["item"], ITEM);
+
+    for f in fillers.iter().chain([&keep]) {
+        let _ = std::fs::remove_file(f);
+    }
+    let jobs: serde_json::Value = serde_json::from_str(&ok(&["jobs", v, "--json"])).unwrap();
+    let last = jobs.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["kind"].as_str(), last["status"].as_str()),
+        (Some("backup"), Some("failed")),
+        "{jobs}"
+    );
+    assert_eq!(sent["job"], last["id"]);
+    let alerts: serde_json::Value = serde_json::from_str(&ok(&["alerts", v, "--json"])).unwrap();
+    let of_kind = |k: &str| -> Vec<serde_json::Value> {
+        let all = alerts.as_array().unwrap().iter();
+        all.filter(|a| a["kind"] == k).cloned().collect()
+    };
+    let failed = of_kind("job_failed");
+    assert_eq!(failed.len(), 1, "{alerts}");
+    assert_eq!(failed[0]["id"], sent["id"]);
+    assert_eq!(failed[0]["deliveries"].as_array().unwrap().len(), 1);
+    // The small filesystem is also low on space (under 1 GiB free): its own alert, its own
+    // delivery; the failed job's was not repeated.
+    assert_eq!(of_kind("low_space").len(), 1, "{alerts}");
+    let kinds: Vec<String> = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            doc["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "job_failed").count(),
+        1,
+        "{kinds:?}"
+    );
 }

@@ -189,6 +189,16 @@ fn status_shows_overdue_items_and_the_replica_lag() {
     let text = clock.ok(&["status", v]);
     let row = text.lines().find(|l| l.starts_with("web ")).unwrap();
     assert!(row.ends_with("3h 0m"), "{text}");
+    // Dedup and compression apart, as `stats` of the whole vault computes them.
+    let stats = clock.json(&["stats", v, "--json"]);
+    for ratio in ["dedup_ratio", "compression_ratio"] {
+        let (a, b) = (h["space"][ratio].as_f64(), stats[ratio].as_f64());
+        assert!(
+            (a.unwrap() - b.unwrap()).abs() < 0.01,
+            "{ratio}: {h} {stats}"
+        );
+    }
+    assert!(text.contains("data reduction: dedup "), "{text}");
 
     clock.ok(&["replicate", v]);
     let h = clock.json(&["status", v, "--json"]);

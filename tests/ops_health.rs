@@ -140,6 +140,30 @@ fn the_daemons_metrics_parse_and_follow_a_backup() {
         after[r#"vaultfs_job_last_bytes_added{kind="backup"}"#],
         fig(&job, "bytes_added") as f64
     );
+    // Dedup and compression apart (hard links count twice as files, once as chunks).
+    assert!(after["vaultfs_dedup_ratio{}"] >= 1.0, "{after:?}");
+    assert!(after["vaultfs_compression_ratio{}"] > 0.5, "{after:?}");
+    // FUSE requests by operation, a counter that grows as files are read through the mount.
+    let lookups = |m: &std::collections::BTreeMap<String, f64>, op: &str| {
+        m.get(&format!(r#"vaultfs_fuse_requests_total{{op="{op}"}}"#))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let point = f.mnt.join("points/web/latest");
+    assert_eq!(
+        fs::read(point.join("data.bin")).unwrap(),
+        fs::read(f.root.join("src2/data.bin")).unwrap()
+    );
+    fs::read(point.join("dir/sub/nested.txt")).unwrap();
+    let read = parse_metrics(&curl(&addr));
+    for op in ["lookup", "read"] {
+        assert!(
+            lookups(&read, op) > lookups(&after, op),
+            "{op}: {} then {} after reading through the mount: {read:?}",
+            lookups(&after, op),
+            lookups(&read, op)
+        );
+    }
     // `--metrics-listen PORT` listens on loopback only.
     let listening = sh(&format!("ss -ltnH 'sport = :{port}'"));
     assert!(listening.contains(&addr), "{listening}");

@@ -1,7 +1,6 @@
 //! `vaultfs backup`
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +12,7 @@ use vaultfs::vault::backup;
 use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 use vaultfs::vault::select::{self, Selection};
 
-use super::{Env, Outcome, human_bytes, plural};
+use super::{Env, Outcome, human_bytes, plural, track};
 
 pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     vaultfs::vault::names::check_item(&a.item)?;
@@ -53,24 +52,50 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
         anyhow::bail!(msg);
     }
     let progress = job.progress.clone();
-    let pb = env.spinner();
-    let done = AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) && !pb.is_hidden() {
-                pb.set_message(format!(
-                    "{} files, {} read",
-                    progress.files.load(Ordering::Relaxed),
-                    human_bytes(progress.bytes_read.load(Ordering::Relaxed))
-                ));
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        let r = backup::backup_tagged(&vault, &a.item, &sources, &select, &a.tags.tags, &progress);
-        done.store(true, Ordering::Relaxed);
-        r
-    });
-    pb.finish_and_clear();
+    // The bar's total is the sources' size, measured by a walk beside the backup's (as
+    // restic does): until it ends the bar grows with it, and the ETA settles once it has.
+    let pb = env.bar(0, None);
+    let sized = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let result = track(
+        &pb,
+        |pb| {
+            let done = progress.bytes_read.load(Ordering::Relaxed)
+                + progress.bytes_skipped.load(Ordering::Relaxed);
+            let size = total.load(Ordering::Relaxed);
+            pb.set_length(if sized.load(Ordering::Relaxed) {
+                size
+            } else {
+                size.max(done)
+            });
+            pb.set_position(done);
+            pb.set_message(format!(
+                "backup {}: {} files",
+                a.item,
+                progress.files.load(Ordering::Relaxed)
+            ));
+        },
+        || {
+            std::thread::scope(|s| {
+                if !pb.is_hidden() {
+                    s.spawn(|| {
+                        for src in &sources {
+                            size_of(src, &total);
+                        }
+                        sized.store(true, Ordering::Relaxed);
+                    });
+                }
+                backup::backup_tagged(
+                    &vault,
+                    &a.item,
+                    &sources,
+                    &select,
+                    &a.tags.tags,
+                    &progress,
+                )
+            })
+        },
+    );
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
@@ -124,16 +149,25 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
     }
 }
 
+/// Add the bytes of the regular files under `path` to `total` (what a backup reads at most).
+fn size_of(path: &std::path::Path, total: &AtomicU64) {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if md.is_file() {
+        total.fetch_add(md.len(), Ordering::Relaxed);
+    } else if md.is_dir()
+        && let Ok(entries) = std::fs::read_dir(path)
+    {
+        for e in entries.flatten() {
+            size_of(&e.path(), total);
+        }
+    }
+}
+
 /// Devices of the vaultfs mounts on this machine: a backup never enters them.
 fn vaultfs_mount_devices() -> HashSet<u64> {
-    vaultfs::daemon::mounts()
-        .into_iter()
-        .filter(|(_, mnt, ty)| {
-            ty.starts_with("fuse") && vaultfs::daemon::vault_of_mount(mnt).is_some()
-        })
-        .filter_map(|(_, mnt, _)| std::fs::symlink_metadata(mnt).ok())
-        .map(|md| md.dev())
-        .collect()
+    vaultfs::daemon::vaultfs_devices().into_iter().collect()
 }
 
 /// The figures of a backup. A rate and a dedup ratio only when file data was read: a repeat

@@ -36,9 +36,12 @@ fn checked(
     a: &CheckArgs,
     env: &Env,
 ) -> Result<(JobEnd, std::result::Result<(), String>)> {
-    let pb = env.spinner();
+    // Packs are the unit of a check's work (with --read-data, every byte of each is read).
+    let pb = env.bar(0, Some("packs"));
+    pb.set_message("check");
     let mut report = check::check(vault, a.read_data, |n, total| {
-        pb.set_message(format!("pack {n}/{total}"))
+        pb.set_length(total);
+        pb.set_position(n);
     })?;
     let rolled_back = rollback::check(vault)?;
     // An older record copied back: the newer one is still in the packs, `repair` restores it.

@@ -19,7 +19,20 @@ pub fn run(a: GcArgs, env: &Env) -> Result<Outcome> {
         super::guard::authorize(env, &vault, "gc --expire-now", &a.approval)?;
     }
     let job = vault.job(JobKind::Gc, None, &env.started_by());
-    let result = gc::gc(&vault, a.dry_run, purge);
+    let pb = env.bar(0, Some(""));
+    let phase = std::sync::Mutex::new(String::new());
+    let result = gc::gc_with_progress(&vault, a.dry_run, purge, &|step, done, total| {
+        let mut p = phase.lock().expect("phase lock");
+        if *p != step {
+            // A new phase: its own length, rate and ETA.
+            *p = step.to_string();
+            pb.reset();
+            pb.set_message(format!("gc: {step}"));
+        }
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
     job.finish(&result, |r| JobEnd {
         figures: r.figures(),
         warnings: 0,

@@ -27,6 +27,7 @@ mod points;
 mod policy;
 mod repair;
 mod replicate;
+mod report;
 mod restore;
 mod role;
 mod settings;
@@ -331,19 +332,53 @@ impl<'a> Env<'a> {
         format!("uid {}", unsafe { libc::getuid() })
     }
 
-    /// A spinner on stderr when it is a local terminal; hidden otherwise.
-    pub fn spinner(&self) -> ProgressBar {
+    /// A progress bar to `total` (bytes, or a count of `unit`) with rate and ETA, on stderr
+    /// when it is a local terminal; hidden otherwise, so nothing extra is printed.
+    pub fn bar(&self, total: u64, unit: Option<&str>) -> ProgressBar {
         if self.is_remote() || !std::io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
-        let pb = ProgressBar::new_spinner();
+        let template = match unit {
+            None => "{msg} [{wide_bar}] {bytes}/{total_bytes}, {bytes_per_sec}, ETA {eta}".into(),
+            Some(u) => format!(
+                "{{msg}} [{{wide_bar}}] {{pos}}/{{len}}{}{u}, {{per_sec}}, ETA {{eta}}",
+                if u.is_empty() { "" } else { " " }
+            ),
+        };
+        let pb = ProgressBar::new(total);
         pb.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .expect("static template"),
+            ProgressStyle::with_template(&template)
+                .expect("static template")
+                .progress_chars("=> "),
         );
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
     }
+}
+
+/// Run `work` while a thread calls `poll` on a shown `pb` five times a second (counters the
+/// work updates become the bar's position); the bar is cleared at the end.
+pub fn track<T: Send>(
+    pb: &ProgressBar,
+    poll: impl Fn(&ProgressBar) + Sync,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if !pb.is_hidden() {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    poll(pb);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+        let r = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    pb.finish_and_clear();
+    result
 }
 
 pub fn run(command: Command, env: &Env) -> Result<Outcome> {
@@ -382,6 +417,7 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Status(a) => status::run(a, env),
         Command::Alerts(a) => alerts::run(a, env),
         Command::Advisor(a) => advisor::run(a, env),
+        Command::Report(a) => report::run(a, env),
         Command::Metrics(a) => {
             let vault = env.open(&a.vault)?;
             vault.evaluate_alerts()?;
@@ -611,6 +647,7 @@ fn local_paths(command: &Command) -> bool {
             | Command::Completions(_)
             | Command::Guard(_)
             | Command::Key(_)
+            | Command::Report(_)
     )
 }
 
@@ -640,21 +677,7 @@ pub fn clap_line(text: &str) -> String {
     out
 }
 
-/// `1.5 GB`-style decimal sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+pub use vaultfs::report::human_bytes;
 
 /// `1 point`, `2 points`.
 pub fn plural(n: u64, one: &str, many: &str) -> String {

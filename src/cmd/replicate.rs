@@ -30,13 +30,11 @@ pub fn run(a: ReplicateArgs, env: &Env) -> Result<Outcome> {
         show_lag(env, &target.display(), &lags, a.json);
         return Ok(Outcome::Ok);
     }
-    let pb = env.spinner();
-    pb.set_message(format!("replicating to {}", target.display()));
+    let pb = env.bar(0, Some("packs"));
+    pb.set_message(format!("replicate to {}", target.display()));
     let progress = |done: u64, total: u64| {
-        pb.set_message(format!(
-            "replicating to {}: {done}/{total} packs",
-            target.display()
-        ))
+        pb.set_length(total);
+        pb.set_position(done);
     };
     let job = vault.job(JobKind::Replicate, None, &env.started_by());
     let result = replicate::replicate(&vault, &target, &progress);
@@ -89,16 +87,7 @@ fn show_lag(env: &Env, target: &str, lags: &[ItemLag], json: bool) {
     }
 }
 
-/// `0s`, `45s`, `3m 5s`, `2h 10m`, `4d 3h`.
-pub fn duration(s: i64) -> String {
-    let s = s.max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
+pub use vaultfs::report::duration;
 
 fn summary(r: &ReplicateReport, target: &Location) -> String {
     format!(

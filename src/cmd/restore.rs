@@ -2,6 +2,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Result, bail};
 
@@ -10,7 +11,7 @@ use vaultfs::format::NodeKind;
 use vaultfs::vault::jobs::{JobEnd, JobFigures, JobKind};
 use vaultfs::vault::{browse, restore, verify};
 
-use super::{Env, Outcome, human_bytes, plural};
+use super::{Env, Outcome, human_bytes, plural, track};
 
 pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
     let vault = env.open(&a.vault)?;
@@ -61,19 +62,25 @@ pub fn run(a: RestoreArgs, env: &Env) -> Result<Outcome> {
             plural(replaced, "file", "files")
         );
     }
-    let pb = env.spinner();
-    pb.set_message(format!(
-        "restoring {}/{}: {}, {}",
-        point.item,
-        point.name,
-        plural(entries.len() as u64, "entry", "entries"),
-        human_bytes(bytes)
-    ));
     // Bad arguments are refused before the job starts: they leave no trace in the vault.
     restore::check_target(&vault, &point, &dest, a.path.as_deref())?;
     let job = vault.job(JobKind::Restore, Some(&point.item), &env.started_by());
-    let result = restore::restore(&vault, &point, &dest, a.path.as_deref());
-    pb.finish_and_clear();
+    let pb = env.bar(bytes, None);
+    let progress = job.progress.clone();
+    let result = track(
+        &pb,
+        |pb| {
+            pb.set_position(progress.bytes_read.load(Ordering::Relaxed));
+            pb.set_message(format!(
+                "restore {}/{}: {}/{} entries",
+                point.item,
+                point.name,
+                progress.files.load(Ordering::Relaxed),
+                entries.len()
+            ));
+        },
+        || restore::restore(&vault, &point, &dest, a.path.as_deref(), &progress),
+    );
     let summary = match result {
         Ok(s) => s,
         Err(e) => {

@@ -32,9 +32,11 @@ pub fn need(command: &Command) -> Option<Need> {
             (None, Some(i)) => Need::Read(Some(i.clone())),
             _ => Need::Contribute(None),
         },
-        Command::Status(_) | Command::Alerts(_) | Command::Metrics(_) | Command::Advisor(_) => {
-            Need::Contribute(None)
-        }
+        Command::Status(_)
+        | Command::Alerts(_)
+        | Command::Metrics(_)
+        | Command::Advisor(_)
+        | Command::Report(_) => Need::Contribute(None),
         Command::Stats(a) => match &a.point {
             Some(p) => Need::Read(Some(item(p))),
             None => Need::Contribute(None),

@@ -70,6 +70,11 @@ fn text(h: &Health) -> Vec<String> {
             .map(|r| format!(" (dedup+compression {r:.1}x)"))
             .unwrap_or_default()
     ));
+    if let (Some(d), Some(c)) = (s.dedup_ratio, s.compression_ratio) {
+        out.push(format!(
+            "data reduction: dedup {d:.2}x, compression {c:.2}x"
+        ));
+    }
     out.push(match &h.last_check {
         None => "last check: never".into(),
         Some(c) => format!(

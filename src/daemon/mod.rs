@@ -22,7 +22,7 @@ pub mod mounts;
 pub mod process;
 mod scheduler;
 
-pub use mounts::{force_unmount, is_stale_mount, mounts, vault_of_mount};
+pub use mounts::{force_unmount, is_stale_mount, mounts, vault_of_mount, vaultfs_devices};
 pub use process::Holder;
 
 #[derive(Debug, Clone)]

@@ -40,6 +40,29 @@ pub fn vault_of_mount(path: &Path) -> Option<PathBuf> {
         .map(|(src, _, _)| PathBuf::from(src))
 }
 
+/// Device numbers of every vaultfs mount, read from /proc/self/mountinfo alone: a mount point
+/// is never stat'ed, so a hung daemon anywhere on the machine cannot hang the caller.
+pub fn vaultfs_devices() -> Vec<u64> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines().filter_map(vaultfs_device).collect()
+}
+
+/// `ID PARENT MAJOR:MINOR ROOT MNT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS`
+fn vaultfs_device(line: &str) -> Option<u64> {
+    let (head, tail) = line.split_once(" - ")?;
+    let mut t = tail.split(' ');
+    let (ty, src) = (t.next()?, unescape(t.next()?));
+    let src = Path::new(&src);
+    let is_vault = ty.starts_with("fuse")
+        && (src.join("config").is_file()
+            || src.join(crate::vault::location::LOCATION_FILE).is_file());
+    if !is_vault {
+        return None;
+    }
+    let (major, minor) = head.split(' ').nth(2)?.split_once(':')?;
+    Some(libc::makedev(major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();

@@ -8,7 +8,8 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ pub use crate::format::{AlertDelivery, AlertKind, AlertRecord, AlertState};
 use crate::store::index::Db;
 
 use super::health::item_schedule;
+use super::jobs::CORRUPTION;
 use super::oplog::OpLog;
 use super::{Result, Vault, now_ns, replica_settings};
 
@@ -160,6 +162,37 @@ impl Vault {
             }
         }
         Ok(())
+    }
+
+    /// Damaged data met by a read through the mount (the read answered EIO): the corruption
+    /// alert `check` raises too, so one alert until a check passes. Raised on a thread of its
+    /// own, so the EIO is not held up by the alert command; while one is being raised, others
+    /// are not started (they would find it and do nothing).
+    pub fn raise_read_corruption(self: &Arc<Self>, item: &str, point: &str, why: &str) {
+        static RAISING: AtomicBool = AtomicBool::new(false);
+        if RAISING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (vault, item) = (self.clone(), item.to_string());
+        // No item or file name in the text: it is logged, and the log is plaintext (§12).
+        let message = format!(
+            "damaged data read through the mount in point {point}: {why} (`vaultfs check` names the files)"
+        );
+        let spawned = std::thread::Builder::new()
+            .name("alert".into())
+            .spawn(move || {
+                vault.raise(Cause {
+                    kind: AlertKind::Corruption,
+                    cause: CORRUPTION.into(),
+                    item: Some(&item),
+                    message,
+                    job: None,
+                });
+                RAISING.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            RAISING.store(false, Ordering::Release);
+        }
     }
 
     /// The cause is gone: its alert (active or acknowledged) is cleared.

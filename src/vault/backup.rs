@@ -30,6 +30,9 @@ use super::{Result, Vault, VaultError, fsmeta, names, now_ns, tree};
 pub struct Progress {
     pub files: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Bytes of files taken without reading them (unchanged, or a hard link already read):
+    /// with `bytes_read`, how far a backup is through its source.
+    pub bytes_skipped: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -353,10 +356,12 @@ fn backup_entry(
             if let Some(p) = unchanged {
                 node.chunks = p.chunks.clone();
                 ctx.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                skipped(ctx, node.size);
             } else if let Some(chunks) = linked {
                 // The size must match the chunks read through the first link.
                 node.size = chunks.iter().map(|c| c.len as u64).sum();
                 node.chunks = chunks;
+                skipped(ctx, node.size);
             } else {
                 match store_file(ctx, path) {
                     Ok((chunks, len)) => {
@@ -384,6 +389,12 @@ fn backup_entry(
     ctx.files.fetch_add(1, Ordering::Relaxed);
     ctx.progress.files.fetch_add(1, Ordering::Relaxed);
     Ok(Some(node))
+}
+
+fn skipped(ctx: &Ctx, bytes: u64) {
+    ctx.progress
+        .bytes_skipped
+        .fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// Read, chunk and store one file. Returns its chunk ids and the bytes actually read.

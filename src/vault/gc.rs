@@ -53,6 +53,20 @@ pub enum Purge {
 }
 
 pub fn gc(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
+    gc_with_progress(vault, dry_run, purge, &|_, _, _| {})
+}
+
+/// How far a gc is: its phase (`mark`, `plan`, `copy`, `delete`), then done and total of
+/// that phase's steps (points marked, packs planned, blobs copied, packs deleted).
+pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
+/// [`gc`], telling `progress` how far it is.
+pub fn gc_with_progress(
+    vault: &Vault,
+    dry_run: bool,
+    purge: Purge,
+    progress: Progress<'_>,
+) -> Result<GcReport> {
     let params = vault.params();
     if purge == Purge::AllDeleted && !dry_run {
         vault.may_weaken_soft_delete("deleted points are kept until their purge time")?;
@@ -69,12 +83,17 @@ pub fn gc(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
         // (an incoming file stored after the save below, say) keeps that blob.
         store.gc_begin();
     }
-    let result = purge_and_sweep(vault, dry_run, purge);
+    let result = purge_and_sweep(vault, dry_run, purge, progress);
     store.gc_end();
     result
 }
 
-fn purge_and_sweep(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcReport> {
+fn purge_and_sweep(
+    vault: &Vault,
+    dry_run: bool,
+    purge: Purge,
+    progress: Progress<'_>,
+) -> Result<GcReport> {
     if let Some(live) = vault.live_incoming() {
         live.save()?;
     }
@@ -104,7 +123,7 @@ fn purge_and_sweep(vault: &Vault, dry_run: bool, purge: Purge) -> Result<GcRepor
     if !dry_run {
         store.db().flush()?;
     }
-    sweep(vault, dry_run, &keep_points, &mut report)?;
+    sweep(vault, dry_run, &keep_points, &mut report, progress)?;
     Ok(report)
 }
 
@@ -113,6 +132,7 @@ fn sweep(
     dry_run: bool,
     points: &[PointRecord],
     report: &mut GcReport,
+    progress: Progress<'_>,
 ) -> Result<()> {
     let store = vault.store();
     let codec = store.codec();
@@ -138,7 +158,8 @@ fn sweep(
         live.insert(meta(MetaRecord::Incoming(Box::new(r))));
     }
     let mut seen_trees = HashSet::new();
-    for root in &roots {
+    for (i, root) in roots.iter().enumerate() {
+        progress("mark", i as u64, roots.len() as u64);
         mark_node(vault, root, &mut live, &mut seen_trees)?;
     }
 
@@ -146,7 +167,10 @@ fn sweep(
     let mut delete: Vec<(PackId, bool)> = Vec::new();
     let mut copy: Vec<(PackId, PackEntry)> = Vec::new();
     let mut dead: HashSet<BlobId> = HashSet::new();
-    for (pack, file_bytes) in store.list_packs_sized()? {
+    let packs = store.list_packs_sized()?;
+    let packs_total = packs.len() as u64;
+    for (i, (pack, file_bytes)) in packs.into_iter().enumerate() {
+        progress("plan", i as u64, packs_total);
         let entries = store.read_pack_header(&pack)?;
         let size: u64 = entries.iter().map(|e| e.len as u64).sum();
         // A live blob counts here only if the index points here (or nowhere): a copy whose
@@ -218,12 +242,14 @@ fn sweep(
 
     // 6. Copy live blobs into new packs (durable and indexed before any delete).
     if !copy.is_empty() {
+        progress("copy", 0, copy.len() as u64);
         store.gc_copy(&copy)?;
     }
 
     // 7. Delete old packs, meta-holding ones first.
     delete.sort_by_key(|(_, has_meta)| !*has_meta);
-    for (pack, _) in &delete {
+    for (i, (pack, _)) in delete.iter().enumerate() {
+        progress("delete", i as u64, delete.len() as u64);
         store.gc_delete_pack(pack)?;
     }
     Ok(())

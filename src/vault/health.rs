@@ -3,10 +3,11 @@
 //! protection, space, data reduction, the last check and running jobs.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::format::Schedule;
+use crate::format::{PointRecord, Schedule};
 use crate::store::backend::{Key, Kind};
 
 use super::alerts::{AlertRecord, AlertState};
@@ -14,6 +15,7 @@ use super::jobs::{JobKind, JobRecord, JobStatus};
 use super::policy::{next_after, show_schedule};
 use super::replica::{self, ItemLag};
 use super::replica_settings::ReplicaSettings;
+use super::stats::{Stats, stats};
 use super::{Result, Vault, now_ns};
 
 const SECOND_NS: i64 = 1_000_000_000;
@@ -94,6 +96,10 @@ pub struct Space {
     pub logical_bytes: u64,
     /// `logical_bytes / stored_bytes`: what dedup and compression together save.
     pub reduction_ratio: Option<f64>,
+    /// Of the live points' data: bytes of files per distinct chunk byte (dedup), and distinct
+    /// chunk bytes per sealed byte in the packs (compression); see `vault::stats`.
+    pub dedup_ratio: Option<f64>,
+    pub compression_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,9 +172,11 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
     };
     let mut items = Vec::new();
     let mut logical_bytes = 0;
+    let mut live = Vec::new();
     for it in vault.items()? {
         let points = vault.points(Some(&it.name), false)?;
         logical_bytes += points.iter().map(|p| p.bytes).sum::<u64>();
+        live.extend(points.iter().cloned());
         let newest = points.last();
         let sched = item_schedule(vault, &it.name, now)?;
         items.push(ItemHealth {
@@ -207,6 +215,7 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
             packs += 1;
         }
     }
+    let data = live_stats(vault, &live)?.filter(|s| s.stored_data_bytes > 0);
     let space = Space {
         stored_bytes,
         packs,
@@ -216,6 +225,8 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
         },
         logical_bytes,
         reduction_ratio: (stored_bytes > 0).then(|| logical_bytes as f64 / stored_bytes as f64),
+        dedup_ratio: data.as_ref().map(Stats::dedup_ratio),
+        compression_ratio: data.as_ref().map(Stats::compression_ratio),
     };
     let jobs = vault.jobs_list()?;
     let last_check = jobs
@@ -268,4 +279,27 @@ pub fn gather(vault: &Vault, cache_root: &Path) -> Result<Health> {
             .filter(|a| a.state != AlertState::Cleared)
             .collect(),
     })
+}
+
+/// The figures of the live points, walked once per set of points: points never change, so
+/// the daemon's scrapes (every 15 s) walk the trees again only after a point came or went.
+fn live_stats(vault: &Vault, live: &[PointRecord]) -> Result<Option<Stats>> {
+    type Memo = Option<(String, Vec<(String, String, u64)>, Stats)>;
+    static MEMO: Mutex<Memo> = Mutex::new(None);
+    if live.is_empty() {
+        return Ok(None);
+    }
+    let key: Vec<(String, String, u64)> = live
+        .iter()
+        .map(|p| (p.item.clone(), p.name.clone(), p.revision))
+        .collect();
+    let id = vault.vault_id().to_string();
+    if let Some((v, k, s)) = &*MEMO.lock().expect("stats memo") {
+        if *v == id && *k == key {
+            return Ok(Some(s.clone()));
+        }
+    }
+    let s = stats(vault.store(), live)?;
+    *MEMO.lock().expect("stats memo") = Some((id, key, s.clone()));
+    Ok(Some(s))
 }

@@ -35,6 +35,7 @@ pub mod repair;
 pub mod replica;
 pub mod replica_settings;
 pub mod replicate;
+pub mod report;
 pub mod restore;
 pub mod roles;
 pub mod rollback;

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::format::{Node, NodeKind, PointRecord};
 use crate::store::{BlobKind, Damaged, Store};
 
+use super::backup::Progress;
 use super::{Result, Vault, VaultError, fsmeta, tree};
 
 #[derive(Debug, Default)]
@@ -33,6 +34,8 @@ struct Ctx<'a> {
     point: &'a PointRecord,
     files: AtomicU64,
     bytes: AtomicU64,
+    /// The same counts as they grow, for a progress display (bytes as they are written).
+    progress: &'a Progress,
     errors: Mutex<Vec<String>>,
     /// link group → path of the first restored link.
     leaders: Mutex<HashMap<u64, PathBuf>>,
@@ -90,6 +93,7 @@ pub fn restore(
     point: &PointRecord,
     dest: &Path,
     sub: Option<&Path>,
+    progress: &Progress,
 ) -> Result<RestoreSummary> {
     let (node, target) = target_of(vault, point, dest, sub)?;
     let ctx = Ctx {
@@ -97,6 +101,7 @@ pub fn restore(
         point,
         files: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        progress,
         errors: Mutex::new(Vec::new()),
         leaders: Mutex::new(HashMap::new()),
         followers: Mutex::new(Vec::new()),
@@ -284,6 +289,7 @@ fn restore_entry_inner(ctx: &Ctx, node: &Node, path: &Path, shown: &str) -> Resu
     }
     fsmeta::apply(path, node).map_err(|e| VaultError::io("set metadata of", path, e))?;
     ctx.files.fetch_add(1, Ordering::Relaxed);
+    ctx.progress.files.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -327,6 +333,9 @@ fn write_file(ctx: &Ctx, node: &Node, path: &Path) -> Result<()> {
             }
         }
         written += data.len() as u64;
+        ctx.progress
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
     }
     if written != node.size {
         return Err(VaultError::corrupt(

@@ -57,6 +57,16 @@ type Totals = (u64, u64, u64);
 
 /// Figures of `points`.
 pub fn stats(store: &Store, points: &[PointRecord]) -> Result<Stats> {
+    stats_each(store, points, |_, _| {})
+}
+
+/// Figures of `points`, and `after(point, figures so far)` after each point: the running
+/// totals of the points up to it (the report's storage growth).
+pub fn stats_each(
+    store: &Store,
+    points: &[PointRecord],
+    mut after: impl FnMut(&PointRecord, &Stats),
+) -> Result<Stats> {
     let mut w = Walker {
         store,
         seen_trees: HashMap::new(),
@@ -71,6 +81,7 @@ pub fn stats(store: &Store, points: &[PointRecord]) -> Result<Stats> {
             w.out.dirs += dirs;
             w.out.logical_bytes += bytes;
         }
+        after(p, &w.out);
     }
     Ok(w.out)
 }

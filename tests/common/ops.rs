@@ -68,17 +68,7 @@ impl Clock {
 
 /// `cmd`'s `human_bytes`: the form summaries print sizes in.
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let (mut v, mut u) = (n as f64, 0);
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
+    vaultfs::report::human_bytes(n)
 }
 
 pub fn fig(job: &Value, name: &str) -> u64 {

@@ -138,12 +138,8 @@ impl Points {
         let mut i = file.starts.partition_point(|s| *s <= offset) - 1;
         let mut pos = offset;
         while pos < end {
-            let data = load_chunk(&self.chunks, &self.vault, file.chunks[i]).inspect_err(|e| {
-                e.log(&format!(
-                    "a file of point {} (`vaultfs check` names it)",
-                    file.point.name
-                ))
-            })?;
+            let data = load_chunk(&self.chunks, &self.vault, file.chunks[i])
+                .inspect_err(|e| super::trees::damaged(&self.vault, &file.point, e))?;
             let from = (pos - file.starts[i]) as usize;
             let to = ((end - file.starts[i]) as usize).min(data.len());
             out.extend_from_slice(&data[from..to]);

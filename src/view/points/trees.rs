@@ -124,11 +124,20 @@ impl Points {
 
     pub(super) fn log_damage(&self, entry: &Entry, e: &ViewError) {
         if let Some(point) = point_of(entry) {
-            e.log(&format!(
-                "a file of point {} (`vaultfs check` names it)",
-                point.name
-            ));
+            damaged(&self.vault, point, e);
         }
+    }
+}
+
+/// A read of `point` failed with `e`: log it, and when the data is damaged raise the
+/// vault's corruption alert (the one `check` raises; once, until a check passes).
+pub(super) fn damaged(vault: &Arc<Vault>, point: &PointCtx, e: &ViewError) {
+    e.log(&format!(
+        "a file of point {} (`vaultfs check` names it)",
+        point.name
+    ));
+    if let ViewError::Corrupt(why) = e {
+        vault.raise_read_corruption(&point.item, &point.name, why);
     }
 }
 
