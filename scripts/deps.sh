@@ -16,6 +16,9 @@ need losetup mount
 need python3 python3
 need pip3 python3-pip
 need curl curl
+# The WebDAV door's tests (tests/webdav.rs): a real client, and htpasswd -B for password files.
+need rclone rclone
+need htpasswd apache2-utils
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
