@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::mnt::{Fixture, backup, s};
 use common::*;
@@ -575,6 +575,18 @@ fn unsafe_or_broken_setups_are_refused_at_start() {
         s(&key),
     ]);
     assert!(err.contains("TLS certificate"), "{err}");
+    // Loopback without a password file: allowed, with a warning, and anyone connecting reads.
+    {
+        let srv = Server::start(&f.vault, &[]);
+        let (code, _) = curl(&[
+            "-X",
+            "PROPFIND",
+            "-H",
+            "Depth: 1",
+            &format!("{}/points/", srv.url),
+        ]);
+        assert_eq!(code, 207);
+    }
     // The vault's key is checked like every command's.
     let out = Command::new(bin())
         .args(["serve-webdav", v, "--listen", "127.0.0.1:0"])
@@ -657,5 +669,4 @@ fn roles_decide_what_each_webdav_user_sees() {
         err.contains("no-such-user-here") && err.contains("no local user"),
         "{err}"
     );
-    let _ = UNIX_EPOCH;
 }
