@@ -445,6 +445,13 @@ fn every_write_method_is_refused_and_the_vault_is_unchanged() {
     ok(&["check", s(&f.vault)]);
 }
 
+/// `serve-webdav VAULT --listen 127.0.0.1:0 EXTRA...` must fail clearly; returns its stderr.
+fn refused(vault: &str, extra: &[&str]) -> String {
+    let mut args = vec!["serve-webdav", vault, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    fails(&args)
+}
+
 /// Self-signed certificate for 127.0.0.1 made by `openssl req`: (cert, key).
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -541,39 +548,18 @@ fn unsafe_or_broken_setups_are_refused_at_start() {
         "htpasswd -b -m -c '{}' bob pw 2>/dev/null",
         md5.display()
     ));
-    let err = fails(&[
-        "serve-webdav",
-        v,
-        "--listen",
-        "127.0.0.1:0",
-        "--password-file",
-        s(&md5),
-    ]);
+    let err = refused(v, &["--password-file", s(&md5)]);
     assert!(
         err.contains("line 1") && err.contains("htpasswd -B"),
         "{err}"
     );
-    let err = fails(&[
-        "serve-webdav",
-        v,
-        "--password-file",
-        s(&f.root.join("missing")),
-    ]);
+    let err = refused(v, &["--password-file", s(&f.root.join("missing"))]);
     assert!(err.contains("cannot read the password file"), "{err}");
     let empty = f.root.join("empty");
     fs::write(&empty, "# nobody\n").unwrap();
-    assert!(fails(&["serve-webdav", v, "--password-file", s(&empty)]).contains("no users"));
+    assert!(refused(v, &["--password-file", s(&empty)]).contains("no users"));
     // TLS files that are not what they claim.
-    let err = fails(&[
-        "serve-webdav",
-        v,
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        s(&pw),
-        "--tls-key",
-        s(&key),
-    ]);
+    let err = refused(v, &["--tls-cert", s(&pw), "--tls-key", s(&key)]);
     assert!(err.contains("TLS certificate"), "{err}");
     // Loopback without a password file: allowed, with a warning, and anyone connecting reads.
     {
@@ -657,14 +643,7 @@ fn roles_decide_what_each_webdav_user_sees() {
     drop(srv);
     // With roles, a WebDAV user must be a local account (roles name local users).
     htpasswd(&pw, &[("no-such-user-here", "pw")]);
-    let err = fails(&[
-        "serve-webdav",
-        v,
-        "--listen",
-        "127.0.0.1:0",
-        "--password-file",
-        s(&pw),
-    ]);
+    let err = refused(v, &["--password-file", s(&pw)]);
     assert!(
         err.contains("no-such-user-here") && err.contains("no local user"),
         "{err}"
