@@ -18,6 +18,8 @@
 #   BENCH_ONLY_INGEST=1 only the ingest side
 #   BENCH_ROLES=1      vaultfs vaults get a role table (a reader and a group operator) and are
 #                      mounted with --allow-other, so every request goes through the role check
+#   BENCH_WEBDAV=1     add row f of the read side: a point copied out through the WebDAV door
+#                      (`vaultfs serve-webdav` + `rclone copy`) against `cp -a` through the mount
 #   BENCH_MUTATE_PCT=P share of the corpus bytes the ingest side changes between its two ingests
 #                      (default 1)
 #
@@ -40,6 +42,10 @@
 #                    counts, are the same for every tool
 #   FUSE floor       rows b-d also for the original tree through bindfs (a bare FUSE passthrough:
 #                    no crypto, no compression), to tell what any FUSE mount costs on the machine
+#   f copy out       (BENCH_WEBDAV=1) `cp -a PDIR DEST` in a fresh vaultfs mount, caches dropped,
+#                    then `rclone copy` (4 transfers, its default) of the same point from
+#                    `vaultfs serve-webdav` on 127.0.0.1 with a password file, caches dropped;
+#                    regular files' bytes of both copies are checked against the corpus
 #   e peak RSS       VmHWM of the mount process (vaultfs daemon, restic, borg daemon), sampled at
 #                    the end of each of the three mount sessions, before unmounting; the column
 #                    "mount RSS" of rows a-d is that of the session the row was measured in
@@ -245,6 +251,7 @@ unmount_all() {
 cleanup() {
     local rc=$?
     trap - INT TERM
+    if [ -n "${WEBDAV_PID:-}" ]; then kill "$WEBDAV_PID" 2>/dev/null || true; fi
     unmount_all
     if awk -v t="$T/" 'index($2, t) == 1 {f = 1} END {exit !f}' /proc/self/mounts; then
         say "mounts remain under $T; not deleting it:"
@@ -627,6 +634,57 @@ mount_session() {
     fi
     say "$tool: $PDIR listable after ${LISTABLE}s (mount process ${MPID[$mnt]})"
 }
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}'; }
+# webdav_rows: row f, a point copied out through the FUSE mount (cp -a) and through the WebDAV
+# door (rclone copy), in the same run; the server is killed on exit (cleanup) if still running.
+webdav_rows() {
+    local mnt=$T/mnt-vaultfs dst=$T/copy-out pw=$T/webdav.htpasswd url fuse_wall n
+    command -v rclone >/dev/null && command -v htpasswd >/dev/null || apt_install rclone apache2-utils
+    mkdir -p "$mnt"
+    say "read side: f copy out through the FUSE mount (cp -a)"
+    if mount_session vaultfs "$mnt" vaultfs-s4; then
+        rm -rf "$dst"
+        drop_caches
+        mrun vaultfs-cp 'cp -a "$1" '"$dst" "$PDIR"
+        fuse_wall=$WALL
+        end_session "$mnt" vaultfs
+        n="cp -a; $(file_bytes "$dst") file bytes, corpus $CORPUS_BYTES$(err_note vaultfs-cp)"
+        mrow "f copy out" "vaultfs mount" "$fuse_wall" "$(mbps "$CORPUS_BYTES" "$fuse_wall")" "$SESSION_RSS" - "$n"
+    else
+        unmount "$mnt" || true
+        FAILURES=$((FAILURES + 1))
+        mrow "f copy out" "vaultfs mount" - - - - "FAILED: mount (log $L/vaultfs-s4-mount.log)"
+    fi
+    rmdir "$mnt" 2>/dev/null || true
+    rm -rf "$dst"
+    say "read side: f copy out through WebDAV (vaultfs serve-webdav, rclone copy)"
+    printf 'bench' | htpasswd -i -B -c "$pw" bench 2>>"$L/webdav.log"
+    drop_caches
+    "$VFS" serve-webdav "${REPO[vaultfs]}" --listen 127.0.0.1:0 --password-file "$pw" \
+        >"$L/webdav.out" 2>>"$L/webdav.log" &
+    WEBDAV_PID=$!
+    for _ in $(seq 600); do grep -q serving "$L/webdav.out" && break; sleep 0.1; done
+    url=$(sed -n 's|.* at \(http://[^ ]*\)/ .*|\1|p' "$L/webdav.out")
+    if [ -z "$url" ]; then
+        log_tail "$L/webdav.log"
+        FAILURES=$((FAILURES + 1))
+        mrow "f copy out" "vaultfs webdav" - - - - "FAILED: serve-webdav (log $L/webdav.log)"
+    else
+        export RCLONE_WEBDAV_URL=$url RCLONE_WEBDAV_USER=bench RCLONE_WEBDAV_VENDOR=other
+        RCLONE_WEBDAV_PASS=$(rclone obscure bench)
+        export RCLONE_WEBDAV_PASS
+        mrun webdav-rclone 'rclone --config /dev/null copy ":webdav:points/kernel/$1" '"$dst" "$VPOINT"
+        local rss
+        rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$WEBDAV_PID/status" 2>/dev/null || echo -)
+        n="rclone copy; $(file_bytes "$dst") file bytes, corpus $CORPUS_BYTES (symlinks are not served)$(err_note webdav-rclone)"
+        n="$n; $(ratio "$WALL" "${fuse_wall:-}")x the mount's cp -a (same run; shared machine, noisy)"
+        mrow "f copy out" "vaultfs webdav" "$WALL" "$(mbps "$CORPUS_BYTES" "$WALL")" "$rss" - "$n"
+    fi
+    kill "$WEBDAV_PID" 2>/dev/null || true
+    wait "$WEBDAV_PID" 2>/dev/null || true
+    WEBDAV_PID=
+    rm -rf "$dst"
+}
 hwm_mib() { # MNT: VmHWM of the mount process(es), MiB (the largest if several)
     local p k=0 v
     for p in ${MPID[$1]:-}; do
@@ -809,6 +867,7 @@ if [ "$RUN_READ" = 1 ]; then
             "VmHWM at the end of sessions 1/2/3: $s1_rss/$s2_rss/$s3_rss MiB (pids $SESSION_PIDS)"
         rmdir "$mnt" 2>/dev/null || true
     done
+    if [ "${BENCH_WEBDAV:-0}" = 1 ] && [ "${OK[vaultfs]}" = 1 ]; then webdav_rows; fi
     if [ -f "${REPO[vaultfs]}/daemon.log" ] && grep -qiE 'error|warn|damaged' "${REPO[vaultfs]}/daemon.log"; then
         say "the vaultfs daemon log has warnings or errors:"
         grep -iE 'error|warn|damaged' "${REPO[vaultfs]}/daemon.log" | head -n 20 >&2

@@ -18,6 +18,9 @@ need pip3 python3-pip
 need curl curl
 # tests/report.rs screenshots the HTML report in headless Chromium.
 need chromium chromium
+# The WebDAV door's tests (tests/webdav.rs): a real client, and htpasswd -B for password files.
+need rclone rclone
+need htpasswd apache2-utils
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

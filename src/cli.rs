@@ -10,6 +10,8 @@ mod browse;
 pub use browse::{DiffArgs, FindArgs, LsArgs, StatsArgs};
 mod origin;
 pub use origin::{PointFilterArgs, TagArgs};
+mod webdav;
+pub use webdav::ServeWebdavArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "vaultfs", version, about = "An encrypted, deduplicated backup vault you can mount", long_about = None)]
@@ -110,6 +112,9 @@ pub enum Command {
     /// Mount a vault: incoming/ITEM writable, points/ITEM/POINT read-only, .deleted/ for
     /// soft-deleted points
     Mount(MountArgs),
+    /// Serve the points (and versions/) of a vault read-only over WebDAV, for machines
+    /// without FUSE
+    ServeWebdav(ServeWebdavArgs),
     /// Freeze incoming/ITEM of a mounted vault into a new recovery point; prints its name
     Snapshot(SnapshotArgs),
     /// Unmount a mounted vault cleanly (finishes pending work first)
@@ -499,6 +504,7 @@ impl Command {
             Command::Check(a) => Some(&a.vault),
             Command::Repair(a) => Some(&a.vault),
             Command::Mount(a) => Some(&a.vault),
+            Command::ServeWebdav(a) => Some(&a.vault),
             Command::Snapshot(a) => Some(&a.vault),
             Command::Delete(a) | Command::Undelete(a) => Some(&a.vault),
             Command::Gc(a) => Some(&a.vault),

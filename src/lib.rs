@@ -18,7 +18,8 @@
 //! Layers, bottom up: [`keys`] (master key and its slots), [`store`] (blobs in packs, indexed),
 //! [`vault`] (items, points, trees and the commands' logic), [`view`] (what a mounted vault
 //! shows, with no FUSE in it), its doors ([`fuse`], the only module that knows the FUSE
-//! library), the mount [`daemon`] with its [`control`] socket, and the CLI in `main.rs`/`cmd/`.
+//! library, and [`webdav`], read-only over HTTP), the mount [`daemon`] with its [`control`]
+//! socket, and the CLI in `main.rs`/`cmd/`.
 
 pub mod cli;
 pub mod control;
@@ -32,3 +33,4 @@ pub mod report;
 pub mod store;
 pub mod vault;
 pub mod view;
+pub mod webdav;

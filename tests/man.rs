@@ -86,6 +86,24 @@ fn examples(name: &str) -> &'static [(&'static str, &'static str)] {
                 "Every distinct version of /etc/hosts across web01's points.",
             ),
         ],
+        "vaultfs-serve-webdav" => &[
+            (
+                "htpasswd -B -c /etc/vaultfs/webdav.htpasswd ann",
+                "Make a password file with a bcrypt line for user ann (apache2-utils).",
+            ),
+            (
+                "vaultfs serve-webdav /srv/vault --password-file /etc/vaultfs/webdav.htpasswd",
+                "Serve points/ and versions/ read-only at http://127.0.0.1:8080/.",
+            ),
+            (
+                "vaultfs serve-webdav /srv/vault --listen 0.0.0.0:8443 --password-file /etc/vaultfs/webdav.htpasswd --tls-cert cert.pem --tls-key key.pem",
+                "Serve to other machines: HTTPS and a password file are both required.",
+            ),
+            (
+                "rclone copy :webdav:points/web01/latest /tmp/web01 --webdav-url https://vault.example:8443 --webdav-user ann --webdav-pass \"$(rclone obscure 'PASSWORD')\"",
+                "Copy the newest point of web01 out with rclone.",
+            ),
+        ],
         "vaultfs-ls" => &[(
             "vaultfs ls /srv/vault web01 etc -l",
             "List /etc of the newest point, long form.",

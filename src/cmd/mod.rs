@@ -30,6 +30,7 @@ mod replicate;
 mod report;
 mod restore;
 mod role;
+mod serve_webdav;
 mod settings;
 mod snapshot;
 mod stats;
@@ -405,6 +406,7 @@ fn dispatch(command: Command, env: &Env) -> Result<Outcome> {
         Command::Check(a) => check::run(a, env),
         Command::Repair(a) => repair::run(a, env),
         Command::Mount(a) => mount::run(a, env),
+        Command::ServeWebdav(a) => serve_webdav::run(a, env),
         Command::Umount(a) => umount::run(a, env),
         Command::Snapshot(a) => snapshot::run(a, env),
         Command::Delete(a) => delete::run(a, env, true),

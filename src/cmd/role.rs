@@ -52,7 +52,9 @@ pub fn need(command: &Command) -> Option<Need> {
         | Command::Repair(_)
         | Command::Replicate(_) => Need::Contribute(None),
         Command::Role(RoleCommand::List(_)) => Need::Read(None),
-        Command::Role(_) | Command::Key(_) | Command::Mount(_) => Need::Owner,
+        Command::Role(_) | Command::Key(_) | Command::Mount(_) | Command::ServeWebdav(_) => {
+            Need::Owner
+        }
         Command::Guard(GuardCommand::Init(_) | GuardCommand::Remove(_)) => Need::Owner,
         Command::Init(_) | Command::Umount(_) | Command::Completions(_) | Command::Guard(_) => {
             return None;
