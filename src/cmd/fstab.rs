@@ -66,6 +66,7 @@ fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
                 "lock_wait" => global.extend(with("--lock-wait")?),
                 "cache_size" => flags.extend(with("--cache-size")?),
                 "threads" => flags.extend(with("--threads")?),
+                "io_uring" => flags.extend(with("--io-uring")?),
                 "staging_dir" => flags.extend(with("--staging-dir")?),
                 "allow_other" => flags.push("--allow-other".into()),
                 "nonempty" => flags.push("--nonempty".into()),
