@@ -126,3 +126,63 @@ fn auto_uses_io_uring_when_the_kernel_offers_it() {
     assert_eq!(names_in(&m.path("incoming")), ["web"]);
     assert_eq!(ring_requests(&fx.vault), 0, "off used the ring");
 }
+
+/// `kernel.io_uring_disabled` at 2 (no process may create an io_uring) for the guard's life,
+/// put back on drop; holds the kernel's FUSE switch on meanwhile.
+struct NoIoUring {
+    old: String,
+    _param: UringParam,
+}
+
+const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+
+impl NoIoUring {
+    fn set() -> NoIoUring {
+        let param = UringParam::set(true);
+        let old = fs::read_to_string(IO_URING_DISABLED).expect(IO_URING_DISABLED);
+        fs::write(IO_URING_DISABLED, "2").expect("set io_uring_disabled (root)");
+        NoIoUring {
+            old: old.trim().to_string(),
+            _param: param,
+        }
+    }
+}
+
+impl Drop for NoIoUring {
+    fn drop(&mut self) {
+        let _ = fs::write(IO_URING_DISABLED, &self.old);
+    }
+}
+
+#[test]
+fn a_kernel_that_refuses_io_uring_fails_on_and_falls_back_in_auto() {
+    let fx = Fixture::new();
+    make_small_tree(&fx.src, 5);
+    let _no = NoIoUring::set();
+    let mut m = Mount::guard(&fx.vault, &fx.mnt).with_arg("--io-uring=on");
+    let out = m.try_mount();
+    let err = failed_clearly(&["mount", "--io-uring=on"], &out);
+    assert!(err.contains("io_uring"), "{err}");
+    assert!(!is_mounted(&fx.mnt), "mounted although refused");
+    for &pid in &m.pids {
+        assert!(
+            wait_gone(pid, std::time::Duration::from_secs(10)),
+            "daemon {pid} stayed"
+        );
+    }
+    drop(m);
+
+    let mut m = Mount::guard(&fx.vault, &fx.mnt).with_arg("--io-uring=auto");
+    m.mount();
+    assert!(
+        log_of(&m).contains("FUSE transport: /dev/fuse"),
+        "auto did not fall back:\n{}",
+        m.log_tail()
+    );
+    let dst = m.path("incoming/web");
+    fs::create_dir(&dst).unwrap();
+    rsync(&["-aHX"], &fx.src, &dst);
+    assert_eq!(ring_requests(&fx.vault), 0);
+    snapshot(&m.mnt, "web");
+    assert_eq!(contents(&fx.src), contents(&m.latest("web")));
+}

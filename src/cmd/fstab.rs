@@ -98,7 +98,7 @@ mod tests {
             "/srv/vault",
             "/mnt/v",
             "-o",
-            "rw,passphrase_file=/etc/v.pass,allow_other,noauto,x-systemd.automount,cache_size=64M",
+            "rw,passphrase_file=/etc/v.pass,allow_other,noauto,x-systemd.automount,cache_size=64M,io_uring=on",
         ]))
         .unwrap()
         .unwrap();
@@ -114,6 +114,8 @@ mod tests {
                 "--allow-other",
                 "--cache-size",
                 "64M",
+                "--io-uring",
+                "on",
             ])
         );
         assert!(helper_args(&args(&["vaultfs", "mount"])).is_none());
