@@ -20,6 +20,11 @@
 #                      mounted with --allow-other, so every request goes through the role check
 #   BENCH_WEBDAV=1     add row f of the read side: a point copied out through the WebDAV door
 #                      (`vaultfs serve-webdav` + `rclone copy`) against `cp -a` through the mount
+#   BENCH_IO_URING=M   how vaultfs mounts get FUSE requests: on (FUSE over io_uring; the kernel's
+#                      switch /sys/module/fuse/parameters/enable_uring is set to Y for the run and
+#                      put back after), off (/dev/fuse), or both: the whole run twice, off then on,
+#                      each table with its own plain/restic/borg rows to take ratios against.
+#                      Unset: mount's default (auto), the kernel's switch as it is
 #   BENCH_MUTATE_PCT=P share of the corpus bytes the ingest side changes between its two ingests
 #                      (default 1)
 #
@@ -84,6 +89,30 @@ log_tail() { # FILE: show the end of a tool's log on stderr
     tail -n 25 "$1" >&2 || true
     printf -- '----\n' >&2
 }
+
+# ---------------------------------------------------------------- transport (BENCH_IO_URING)
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+case "${BENCH_IO_URING:-}" in
+"" | off) ;;
+on | both)
+    [ -w "$URING_PARAM" ] || die "BENCH_IO_URING=$BENCH_IO_URING needs root and $URING_PARAM (Linux 6.14+)"
+    URING_OLD=$(cat "$URING_PARAM")
+    echo Y >"$URING_PARAM"
+    if [ "$BENCH_IO_URING" = both ]; then
+        trap 'echo "$URING_OLD" >"$URING_PARAM"' EXIT
+        rc=0
+        for mode in off on; do
+            say "BENCH_IO_URING=both: the run with vaultfs mounts --io-uring $mode"
+            echo "==== vaultfs mounts with --io-uring $mode"
+            BENCH_IO_URING=$mode "${BASH_SOURCE[0]}" || rc=$?
+        done
+        exit "$rc"
+    fi
+    trap 'echo "$URING_OLD" >"$URING_PARAM"' EXIT # until cleanup takes over (restore_uring)
+    ;;
+*) die "BENCH_IO_URING=$BENCH_IO_URING: want on, off or both" ;;
+esac
+restore_uring() { [ -z "${URING_OLD:-}" ] || echo "$URING_OLD" >"$URING_PARAM"; }
 
 # ---------------------------------------------------------------- prerequisites
 export PATH="$PATH:${HOME:-/root}/.cargo/bin:/usr/local/sbin:/usr/sbin:/sbin"
@@ -253,6 +282,7 @@ cleanup() {
     trap - INT TERM
     if [ -n "${WEBDAV_PID:-}" ]; then kill "$WEBDAV_PID" 2>/dev/null || true; fi
     unmount_all
+    restore_uring
     if awk -v t="$T/" 'index($2, t) == 1 {f = 1} END {exit !f}' /proc/self/mounts; then
         say "mounts remain under $T; not deleting it:"
         grep -F " $T/" /proc/self/mounts >&2 || true
@@ -577,6 +607,7 @@ vaultfs_mount() {
         "$VFS" role grant "$1" --group nogroup operator >>"$3" 2>&1 || true
         extra=(--allow-other)
     fi
+    [ -z "${BENCH_IO_URING:-}" ] || extra+=(--io-uring "$BENCH_IO_URING")
     timeout 600 "$VFS" mount "$1" "$2" "${extra[@]}" >>"$3" 2>&1
 }
 

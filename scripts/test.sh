@@ -7,6 +7,23 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
+# VAULTFS_TEST_IO_URING=on|off|auto: every test mount that does not choose its transport gets
+# `--io-uring $VAULTFS_TEST_IO_URING` (tests/common/mnt.rs). `on` switches the kernel's FUSE over
+# io_uring on for the run (root) and puts the old value back on exit. Unset (CI): the default,
+# auto, with the kernel's switch as it is; CI runs one mode, not both.
+case "${VAULTFS_TEST_IO_URING:-}" in
+  "" | off | auto) ;;
+  on)
+    uring_param=/sys/module/fuse/parameters/enable_uring
+    uring_old=$(cat "$uring_param")
+    trap 'echo "$uring_old" > "$uring_param"' EXIT
+    echo Y > "$uring_param"
+    echo "== FUSE over io_uring on ($uring_param=Y for this run, $uring_old after)"
+    ;;
+  *) echo "VAULTFS_TEST_IO_URING must be on, off or auto" >&2; exit 2 ;;
+esac
+export VAULTFS_TEST_IO_URING
+
 start=$(date +%s)
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -418,6 +418,10 @@ pub struct MountArgs {
     /// FUSE worker threads
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,
+    /// Carry FUSE requests over io_uring (Linux 6.14+ with the fuse module parameter
+    /// enable_uring=Y): `auto` when the kernel offers it, `on` or fail, `off` /dev/fuse only
+    #[arg(long, value_enum, default_value_t = IoUring::Auto, value_name = "MODE")]
+    pub io_uring: IoUring,
     /// Where data written into incoming/ waits until it is sealed into the vault, encrypted
     /// with a key only the daemon holds; a directory vaultfs-<vault id> (mode 0700) is made in it
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
@@ -429,6 +433,14 @@ pub struct MountArgs {
     /// 127.0.0.1 only; give an address (`0.0.0.0:9469`) to expose it beyond this machine
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::metrics::parse_listen)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// `mount --io-uring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoUring {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Args)]

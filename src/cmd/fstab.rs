@@ -66,6 +66,7 @@ fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
                 "lock_wait" => global.extend(with("--lock-wait")?),
                 "cache_size" => flags.extend(with("--cache-size")?),
                 "threads" => flags.extend(with("--threads")?),
+                "io_uring" => flags.extend(with("--io-uring")?),
                 "staging_dir" => flags.extend(with("--staging-dir")?),
                 "allow_other" => flags.push("--allow-other".into()),
                 "nonempty" => flags.push("--nonempty".into()),
@@ -97,7 +98,7 @@ mod tests {
             "/srv/vault",
             "/mnt/v",
             "-o",
-            "rw,passphrase_file=/etc/v.pass,allow_other,noauto,x-systemd.automount,cache_size=64M",
+            "rw,passphrase_file=/etc/v.pass,allow_other,noauto,x-systemd.automount,cache_size=64M,io_uring=on",
         ]))
         .unwrap()
         .unwrap();
@@ -113,6 +114,8 @@ mod tests {
                 "--allow-other",
                 "--cache-size",
                 "64M",
+                "--io-uring",
+                "on",
             ])
         );
         assert!(helper_args(&args(&["vaultfs", "mount"])).is_none());

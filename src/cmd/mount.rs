@@ -9,10 +9,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use vaultfs::keys::MasterKey;
 
-use vaultfs::cli::MountArgs;
+use vaultfs::cli::{IoUring, MountArgs};
 use vaultfs::control::Handler;
 use vaultfs::daemon::process::{self, LOG_FILE, Ready, Started};
 use vaultfs::daemon::{self, MountOptions};
+use vaultfs::fuse::IoUringMode;
 use vaultfs::vault::{Location, Vault};
 
 use super::{Env, Outcome};
@@ -70,6 +71,9 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
             mnt.display()
         );
     }
+    if a.io_uring == IoUring::On {
+        vaultfs::fuse::io_uring_offered().map_err(|why| anyhow::anyhow!("--io-uring on: {why}"))?;
+    }
     let credential = env.unlock_credential(&location)?;
     // The key slot is opened here, before the fork: a wrong key is reported directly, and the
     // daemon never holds Argon2's working memory or the credential.
@@ -80,6 +84,11 @@ pub fn run(a: MountArgs, env: &Env) -> Result<Outcome> {
         allow_other: a.allow_other,
         cache_bytes: a.cache_size.clamp(16 << 20, 64 << 30) as usize,
         threads: a.threads.clamp(1, 64),
+        io_uring: match a.io_uring {
+            IoUring::Auto => IoUringMode::Auto,
+            IoUring::On => IoUringMode::On,
+            IoUring::Off => IoUringMode::Off,
+        },
         staging: env.path(&a.staging_dir),
         read_only: replica.is_some(),
         cache_root: env.cache_root(),

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::control::{self, Handler, Request, Responder, Response};
-use crate::fuse::{FuseSession, raise_readahead};
+use crate::fuse::{FuseSession, IoUringMode, raise_readahead};
 use crate::vault::{Vault, VaultError};
 use crate::view::{View, ViewError};
 
@@ -31,6 +31,8 @@ pub struct MountOptions {
     pub allow_other: bool,
     pub cache_bytes: usize,
     pub threads: usize,
+    /// Whether FUSE requests come over io_uring.
+    pub io_uring: IoUringMode,
     /// Where staging directories for data written into `incoming/` go.
     pub staging: PathBuf,
     /// A secondary copy: mounted read-only, and the scheduler does nothing.
@@ -175,7 +177,11 @@ pub fn serve(
         let _ = force_unmount(&mountpoint, true);
     }
     let _ = worker.join();
-    tracing::debug!("FUSE requests served: {}", crate::fuse::requests_line());
+    tracing::debug!(
+        "FUSE requests served: {} ({} over io_uring)",
+        crate::fuse::requests_line(),
+        fuser::ring_request_count()
+    );
     signal_handle.close();
     sched_stop.store(true, Ordering::Relaxed);
     scheduler.thread().unpark();
@@ -217,6 +223,7 @@ fn mount(vault: &Arc<Vault>, opts: &MountOptions) -> Result<(Arc<View>, FuseSess
         &opts.mountpoint,
         opts.allow_other,
         opts.threads,
+        opts.io_uring,
         opts.read_only,
     )
     .map_err(|source| DaemonError::Mount {
@@ -297,6 +304,10 @@ fn control_handler(
                 status.ticks.load(Ordering::Relaxed)
             ));
             out.out(format!("fuse requests: {}", crate::fuse::requests_line()));
+            out.out(format!(
+                "fuse requests over io_uring: {}",
+                fuser::ring_request_count()
+            ));
             out.send(&Response::Exit(0));
         }
         cmd @ Request::Command { .. } => {

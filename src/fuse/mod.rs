@@ -32,7 +32,7 @@ use convert::{
     reply_entry, reply_xattr, time_ns, ttl,
 };
 
-pub use session::{FuseSession, Unmounter, raise_readahead};
+pub use session::{FuseSession, IoUringMode, Unmounter, io_uring_offered, raise_readahead};
 
 /// Largest read the kernel may send and read-ahead we ask for.
 pub const MAX_READ_BYTES: u32 = 1 << 20;

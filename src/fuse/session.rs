@@ -6,10 +6,42 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL, SessionUnmounter};
+use fuser::{
+    Config, INodeNo, IoUringConfig, MountOption, Notifier, Session, SessionACL, SessionUnmounter,
+};
 
 use super::{FuseFs, MAX_READ_BYTES};
 use crate::view::{KernelCache, View};
+
+/// Where FUSE requests come from (`mount --io-uring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoUringMode {
+    /// io_uring when the kernel offers it and takes the rings, else /dev/fuse.
+    Auto,
+    /// io_uring or no mount.
+    On,
+    /// /dev/fuse only.
+    Off,
+}
+
+/// The kernel's switch for FUSE over io_uring, read when a connection starts (INIT).
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether the kernel offers FUSE over io_uring to new mounts; if not, why, in words naming
+/// the module parameter.
+pub fn io_uring_offered() -> Result<(), String> {
+    match std::fs::read_to_string(ENABLE_URING) {
+        Ok(v) if v.trim() == "Y" => Ok(()),
+        Ok(_) => Err(format!(
+            "the kernel does not offer FUSE over io_uring: {ENABLE_URING} is N (as root: echo Y > \
+             {ENABLE_URING})"
+        )),
+        Err(_) => Err(format!(
+            "the kernel does not offer FUSE over io_uring: no {ENABLE_URING} (Linux 6.14 or \
+             later is needed)"
+        )),
+    }
+}
 
 /// A mounted view, not yet serving.
 pub struct FuseSession {
@@ -48,13 +80,74 @@ impl KernelCache for KernelNotifier {
 }
 
 impl FuseSession {
-    /// Mount `view` at `mountpoint`, served by `threads` workers; other users may enter only
-    /// with `allow_other`.
+    /// Mount `view` at `mountpoint`, served by `threads` workers (over /dev/fuse; over
+    /// io_uring, `threads` spread over the CPUs' queues, at least one per CPU); other users may
+    /// enter only with `allow_other`. `Auto` falls back to /dev/fuse when the kernel does not
+    /// offer io_uring or refuses the rings.
     pub fn mount(
         view: Arc<View>,
         mountpoint: &Path,
         allow_other: bool,
         threads: usize,
+        io_uring: IoUringMode,
+        read_only: bool,
+    ) -> io::Result<FuseSession> {
+        let ring = |required| IoUringConfig {
+            threads_per_queue: threads.div_ceil(fuser::io_uring_queue_count()).max(1),
+            depth: 1,
+            required,
+        };
+        let session = match io_uring {
+            IoUringMode::Off => {
+                Self::mount_with(view, mountpoint, allow_other, threads, None, read_only)?
+            }
+            IoUringMode::On => Self::mount_with(
+                view,
+                mountpoint,
+                allow_other,
+                threads,
+                Some(ring(true)),
+                read_only,
+            )?,
+            IoUringMode::Auto => {
+                match Self::mount_with(
+                    view.clone(),
+                    mountpoint,
+                    allow_other,
+                    threads,
+                    Some(ring(false)),
+                    read_only,
+                ) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(
+                            "FUSE over io_uring failed ({e}); mounting again over /dev/fuse"
+                        );
+                        Self::mount_with(view, mountpoint, allow_other, threads, None, read_only)?
+                    }
+                }
+            }
+        };
+        match session.session.io_uring() {
+            Some(r) => tracing::info!(
+                "FUSE transport: io_uring, {} queues x {} threads x {} entries of {} KiB \
+                 (FORGET and INTERRUPT over /dev/fuse)",
+                r.queues,
+                r.threads_per_queue,
+                r.depth,
+                r.payload / 1024
+            ),
+            None => tracing::info!("FUSE transport: /dev/fuse, {threads} threads"),
+        }
+        Ok(session)
+    }
+
+    fn mount_with(
+        view: Arc<View>,
+        mountpoint: &Path,
+        allow_other: bool,
+        threads: usize,
+        io_uring: Option<IoUringConfig>,
         read_only: bool,
     ) -> io::Result<FuseSession> {
         let mut config = Config::default();
@@ -84,6 +177,7 @@ impl FuseSession {
         };
         config.n_threads = Some(threads.max(1));
         config.clone_fd = true;
+        config.io_uring = io_uring;
         let session = Session::new(FuseFs::new(view.clone()), mountpoint, &config)?;
         view.set_kernel_cache(Arc::new(KernelNotifier(session.notifier())));
         Ok(FuseSession { session })

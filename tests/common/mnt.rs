@@ -239,11 +239,19 @@ impl Mount {
         self
     }
 
-    /// `vaultfs mount VAULT MNT`, remembering the daemon's pid whatever the outcome.
+    /// `vaultfs mount VAULT MNT`, remembering the daemon's pid whatever the outcome. With
+    /// `VAULTFS_TEST_IO_URING` set (`scripts/test.sh` in either mode), mounts that do not choose
+    /// their transport get `--io-uring $VAULTFS_TEST_IO_URING`.
     pub fn try_mount(&mut self) -> Output {
+        let transport = std::env::var("VAULTFS_TEST_IO_URING")
+            .ok()
+            .filter(|_| !self.args.iter().any(|a| a.starts_with("--io-uring")))
+            .map(|mode| vec!["--io-uring".to_string(), mode])
+            .unwrap_or_default();
         let out = Command::new(bin())
             .args(["mount", s(&self.vault), s(&self.mnt)])
             .args(&self.args)
+            .args(&transport)
             .env("VAULTFS_PASSPHRASE", PASS)
             .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -484,4 +492,47 @@ pub fn rsync(opts: &[&str], src: &Path, dst: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The kernel's switch for FUSE over io_uring (read by each new mount at INIT).
+pub const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Serializes the tests of one binary that set [`ENABLE_URING`].
+static URING_PARAM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`ENABLE_URING`] at a value (root only) and puts the old value back on drop, also
+/// when the test panics. Tests of one binary that take it run one at a time.
+pub struct UringParam {
+    old: String,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl UringParam {
+    pub fn set(on: bool) -> UringParam {
+        let lock = URING_PARAM.lock().unwrap_or_else(|e| e.into_inner());
+        let old = fs::read_to_string(ENABLE_URING)
+            .unwrap_or_else(|e| panic!("{ENABLE_URING}: {e} (Linux 6.14+ is needed)"));
+        fs::write(ENABLE_URING, if on { "Y" } else { "N" }).expect("set enable_uring (root)");
+        UringParam {
+            old: old.trim().to_string(),
+            _lock: lock,
+        }
+    }
+}
+
+impl Drop for UringParam {
+    fn drop(&mut self) {
+        let _ = fs::write(ENABLE_URING, &self.old);
+    }
+}
+
+/// Requests the daemon of `vault` received over io_uring (its status on the control socket).
+pub fn ring_requests(vault: &Path) -> u64 {
+    let lines = daemon_status(vault);
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("fuse requests over io_uring: "))
+        .unwrap_or_else(|| panic!("no io_uring count in the status: {lines:?}"))
+        .parse()
+        .expect("a count")
 }

@@ -139,6 +139,9 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// vaultfs: the io_uring rings, registered after INIT (None: /dev/fuse only).
+    #[cfg(target_os = "linux")]
+    uring: Option<(Vec<crate::ring::RingThread<FS>>, crate::ring::IoUringInfo)>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,9 +189,11 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            #[cfg(target_os = "linux")]
+            uring: None,
         };
 
-        session.handshake()?;
+        session.start()?;
 
         Ok(session)
     }
@@ -214,9 +219,11 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            #[cfg(target_os = "linux")]
+            uring: None,
         };
 
-        session.handshake()?;
+        session.start()?;
 
         Ok(session)
     }
@@ -252,8 +259,18 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            #[cfg(target_os = "linux")]
+            uring,
         } = self;
 
+        // vaultfs: with io_uring, /dev/fuse carries only FORGET and INTERRUPT: one thread.
+        #[cfg(target_os = "linux")]
+        let n_threads = if uring.is_some() {
+            1
+        } else {
+            config.n_threads.unwrap_or(1)
+        };
+        #[cfg(not(target_os = "linux"))]
         let n_threads = config.n_threads.unwrap_or(1);
 
         if !cfg!(target_os = "linux") && n_threads != 1 {
@@ -286,6 +303,8 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        #[cfg(target_os = "linux")]
+        let ring_ch = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -304,6 +323,17 @@ impl<FS: Filesystem> Session<FS> {
                     .name(thread_name)
                     .spawn(move || event_loop.event_loop())?,
             );
+        }
+
+        #[cfg(target_os = "linux")]
+        for (k, ring) in uring.into_iter().flat_map(|(r, _)| r).enumerate() {
+            threads.push(ring.serve(SessionEventLoop {
+                thread_name: format!("fuser-ring-{k}"),
+                filesystem: filesystem.clone(),
+                ch: ring_ch.clone(),
+                allowed,
+                session_owner,
+            }));
         }
 
         let mut reply: io::Result<()> = Ok(());
@@ -332,7 +362,67 @@ impl<FS: Filesystem> Session<FS> {
         reply
     }
 
-    fn handshake(&mut self) -> io::Result<()> {
+    /// vaultfs: INIT, with io_uring rings created before it and registered after it when
+    /// the configuration asks for them.
+    fn start(&mut self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(cfg) = self.config.io_uring {
+            let rings = match crate::ring::create(&cfg) {
+                Ok(rings) => Some(rings),
+                Err(e) if cfg.required => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot set up an io_uring for FUSE: {e}"),
+                    ));
+                }
+                Err(e) => {
+                    warn!("FUSE over io_uring not used: cannot set up an io_uring: {e}");
+                    None
+                }
+            };
+            let payload = self.handshake(rings.is_some())?;
+            match (rings, payload) {
+                (Some(rings), Some(payload)) => {
+                    let info = crate::ring::IoUringInfo {
+                        queues: rings.len() / cfg.threads_per_queue.max(1),
+                        threads_per_queue: cfg.threads_per_queue.max(1),
+                        depth: cfg.depth.max(1),
+                        payload,
+                    };
+                    let served = crate::ring::start(
+                        rings,
+                        self.ch.as_fd(),
+                        payload,
+                        info.depth,
+                        &self.ch.sender(),
+                    )?;
+                    self.uring = Some((served, info));
+                }
+                _ if cfg.required => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the kernel does not offer FUSE over io_uring \
+                         (/sys/module/fuse/parameters/enable_uring is not Y, or Linux < 6.14)",
+                    ));
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        self.handshake(false).map(|_| ())
+    }
+
+    /// The shape of the io_uring rings this session serves, or None when it serves /dev/fuse
+    /// alone.
+    #[cfg(target_os = "linux")]
+    pub fn io_uring(&self) -> Option<crate::ring::IoUringInfo> {
+        self.uring.as_ref().map(|(_, info)| *info)
+    }
+
+    /// Answer INIT. With `want_uring`, take FUSE_OVER_IO_URING when the kernel offers it and
+    /// return the ring entries' payload size.
+    fn handshake(&mut self, want_uring: bool) -> io::Result<Option<usize>> {
+        let mut uring_payload = None;
         let mut buf = FuseReadBuf::new();
         let buf = buf.as_mut();
 
@@ -429,6 +519,24 @@ impl<FS: Filesystem> Session<FS> {
                 return Err(error);
             }
 
+            // FUSE over io_uring: every ring entry needs a payload buffer of at least
+            // max(max_write, max_pages * PAGE_SIZE), so cap max_write at 1 MiB first.
+            // The kernel checks against max(max_write, max_pages * PAGE_SIZE, 8 KiB), with
+            // max_pages as sent (it may lower it, never raise it).
+            if want_uring && init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING) {
+                let _ = config.set_max_write(config.max_write.min(1 << 20));
+                if config
+                    .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                    .is_ok()
+                {
+                    let page = page_size::get();
+                    let bytes = (config.max_pages() as usize * page)
+                        .max(config.max_write as usize)
+                        .max(8192);
+                    uring_payload = Some(bytes.div_ceil(page) * page);
+                }
+            }
+
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
@@ -473,7 +581,7 @@ impl<FS: Filesystem> Session<FS> {
             <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
                 .send_ll(&response);
 
-            return Ok(());
+            return Ok(uring_payload);
         }
     }
 

@@ -18,6 +18,22 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// vaultfs: serve requests over FUSE io_uring when the kernel offers it (Linux 6.14+, fuse
+    /// module parameter `enable_uring`). `None`: /dev/fuse only.
+    pub io_uring: Option<IoUringConfig>,
+}
+
+/// vaultfs: how FUSE over io_uring is served: one queue per possible CPU (the kernel's choice),
+/// each served by `threads_per_queue` threads pinned to that CPU, each thread owning an io_uring
+/// with `depth` entries registered on the queue.
+#[derive(Debug, Clone, Copy, Eq, PartialEq)]
+pub struct IoUringConfig {
+    /// Threads serving each CPU's queue (at least 1).
+    pub threads_per_queue: usize,
+    /// Ring entries per thread (at least 1).
+    pub depth: usize,
+    /// Fail the mount when io_uring cannot be used, instead of serving over /dev/fuse.
+    pub required: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type
