@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 
 use anyhow::{Context, Result};
 
@@ -85,14 +84,7 @@ pub fn run(a: BackupArgs, env: &Env) -> Result<Outcome> {
                         sized.store(true, Ordering::Relaxed);
                     });
                 }
-                backup::backup_tagged(
-                    &vault,
-                    &a.item,
-                    &sources,
-                    &select,
-                    &a.tags.tags,
-                    &progress,
-                )
+                backup::backup_tagged(&vault, &a.item, &sources, &select, &a.tags.tags, &progress)
             })
         },
     );

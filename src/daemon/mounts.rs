@@ -95,3 +95,24 @@ pub fn force_unmount(path: &Path, lazy: bool) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vaultfs_mounts_device_comes_from_mountinfo_without_touching_the_mount_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = dir.path().join("my vault");
+        std::fs::create_dir(&vault).unwrap();
+        std::fs::write(vault.join("config"), b"x").unwrap();
+        let src = vault.to_str().unwrap().replace(' ', "\\040");
+        // The mount point does not exist: reading it would fail, so only mountinfo is used.
+        let line = format!("88 29 0:63 / /no/such/mnt rw,nosuid - fuse.vaultfs {src} rw,user_id=0");
+        assert_eq!(vaultfs_device(&line), Some(libc::makedev(0, 63)));
+        let other = line.replace("fuse.vaultfs", "ext4");
+        assert_eq!(vaultfs_device(&other), None);
+        let not_a_vault = "88 29 0:63 / /m rw - fuse.sshfs host:/x rw";
+        assert_eq!(vaultfs_device(not_a_vault), None);
+    }
+}
