@@ -27,7 +27,7 @@ use crate::keys::ephemeral::{EphemeralKey, StreamId};
 /// Files up to this size wait in memory...
 const MEM_FILE_MAX: u64 = 1 << 20;
 /// ...while all of them together stay under this.
-const MEM_TOTAL_MAX: u64 = 64 << 20;
+const MEM_TOTAL_MAX: u64 = 16 << 20;
 /// Emptied staging files kept for reuse.
 const SPARE_FILES_MAX: usize = 32;
 /// Encrypted zeros are written in pieces of this size.
