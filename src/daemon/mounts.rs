@@ -6,10 +6,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// True if `path` is a mount point whose FUSE daemon is gone ("Transport endpoint is not
-/// connected").
+/// connected"). Over io_uring a request the kernel had queued when the daemon died ends with
+/// ECANCELED (ECONNABORTED when the abort catches it in flight): gone as well.
 pub fn is_stale_mount(path: &Path) -> bool {
     // statfs always reaches the filesystem; stat may be answered from the kernel's cache.
-    matches!(crate::view::space::statvfs(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    matches!(
+        crate::view::space::statvfs(path),
+        Err(e) if matches!(
+            e.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+        )
+    )
 }
 
 /// Mount points listed in /proc/self/mounts: (source, mount point, fstype).
